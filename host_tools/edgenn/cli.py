@@ -1,0 +1,80 @@
+"""`edgenn ...`: a thin command line over the library.
+
+Each subcommand lives in its own module under `edgenn.commands` and exposes
+`NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`. This file only wires them up
+and turns `UserError` (and Ctrl-C) into one line on stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edgenn import __version__
+from edgenn.errors import UserError
+
+# Order is the order `edgenn --help` lists them in: the user's journey.
+COMMAND_MODULES = [
+    "datasets",
+    "train",
+    "quantize",
+    "evaluate",
+    "boards",
+    "vboard",
+    "flash",
+    "deploy",
+    "doctor",
+    "predict",
+    "eval_device",
+    "monitor",
+]
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _load_commands() -> list:
+    modules = []
+    for name in COMMAND_MODULES:
+        try:
+            modules.append(importlib.import_module(f"edgenn.commands.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"edgenn.commands.{name}":
+                raise
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgenn",
+        description="Train a small neural network, quantize it to integers, and run it on an ESP32 "
+        "under stock MicroPython (or on a virtual board).",
+    )
+    parser.add_argument("--version", action="version", version=f"edgenn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in _load_commands():
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"edgenn {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"edgenn {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Talking to boards: serial protocol client, deploy (mpy-cross + mpremote), flash (esptool), virtual board."""

@@ -1,0 +1,47 @@
+# edgenn — the two set-up commands are `make demo` and `make test`; both install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+OUT    := out
+
+.PHONY: setup demo test test-host test-firmware test-e2e bench lint clean
+
+setup: $(STAMP) $(NPM_STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(NPM_STAMP): package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+demo: setup
+	$(BIN)/python -m edgenn.demo --out $(OUT)
+
+test: setup
+	$(BIN)/ruff check host_tools tests bench
+	$(BIN)/pytest
+
+test-host: setup
+	$(BIN)/pytest tests/host
+
+test-firmware: setup
+	$(BIN)/pytest tests/firmware
+
+test-e2e: setup
+	$(BIN)/pytest tests/e2e
+
+bench: setup
+	$(BIN)/python -m bench.run
+
+lint: setup
+	$(BIN)/ruff check host_tools tests bench
+	$(BIN)/ruff format --check host_tools tests bench
+
+clean:
+	rm -rf $(OUT) .pytest_cache bench/results

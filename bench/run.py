@@ -24,7 +24,7 @@ BENCHMARKS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], help="benchmarks to run (default: all)")
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], help="which to run (default: all)")
     parser.add_argument("--results", type=Path, default=Path("bench/results"), help="where JSON goes")
     args = parser.parse_args(argv)
     names = args.names or list(BENCHMARKS)

@@ -1,1 +1,1 @@
-"""Talking to boards: serial protocol client, deploy (mpy-cross + mpremote), flash (esptool), virtual board."""
+"""Talking to boards: serial protocol client, deploy (mpy-cross + mpremote), flash (esptool), vboard."""

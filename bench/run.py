@@ -24,10 +24,13 @@ BENCHMARKS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], help="which to run (default: all)")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"which to run: {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--results", type=Path, default=Path("bench/results"), help="where JSON goes")
     args = parser.parse_args(argv)
     names = args.names or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     args.results.mkdir(parents=True, exist_ok=True)
     combined: dict = {
         "host": {"python": platform.python_version(), "machine": platform.machine(), "node": platform.node()},

@@ -24,7 +24,8 @@ BENCHMARKS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"which to run: {', '.join(BENCHMARKS)} (default: all)")
+    which = ", ".join(BENCHMARKS)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"which to run: {which} (default: all)")
     parser.add_argument("--results", type=Path, default=Path("bench/results"), help="where JSON goes")
     args = parser.parse_args(argv)
     names = args.names or list(BENCHMARKS)

@@ -1,0 +1,375 @@
+"""A small multilayer perceptron in NumPy: forward pass, backpropagation, optimizers, training loop.
+
+Notation (one mini-batch of n rows):
+    a_0 = x                                   standardized inputs, shape (n, d)
+    z_l = a_{l-1} @ W_l + b_l                 W_l has shape (n_in, n_out)
+    a_l = f_l(z_l)                            f = relu | sigmoid | tanh for hidden layers, identity last
+classify:  p = softmax(z_L),  loss = -mean_i log p[i, y_i]               dL/dz_L = (p - onehot(y)) / n
+regress:   loss = mean_i 0.5 * sum_k (z_L[i,k] - t[i,k])**2  (standardized t)   dL/dz_L = (z_L - t) / n
+L2 weight decay adds 0.5 * lambda * sum_l ||W_l||**2 (weights only, not biases): dL/dW_l += lambda * W_l.
+Backward, for l = L..1:  dW_l = a_{l-1}.T @ dz_l ;  db_l = sum_i dz_l ;  da_{l-1} = dz_l @ W_l.T ;
+                         dz_{l-1} = da_{l-1} * f'_{l-1}, with f' written in terms of the output a:
+                         relu: a > 0 ;  sigmoid: a * (1 - a) ;  tanh: 1 - a**2.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgenn.data import Dataset, fit_scaling, stratified_split
+from edgenn.errors import UserError
+from edgenn.floatmodel import ACTIVATIONS, FloatModel, activate
+
+OPTIMIZERS = ("adam", "sgd")
+DEFAULT_LR = {"adam": 0.01, "sgd": 0.05}
+MIN_IMPROVEMENT = 1e-4  # a validation loss must beat the best by this much to count as better
+
+
+# ---------------------------------------------------------------------------------------------------
+# The network as plain arrays
+
+
+@dataclass
+class Params:
+    W: list[np.ndarray]
+    b: list[np.ndarray]
+
+    def copy(self) -> Params:
+        return Params([w.copy() for w in self.W], [b.copy() for b in self.b])
+
+    def arrays(self) -> list[np.ndarray]:
+        return self.W + self.b
+
+
+def init_params(sizes: list[int], activation: str, rng: np.random.Generator, dtype=np.float64) -> Params:
+    """He (normal, std sqrt(2/n_in)) for ReLU layers, Xavier/Glorot (uniform +-sqrt(6/(n_in+n_out)))
+    for sigmoid/tanh layers and the linear output layer. Biases start at zero."""
+    W, b = [], []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        is_hidden = i < len(sizes) - 2
+        if is_hidden and activation == "relu":
+            w = rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_in, n_out))
+        else:
+            limit = np.sqrt(6.0 / (n_in + n_out))
+            w = rng.uniform(-limit, limit, size=(n_in, n_out))
+        W.append(w.astype(dtype))
+        b.append(np.zeros(n_out, dtype=dtype))
+    return Params(W, b)
+
+
+def activation_grad(name: str, a: np.ndarray) -> np.ndarray:
+    """f'(z) expressed through a = f(z)."""
+    if name == "relu":
+        return (a > 0).astype(a.dtype)
+    if name == "sigmoid":
+        return a * (1.0 - a)
+    if name == "tanh":
+        return 1.0 - a * a
+    if name == "identity":
+        return np.ones_like(a)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def forward(params: Params, activations: list[str], x: np.ndarray) -> list[np.ndarray]:
+    """[a_0 = x, a_1, ..., a_L]; the last is z_L (the output layer is linear)."""
+    a = [x]
+    for W, b, act in zip(params.W, params.b, activations):
+        a.append(activate(act, a[-1] @ W + b))
+    return a
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def output_loss(task: str, z: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """Data loss and dL/dz_L. `target` is class ids (classify) or standardized targets (n, k) (regress)."""
+    n = z.shape[0]
+    if task == "classify":
+        p = softmax(z)
+        rows = np.arange(n)
+        loss = -np.mean(np.log(p[rows, target] + 1e-12))
+        dz = p
+        dz[rows, target] -= 1.0
+        return float(loss), dz / n
+    diff = z - target
+    return float(0.5 * np.mean(np.sum(diff * diff, axis=1))), diff / n
+
+
+def loss_and_grads(params: Params, activations: list[str], task: str, x: np.ndarray, target: np.ndarray,
+                   weight_decay: float) -> tuple[float, Params]:
+    a = forward(params, activations, x)
+    loss, dz = output_loss(task, a[-1], target)
+    loss += 0.5 * weight_decay * sum(float(np.sum(W * W)) for W in params.W)
+    L = len(params.W)
+    dW: list[np.ndarray] = [None] * L  # type: ignore[list-item]
+    db: list[np.ndarray] = [None] * L  # type: ignore[list-item]
+    for l in range(L - 1, -1, -1):  # noqa: E741 - l is the layer index of the equations above
+        dW[l] = a[l].T @ dz + weight_decay * params.W[l]
+        db[l] = dz.sum(axis=0)
+        if l > 0:
+            dz = (dz @ params.W[l].T) * activation_grad(activations[l - 1], a[l])
+    return loss, Params(dW, db)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Optimizers: update the parameter arrays in place
+
+
+class SGD:
+    """v <- momentum * v - lr * g ;  p <- p + v"""
+
+    def __init__(self, params: Params, lr: float, momentum: float = 0.9):
+        self.lr, self.momentum = lr, momentum
+        self.velocity = [np.zeros_like(p) for p in params.arrays()]
+
+    def step(self, params: Params, grads: Params) -> None:
+        for p, g, v in zip(params.arrays(), grads.arrays(), self.velocity):
+            v *= self.momentum
+            v -= self.lr * g
+            p += v
+
+
+class Adam:
+    """m <- b1 m + (1-b1) g ; v <- b2 v + (1-b2) g^2 ; p <- p - lr * m_hat / (sqrt(v_hat) + eps)"""
+
+    def __init__(self, params: Params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = [np.zeros_like(p) for p in params.arrays()]
+        self.v = [np.zeros_like(p) for p in params.arrays()]
+        self.t = 0
+
+    def step(self, params: Params, grads: Params) -> None:
+        self.t += 1
+        # bias corrections folded into the step size (Kingma & Ba, section 2)
+        lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.t) / (1.0 - self.beta1**self.t)
+        for p, g, m, v in zip(params.arrays(), grads.arrays(), self.m, self.v):
+            m *= self.beta1
+            m += (1.0 - self.beta1) * g
+            v *= self.beta2
+            v += (1.0 - self.beta2) * (g * g)
+            p -= lr_t * m / (np.sqrt(v) + self.eps)
+
+
+def make_optimizer(name: str, params: Params, lr: float, momentum: float):
+    if name == "adam":
+        return Adam(params, lr)
+    if name == "sgd":
+        return SGD(params, lr, momentum)
+    raise UserError(f"unknown optimizer {name!r} (choose from {', '.join(OPTIMIZERS)})")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training loop
+
+
+@dataclass
+class TrainConfig:
+    hidden: tuple[int, ...] = (32, 16)
+    activation: str = "relu"
+    optimizer: str = "adam"
+    lr: float | None = None  # None: DEFAULT_LR[optimizer]
+    momentum: float = 0.9  # sgd only
+    batch_size: int = 32
+    epochs: int = 200
+    weight_decay: float = 1e-3
+    patience: int = 20  # epochs without a better validation loss before stopping; 0 disables
+    seed: int = 0
+    test_fraction: float = 0.2
+    val_fraction: float = 0.15
+    dtype: str = "float32"  # training precision; float64 for gradient checks
+
+    def check(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise UserError(f"unknown activation {self.activation!r} (choose from {', '.join(ACTIVATIONS)})")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+        if any(h < 1 for h in self.hidden):
+            raise UserError(f"hidden layer sizes must be >= 1, got {','.join(map(str, self.hidden))}")
+        for name, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
+            if value < 1:
+                raise UserError(f"--{name} must be >= 1, got {value}")
+        if self.lr is not None and not self.lr > 0:
+            raise UserError(f"--lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.patience < 0:
+            raise UserError("--weight-decay and --patience must be >= 0")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float | None
+    val_metric: float | None  # accuracy (classify) or RMSE in standardized units (regress)
+    metric_name: str
+    best_epoch: int
+
+
+@dataclass
+class FitResult:
+    params: Params
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    epochs_run: int = 0
+    seconds: float = 0.0
+
+
+def _val_metric(task: str, z: np.ndarray, target: np.ndarray) -> float:
+    if task == "classify":
+        return float(np.mean(np.argmax(z, axis=1) == target))
+    return float(np.sqrt(np.mean((z - target) ** 2)))
+
+
+def fit_arrays(x_train: np.ndarray, t_train: np.ndarray, x_val: np.ndarray | None, t_val: np.ndarray | None,
+               *, task: str, n_outputs: int, config: TrainConfig,
+               progress: Callable[[EpochReport], None] | None = None) -> FitResult:
+    """Train on already standardized arrays. Early stopping watches the validation loss and restores
+    the weights of the best epoch. Everything random comes from `config.seed`."""
+    config.check()
+    started = time.perf_counter()
+    dtype = np.dtype(config.dtype)
+    rng = np.random.default_rng(config.seed)
+    sizes = [x_train.shape[1], *config.hidden, n_outputs]
+    activations = [config.activation] * len(config.hidden) + ["identity"]
+    params = init_params(sizes, config.activation, rng, dtype)
+    optimizer = make_optimizer(config.optimizer, params, config.learning_rate, config.momentum)
+    x_train = np.ascontiguousarray(x_train, dtype=dtype)
+    t_train = t_train if task == "classify" else np.asarray(t_train, dtype=dtype)
+    has_val = x_val is not None and len(x_val) > 0
+    if has_val:
+        x_val = np.ascontiguousarray(x_val, dtype=dtype)
+        t_val = t_val if task == "classify" else np.asarray(t_val, dtype=dtype)
+    n = len(x_train)
+    batch = min(config.batch_size, n)
+    best = FitResult(params.copy())
+    best_loss = np.inf
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        order = rng.permutation(n)
+        losses = []
+        for start in range(0, n, batch):
+            rows = order[start:start + batch]
+            loss, grads = loss_and_grads(params, activations, task, x_train[rows], t_train[rows],
+                                         config.weight_decay)
+            optimizer.step(params, grads)
+            losses.append(loss * len(rows))
+        train_loss = float(sum(losses) / n)
+        if not np.isfinite(train_loss):
+            raise UserError(f"training diverged at epoch {epoch} (loss {train_loss}); try a smaller --lr")
+        val_loss = val_metric = None
+        if has_val:
+            z = forward(params, activations, x_val)[-1]
+            val_loss, _ = output_loss(task, z, t_val)
+            val_metric = _val_metric(task, z, t_val)
+        monitored = val_loss if has_val else train_loss
+        if monitored < best_loss - MIN_IMPROVEMENT:
+            best_loss = monitored
+            best.params, best.best_epoch = params.copy(), epoch
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_metric": val_metric})
+        if progress is not None:
+            progress(EpochReport(epoch, config.epochs, train_loss, val_loss, val_metric,
+                                 "accuracy" if task == "classify" else "rmse", best.best_epoch))
+        if has_val and config.patience and epoch - best.best_epoch >= config.patience:
+            break
+    best.history = history
+    best.epochs_run = len(history)
+    best.seconds = time.perf_counter() - started
+    return best
+
+
+# ---------------------------------------------------------------------------------------------------
+# Metrics and the whole journey dataset -> FloatModel
+
+
+def accuracy(predicted: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.asarray(predicted) == np.asarray(y)))
+
+
+def rmse(predicted: np.ndarray, y: np.ndarray) -> float:
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(len(y), -1)
+    return float(np.sqrt(np.mean((predicted - np.asarray(y, dtype=np.float64).reshape(len(y), -1)) ** 2)))
+
+
+def score(model: FloatModel, X: np.ndarray, y: np.ndarray) -> dict:
+    """{"accuracy": ...} or {"rmse": ...} of a float model on raw rows."""
+    if model.task == "classify":
+        return {"accuracy": accuracy(model.predict(X), y)}
+    return {"rmse": rmse(model.predict(X), y)}
+
+
+def train(dataset: Dataset, config: TrainConfig | None = None,
+          progress: Callable[[EpochReport], None] | None = None) -> FloatModel:
+    """Split (stratified, seeded), fit input scaling on the training rows, train, score on the test rows.
+    The returned model's meta records the split so the same held-out rows can be found again."""
+    config = config or TrainConfig()
+    config.check()
+    split = stratified_split(dataset, config.test_fraction, config.val_fraction, seed=config.seed)
+    if len(split.train) == 0:
+        raise UserError(f"{dataset.source}: too few rows to train ({dataset.n_rows})")
+    mean, std = fit_scaling(dataset.X[split.train])
+
+    def standardize(rows: np.ndarray) -> np.ndarray:
+        return (dataset.X[rows] - mean) / std
+
+    if dataset.task == "classify":
+        n_outputs = len(dataset.labels)
+        target_mean, target_std = np.zeros(0), np.ones(0)
+        t_train, t_val = dataset.y[split.train], dataset.y[split.val]
+    else:
+        n_outputs = 1
+        target_mean, target_std = fit_scaling(dataset.y[split.train, None])
+        t_train = (dataset.y[split.train, None] - target_mean) / target_std
+        t_val = (dataset.y[split.val, None] - target_mean) / target_std
+    result = fit_arrays(standardize(split.train), t_train, standardize(split.val), t_val,
+                        task=dataset.task, n_outputs=n_outputs, config=config, progress=progress)
+    model = FloatModel(
+        weights=[w.astype(np.float64) for w in result.params.W],
+        biases=[b.astype(np.float64) for b in result.params.b],
+        activations=[config.activation] * len(config.hidden) + ["identity"],
+        task=dataset.task,
+        labels=list(dataset.labels),
+        feature_names=list(dataset.feature_names),
+        input_mean=mean,
+        input_std=std,
+        target_mean=target_mean,
+        target_std=target_std,
+    )
+    metrics = {part: score(model, dataset.X[rows], dataset.y[rows]) | {"n": int(len(rows))}
+               for part, rows in (("train", split.train), ("val", split.val), ("test", split.test))
+               if len(rows)}
+    model.meta = {
+        "dataset": dataset.name,
+        "source": dataset.source,
+        "label_column": dataset.label_column,
+        "data_fingerprint": dataset.fingerprint(),
+        "n_rows": dataset.n_rows,
+        "split": {"seed": config.seed, "test_fraction": config.test_fraction,
+                  "val_fraction": config.val_fraction, "method": "stratified"},
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "train_seconds": round(result.seconds, 4),
+        "metrics": metrics,
+        "history": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()}
+                    for h in result.history],
+    }
+    return model
+
+
+def split_for_model(model: FloatModel, dataset: Dataset):
+    """The train/val/test rows `train` used, if `dataset` is the data the model was trained on
+    (same values, checked by fingerprint); None otherwise."""
+    split = model.meta.get("split")
+    if not split or model.meta.get("data_fingerprint") != dataset.fingerprint():
+        return None
+    return stratified_split(dataset, split["test_fraction"], split["val_fraction"], seed=split["seed"])

@@ -4,6 +4,7 @@
 #   5.1,3.5,1.4,0.2   -> {"class": 0, "label": "setosa", "scores": [57, -48, -128], "us": 412}
 #                        (regression models: {"value": 152.3, "scores": [...], "us": ...})
 #   q 142,201,13,7    -> {"q": [57, -48, -128], "us": 380}   input codes in, int8 outputs out
+#   model OFFSET      -> {"offset", "size", "hex"}: up to 256 bytes of the deployed model file
 #   info              -> model name, task, inputs, outputs, labels, kernel, MicroPython version, heap
 #   help              -> the list of requests
 #   anything else     -> {"error": "..."} and the server keeps serving
@@ -45,6 +46,20 @@ def _find_model():
     return None
 
 
+def _file_size_crc(name):
+    # The .enn file ends with its CRC32 (little-endian): the host compares it with a local file.
+    import os
+
+    size = os.stat(name)[6]
+    with open(name, "rb") as f:
+        f.seek(max(0, size - 4))
+        b = f.read(4)
+    crc = 0
+    for i in range(len(b) - 1, -1, -1):
+        crc = crc * 256 + b[i]
+    return size, "%08x" % crc
+
+
 def _version():
     v = sys.implementation.version
     return "%d.%d.%d" % (v[0], v[1], v[2])
@@ -65,6 +80,7 @@ class Server:
             if self.model_file is None:
                 self.problem = "no model deployed: run `edgenn deploy MODEL.enn --port PORT`"
             else:
+                self.model_size, self.model_crc = _file_size_crc(self.model_file)
                 try:
                     self.net = edgenn.load(self.model_file)
                 except Exception as exc:  # a bad file must not kill the server: report it instead
@@ -120,6 +136,9 @@ class Server:
         d = {"protocol": PROTOCOL, "micropython": _version(), "platform": sys.platform,
              "heap_free": gc.mem_free(), "heap_alloc": gc.mem_alloc(), "max_line": self.max_line,
              "model_file": self.model_file}
+        if self.model_file:
+            d["model_size"] = self.model_size
+            d["model_crc32"] = self.model_crc
         net = self.net
         if net:
             d["model"] = net.name
@@ -133,9 +152,31 @@ class Server:
             d["error"] = self.problem
         self.send(json.dumps(d))
 
+    def send_model(self, start, end):
+        # "model OFFSET" -> up to 256 bytes of the model file as hex, so the host can read back
+        # exactly what the board runs without stopping the server.
+        if self.model_file is None:
+            self.error(self.problem)
+            return
+        try:
+            offset = int(self.line_mv[start:end])
+        except ValueError:
+            offset = -1
+        if offset < 0 or offset > self.model_size:
+            self.error("model OFFSET: OFFSET must be 0..%d" % self.model_size)
+            return
+        import binascii
+
+        with open(self.model_file, "rb") as f:
+            f.seek(offset)
+            chunk = f.read(256)
+        self.send(b'{"offset": %d, "size": %d, "hex": "%s"}' % (offset, self.model_size,
+                                                                binascii.hexlify(chunk)))
+
     def help(self):
         self.send(b'{"help": "send V1,V2,... (one value per input) for a prediction; '
-                  b'q C1,C2,... (input codes 0-255) for raw int8 outputs; info; help"}')
+                  b'q C1,C2,... (input codes 0-255) for raw int8 outputs; model OFFSET (read the model file '
+                  b'back as hex); info; help"}')
 
     # ---- parsing -------------------------------------------------------------------------------
 
@@ -202,6 +243,9 @@ class Server:
         c = line[start]
         if c == 113 and n - start > 2 and line[start + 1] == _SPACE:  # "q C1,C2,..."
             self.predict(start + 2, n, True)
+            return
+        if n - start > 6 and bytes(self.line_mv[start:start + 6]) == b"model ":
+            self.send_model(start + 6, n)
             return
         if n - start == 4:
             word = bytes(self.line_mv[start:n])

@@ -1,0 +1,252 @@
+"""The host side of the board's serial protocol (firmware/main.py): the one module that speaks it.
+
+The protocol is line-oriented: the host writes one request line, the board writes one JSON object per
+request line. Requests are comma-separated feature values, `q C1,C2,...` (input codes 0..255, raw int8
+outputs back), `info` and `help`. When main.py starts it prints a banner `{"ready": true, ...}`.
+Anything else the board prints (boot messages, the REPL, a user's prints) is not JSON and is skipped.
+
+`BoardClient` opens any pyserial URL (`/dev/ttyUSB0`, a pty path from `edgenn vboard`,
+`socket://host:port`, `rfc2217://...`), makes sure the server is running (soft-resetting a board that
+sits at the REPL), and sends requests one at a time (`request`) or pipelined (`stream`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import serial
+
+from edgenn.errors import UserError
+
+DEFAULT_BAUD = 115200
+# An ESP32's console receive buffer is ~256 bytes; keep the unanswered request bytes below it so a
+# pipelined stream never overruns the board while it is busy computing a reply.
+DEFAULT_WINDOW_BYTES = 192
+CTRL_B = b"\x02"  # raw REPL -> friendly REPL
+CTRL_C = b"\x03"  # interrupt whatever runs
+CTRL_D = b"\x04"  # at the friendly REPL: soft reset (boot.py, then main.py)
+
+
+class BoardClient:
+    """A connection to a board running edgenn's main.py. Use as a context manager."""
+
+    def __init__(
+        self,
+        port: str,
+        baud: int = DEFAULT_BAUD,
+        timeout: float = 5.0,
+        window_bytes: int = DEFAULT_WINDOW_BYTES,
+    ) -> None:
+        self.port = port
+        self.baud = baud
+        self.timeout = timeout
+        self.window_bytes = window_bytes
+        self.banner: dict[str, Any] | None = None
+        self.noise: deque[str] = deque(maxlen=50)  # recent non-JSON lines, for error messages
+        self._serial: serial.SerialBase | None = None
+        self._pending = b""
+
+    # ---- connection ----------------------------------------------------------------------------
+
+    def open(self) -> BoardClient:
+        try:
+            self._serial = serial.serial_for_url(self.port, baudrate=self.baud, timeout=0.05)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise UserError(
+                f"cannot open serial port {self.port}: {exc}. Is the board plugged in (or `edgenn vboard` "
+                "running), and is no other program (mpremote, a terminal) holding the port?"
+            ) from None
+        return self
+
+    def close(self) -> None:
+        if self._serial is not None:
+            self._serial.close()
+            self._serial = None
+
+    def __enter__(self) -> BoardClient:
+        if self._serial is None:
+            self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def serial(self) -> serial.SerialBase:
+        if self._serial is None:
+            self.open()
+        assert self._serial is not None
+        return self._serial
+
+    def connect(self, reset: bool = False, reset_timeout: float = 10.0) -> dict[str, Any]:
+        """Make sure main.py is serving; returns its `info` reply.
+
+        Without `reset`, first asks the running server (`info`). If nothing answers -- the board sits
+        at the REPL, e.g. after mpremote -- or `reset` is set, soft-resets the board and waits for the
+        ready banner."""
+        if not reset:
+            self._drain(0.1)
+            self._write(b"\ninfo\n")
+            try:
+                return self._read_until(lambda d: "protocol" in d, 1.5, "info")
+            except UserError:
+                pass
+        self.soft_reset(reset_timeout)
+        return self.request("info")
+
+    def soft_reset(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Interrupt what runs, leave the raw REPL, soft-reset, and wait for main.py's ready banner."""
+        self._pending = b""
+        self._write(b"\r" + CTRL_C + CTRL_C)
+        time.sleep(0.1)
+        self._write(CTRL_B)
+        time.sleep(0.1)
+        self._drain(0.2)
+        self._write(CTRL_D)
+        try:
+            self.banner = self._read_until(lambda d: "ready" in d, timeout, "ready banner")
+        except UserError:
+            raise UserError(
+                f"no edgenn server on {self.port}: the board did not print the ready line within "
+                f"{timeout:.0f} s of a soft reset{self._noise_hint()}. Deploy one with "
+                f"`edgenn deploy MODEL.enn --port {self.port}`."
+            ) from None
+        return self.banner
+
+    # ---- requests ------------------------------------------------------------------------------
+
+    def request(self, line: str) -> dict[str, Any]:
+        """Send one request line, return the board's JSON reply (which may be {"error": ...})."""
+        self._write(_encode(line))
+        return self._read_reply(line)
+
+    def stream(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Pipelined requests: yields one reply per line, in order, keeping several lines in flight
+        (at most `window_bytes` unanswered bytes, and always at least one line)."""
+        in_flight: deque[tuple[str, int]] = deque()
+        unanswered = 0
+        for line in lines:
+            data = _encode(line)
+            while in_flight and unanswered + len(data) > self.window_bytes:
+                sent, size = in_flight.popleft()
+                unanswered -= size
+                yield self._read_reply(sent)
+            self._write(data)
+            in_flight.append((line, len(data)))
+            unanswered += len(data)
+        while in_flight:
+            sent, _ = in_flight.popleft()
+            yield self._read_reply(sent)
+
+    def read_model_file(self) -> bytes:
+        """The deployed .enn file, read back through the server (`model OFFSET` requests)."""
+        data = bytearray()
+        while True:
+            reply = self.request(f"model {len(data)}")
+            if "error" in reply:
+                raise UserError(f"cannot read the model back from the board: {reply['error']}")
+            chunk = bytes.fromhex(reply["hex"])
+            data += chunk
+            if not chunk or len(data) >= int(reply["size"]):
+                return bytes(data)
+
+    def lines(self) -> Iterator[str]:
+        """Every line the board prints, decoded leniently, until the port closes (for `monitor`)."""
+        while True:
+            raw = self._readline(None)
+            if raw is None:
+                return
+            yield raw.decode("utf-8", "replace").rstrip("\r\n")
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.serial.write(data)
+        except (serial.SerialException, OSError) as exc:
+            raise UserError(f"lost the serial port {self.port}: {exc}") from None
+
+    def _readline(self, deadline: float | None) -> bytes | None:
+        """One line (with its end) or None at the deadline. None deadline: wait for ever."""
+        while True:
+            cut = self._pending.find(b"\n")
+            if cut >= 0:
+                line, self._pending = self._pending[: cut + 1], self._pending[cut + 1 :]
+                return line
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            try:
+                chunk = self.serial.read(max(1, self.serial.in_waiting))
+            except (serial.SerialException, OSError) as exc:
+                if deadline is None:
+                    return None  # the port went away: the end of a monitor session
+                raise UserError(f"lost the serial port {self.port}: {exc}") from None
+            self._pending += chunk
+
+    def _drain(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self._readline(deadline) is not None:
+            pass
+        self._pending = b""
+
+    def _read_json(self, deadline: float) -> dict[str, Any] | None:
+        while True:
+            raw = self._readline(deadline)
+            if raw is None:
+                return None
+            text = raw.decode("utf-8", "replace").strip()
+            if text.startswith("{"):
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError:
+                    obj = None
+                if isinstance(obj, dict):
+                    return obj
+            if text:
+                self.noise.append(text)
+
+    def _read_until(self, wanted: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            obj = self._read_json(deadline)
+            if obj is None:
+                raise UserError(f"no {what} from {self.port} within {timeout:.1f} s{self._noise_hint()}")
+            if wanted(obj):
+                return obj
+
+    def _read_reply(self, sent: str) -> dict[str, Any]:
+        obj = self._read_json(time.monotonic() + self.timeout)
+        if obj is None:
+            raise UserError(
+                f"no reply from the board on {self.port} within {self.timeout:.1f} s to "
+                f"{_shorten(sent)!r}{self._noise_hint()}. Is edgenn's main.py running? "
+                f"(`edgenn monitor --port {self.port} --reset` shows what the board prints)"
+            )
+        if "ready" in obj:
+            self.banner = obj
+            raise UserError(f"the board on {self.port} restarted while answering {_shorten(sent)!r}")
+        return obj
+
+    def _noise_hint(self) -> str:
+        if not self.noise:
+            return ""
+        return f" (last thing it printed: {_shorten(self.noise[-1])!r})"
+
+
+def _encode(line: str) -> bytes:
+    if "\n" in line or "\r" in line:
+        raise ValueError("a request is one line")
+    return line.encode("utf-8") + b"\n"
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_features(values: Iterable[float]) -> str:
+    """A feature line the board parses back to the same doubles: repr is the shortest exact form."""
+    return ",".join(repr(float(v)) for v in values)

@@ -62,8 +62,14 @@ class Dataset:
 
     def subset(self, rows: np.ndarray) -> Dataset:
         return Dataset(
-            self.name, self.source, self.X[rows], self.y[rows], self.feature_names,
-            self.label_column, self.task, self.labels,
+            self.name,
+            self.source,
+            self.X[rows],
+            self.y[rows],
+            self.feature_names,
+            self.label_column,
+            self.task,
+            self.labels,
         )
 
 
@@ -114,9 +120,13 @@ def read_table(path: str | Path) -> Table:
             raise UserError(f"{path}, row {header_line}: column {j + 1} of the header has no name")
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
-        raise UserError(f"{path}, row {header_line}: duplicate column name(s) in the header: {', '.join(duplicates)}")
+        raise UserError(
+            f"{path}, row {header_line}: duplicate column name(s) in the header: {', '.join(duplicates)}"
+        )
     if len(header) == 1 and ";" in header[0]:
-        raise UserError(f"{path}: the header has a single column {header[0]!r}; edgenn reads comma-separated files")
+        raise UserError(
+            f"{path}: the header has a single column {header[0]!r}; edgenn reads comma-separated files"
+        )
     data = numbered[1:]
     if not data:
         raise UserError(f"{path}: has a header but no data rows")
@@ -141,7 +151,9 @@ def parse_numbers(table: Table, names: list[str]) -> np.ndarray:
     for i, row in enumerate(cells):  # slow path, only to find and name the culprit
         for name, cell in zip(names, row):
             if cell.lower() in MISSING_MARKERS:
-                raise UserError(f"{table.where(i, name)}: missing value ({cell!r}); fill it in or drop the row")
+                raise UserError(
+                    f"{table.where(i, name)}: missing value ({cell!r}); fill it in or drop the row"
+                )
             try:
                 value = float(cell)
             except ValueError:
@@ -229,16 +241,20 @@ def bundled_path(name: str) -> Path | None:
     return BUNDLED_DIR / f"{name}.csv" if name in _bundled_metadata() else None
 
 
+def resolve_data_path(name_or_path: str) -> Path:
+    """A bundled dataset's CSV or the given file; anything else is a UserError listing the bundled names."""
+    path = bundled_path(name_or_path) or Path(name_or_path)
+    if not path.exists():
+        names = ", ".join(sorted(_bundled_metadata()))
+        raise UserError(f"{name_or_path}: no such file, and not a bundled dataset (bundled: {names})")
+    return path
+
+
 def load_dataset(name_or_path: str, label: str | None = None, task: str | None = None) -> Dataset:
     """A bundled dataset by name, or a CSV file. `label` may be omitted for bundled datasets;
     `task` is inferred (bundled metadata, else from the label column) unless given."""
-    path = bundled_path(name_or_path)
-    meta = _bundled_metadata().get(name_or_path) if path else None
-    if path is None:
-        path = Path(name_or_path)
-        if not path.exists():
-            names = ", ".join(sorted(_bundled_metadata()))
-            raise UserError(f"{name_or_path}: no such file, and not a bundled dataset (bundled: {names})")
+    path = resolve_data_path(name_or_path)
+    meta = _bundled_metadata().get(name_or_path) if bundled_path(name_or_path) else None
     table = read_table(path)
     if label is None:
         if meta is None:
@@ -247,7 +263,9 @@ def load_dataset(name_or_path: str, label: str | None = None, task: str | None =
             )
         label = meta["label"]
     if label not in table.header:
-        raise UserError(f"{path}: no column named {label!r} for the label (columns: {', '.join(table.header)})")
+        raise UserError(
+            f"{path}: no column named {label!r} for the label (columns: {', '.join(table.header)})"
+        )
     feature_names = [h for h in table.header if h != label]
     if not feature_names:
         raise UserError(f"{path}: the label column {label!r} is the only column; there are no features")
@@ -278,10 +296,7 @@ def load_for_model(
 ) -> tuple[Dataset, Table]:
     """Read DATA to evaluate an already-trained model: features picked by the model's names (any column
     order), classes encoded in the model's class order. Says exactly which columns are wrong."""
-    path = bundled_path(name_or_path) or Path(name_or_path)
-    if not path.exists():
-        names = ", ".join(sorted(_bundled_metadata()))
-        raise UserError(f"{name_or_path}: no such file, and not a bundled dataset (bundled: {names})")
+    path = resolve_data_path(name_or_path)
     table = read_table(path)
     if label not in table.header:
         raise UserError(
@@ -328,12 +343,15 @@ def _strata(dataset: Dataset, n_bins: int = 10) -> np.ndarray:
     return np.searchsorted(edges, dataset.y, side="right")
 
 
-def stratified_split(dataset: Dataset, test_fraction: float = 0.2, val_fraction: float = 0.15,
-                     seed: int = 0) -> Split:
+def stratified_split(
+    dataset: Dataset, test_fraction: float = 0.2, val_fraction: float = 0.15, seed: int = 0
+) -> Split:
     """Each class (or target bin) is shuffled with `seed` and cut into test / val / train in the given
     fractions (rounded per class); every class keeps at least one training row."""
     if not (0 <= test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
-        raise UserError(f"split fractions test={test_fraction}, val={val_fraction} must be >= 0 and sum to < 1")
+        raise UserError(
+            f"split fractions test={test_fraction}, val={val_fraction} must be >= 0 and sum to < 1"
+        )
     rng = np.random.default_rng(seed)
     strata = _strata(dataset)
     train, val, test = [], [], []
@@ -348,8 +366,8 @@ def stratified_split(dataset: Dataset, test_fraction: float = 0.2, val_fraction:
             else:
                 n_test -= 1
         test.append(rows[:n_test])
-        val.append(rows[n_test:n_test + n_val])
-        train.append(rows[n_test + n_val:])
+        val.append(rows[n_test : n_test + n_val])
+        train.append(rows[n_test + n_val :])
     return Split(*(np.sort(np.concatenate(part)).astype(np.int64) for part in (train, val, test)))
 
 

@@ -101,8 +101,9 @@ def output_loss(task: str, z: np.ndarray, target: np.ndarray) -> tuple[float, np
     return float(0.5 * np.mean(np.sum(diff * diff, axis=1))), diff / n
 
 
-def loss_and_grads(params: Params, activations: list[str], task: str, x: np.ndarray, target: np.ndarray,
-                   weight_decay: float) -> tuple[float, Params]:
+def loss_and_grads(
+    params: Params, activations: list[str], task: str, x: np.ndarray, target: np.ndarray, weight_decay: float
+) -> tuple[float, Params]:
     a = forward(params, activations, x)
     loss, dz = output_loss(task, a[-1], target)
     loss += 0.5 * weight_decay * sum(float(np.sum(W * W)) for W in params.W)
@@ -138,7 +139,9 @@ class SGD:
 class Adam:
     """m <- b1 m + (1-b1) g ; v <- b2 v + (1-b2) g^2 ; p <- p - lr * m_hat / (sqrt(v_hat) + eps)"""
 
-    def __init__(self, params: Params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+    def __init__(
+        self, params: Params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ):
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self.m = [np.zeros_like(p) for p in params.arrays()]
         self.v = [np.zeros_like(p) for p in params.arrays()]
@@ -230,9 +233,17 @@ def _val_metric(task: str, z: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((z - target) ** 2)))
 
 
-def fit_arrays(x_train: np.ndarray, t_train: np.ndarray, x_val: np.ndarray | None, t_val: np.ndarray | None,
-               *, task: str, n_outputs: int, config: TrainConfig,
-               progress: Callable[[EpochReport], None] | None = None) -> FitResult:
+def fit_arrays(
+    x_train: np.ndarray,
+    t_train: np.ndarray,
+    x_val: np.ndarray | None,
+    t_val: np.ndarray | None,
+    *,
+    task: str,
+    n_outputs: int,
+    config: TrainConfig,
+    progress: Callable[[EpochReport], None] | None = None,
+) -> FitResult:
     """Train on already standardized arrays. Early stopping watches the validation loss and restores
     the weights of the best epoch. Everything random comes from `config.seed`."""
     config.check()
@@ -258,9 +269,10 @@ def fit_arrays(x_train: np.ndarray, t_train: np.ndarray, x_val: np.ndarray | Non
         order = rng.permutation(n)
         losses = []
         for start in range(0, n, batch):
-            rows = order[start:start + batch]
-            loss, grads = loss_and_grads(params, activations, task, x_train[rows], t_train[rows],
-                                         config.weight_decay)
+            rows = order[start : start + batch]
+            loss, grads = loss_and_grads(
+                params, activations, task, x_train[rows], t_train[rows], config.weight_decay
+            )
             optimizer.step(params, grads)
             losses.append(loss * len(rows))
         train_loss = float(sum(losses) / n)
@@ -275,10 +287,21 @@ def fit_arrays(x_train: np.ndarray, t_train: np.ndarray, x_val: np.ndarray | Non
         if monitored < best_loss - MIN_IMPROVEMENT:
             best_loss = monitored
             best.params, best.best_epoch = params.copy(), epoch
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_metric": val_metric})
+        history.append(
+            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_metric": val_metric}
+        )
         if progress is not None:
-            progress(EpochReport(epoch, config.epochs, train_loss, val_loss, val_metric,
-                                 "accuracy" if task == "classify" else "rmse", best.best_epoch))
+            progress(
+                EpochReport(
+                    epoch,
+                    config.epochs,
+                    train_loss,
+                    val_loss,
+                    val_metric,
+                    "accuracy" if task == "classify" else "rmse",
+                    best.best_epoch,
+                )
+            )
         if has_val and config.patience and epoch - best.best_epoch >= config.patience:
             break
     best.history = history
@@ -307,8 +330,9 @@ def score(model: FloatModel, X: np.ndarray, y: np.ndarray) -> dict:
     return {"rmse": rmse(model.predict(X), y)}
 
 
-def train(dataset: Dataset, config: TrainConfig | None = None,
-          progress: Callable[[EpochReport], None] | None = None) -> FloatModel:
+def train(
+    dataset: Dataset, config: TrainConfig | None = None, progress: Callable[[EpochReport], None] | None = None
+) -> FloatModel:
     """Split (stratified, seeded), fit input scaling on the training rows, train, score on the test rows.
     The returned model's meta records the split so the same held-out rows can be found again."""
     config = config or TrainConfig()
@@ -330,8 +354,16 @@ def train(dataset: Dataset, config: TrainConfig | None = None,
         target_mean, target_std = fit_scaling(dataset.y[split.train, None])
         t_train = (dataset.y[split.train, None] - target_mean) / target_std
         t_val = (dataset.y[split.val, None] - target_mean) / target_std
-    result = fit_arrays(standardize(split.train), t_train, standardize(split.val), t_val,
-                        task=dataset.task, n_outputs=n_outputs, config=config, progress=progress)
+    result = fit_arrays(
+        standardize(split.train),
+        t_train,
+        standardize(split.val),
+        t_val,
+        task=dataset.task,
+        n_outputs=n_outputs,
+        config=config,
+        progress=progress,
+    )
     model = FloatModel(
         weights=[w.astype(np.float64) for w in result.params.W],
         biases=[b.astype(np.float64) for b in result.params.b],
@@ -344,24 +376,31 @@ def train(dataset: Dataset, config: TrainConfig | None = None,
         target_mean=target_mean,
         target_std=target_std,
     )
-    metrics = {part: score(model, dataset.X[rows], dataset.y[rows]) | {"n": int(len(rows))}
-               for part, rows in (("train", split.train), ("val", split.val), ("test", split.test))
-               if len(rows)}
+    metrics = {
+        part: score(model, dataset.X[rows], dataset.y[rows]) | {"n": int(len(rows))}
+        for part, rows in (("train", split.train), ("val", split.val), ("test", split.test))
+        if len(rows)
+    }
     model.meta = {
         "dataset": dataset.name,
         "source": dataset.source,
         "label_column": dataset.label_column,
         "data_fingerprint": dataset.fingerprint(),
         "n_rows": dataset.n_rows,
-        "split": {"seed": config.seed, "test_fraction": config.test_fraction,
-                  "val_fraction": config.val_fraction, "method": "stratified"},
+        "split": {
+            "seed": config.seed,
+            "test_fraction": config.test_fraction,
+            "val_fraction": config.val_fraction,
+            "method": "stratified",
+        },
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "train_seconds": round(result.seconds, 4),
         "metrics": metrics,
-        "history": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()}
-                    for h in result.history],
+        "history": [
+            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in result.history
+        ],
     }
     return model
 

@@ -1,0 +1,68 @@
+"""`edgenn evaluate MODEL DATA`: accuracy (or RMSE) of a float .npz or integer .enn model on DATA."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from edgenn.evaluation import SPLITS, evaluate, load_model
+
+NAME = "evaluate"
+HELP = "score a .npz (float) or .enn (integer, golden) model on a CSV file or bundled dataset"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", metavar="MODEL", help=".npz from `edgenn train` or .enn from `edgenn quantize`"
+    )
+    parser.add_argument("data", metavar="DATA", help="CSV file (header row) or bundled dataset name")
+    parser.add_argument(
+        "--label",
+        metavar="COL",
+        help="label column (default: the bundled one, the one the model was trained with, "
+        "or the only non-feature column)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="rows to score: all (default) or a part of the split `train` made "
+        "(needs the .npz and the same data)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--predictions",
+        action="store_true",
+        help="include each row's prediction (class id or value), in file order",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    result = evaluate(model, args.data, args.label, args.split)
+    predictions = result.pop("predictions")
+    if args.json:
+        if args.predictions:
+            result["predictions"] = predictions
+        print(json.dumps(result))
+        return 0
+    rows = f"{result['n']} rows" + ("" if args.split == "all" else f" ({args.split} split)")
+    if "accuracy" in result:
+        print(
+            f"{args.model} ({model.kind}) on {args.data}, {rows}: accuracy {100 * result['accuracy']:.2f}% "
+            f"({result['correct']}/{result['n']})"
+        )
+    else:
+        print(
+            f"{args.model} ({model.kind}) on {args.data}, {rows}: RMSE {result['rmse']:.4g}, "
+            f"MAE {result['mae']:.4g}"
+        )
+    if "includes_training_rows" in result:
+        print(
+            f"note: {result['includes_training_rows']} of these rows were used for training; "
+            f"`--split test` scores only the held-out rows"
+        )
+    if args.predictions:
+        for p in predictions:
+            print(model.labels[p] if model.task == "classify" else p)
+    return 0

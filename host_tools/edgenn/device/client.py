@@ -12,7 +12,9 @@ sits at the REPL), and sends requests one at a time (`request`) or pipelined (`s
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +51,8 @@ class BoardClient:
         self.noise: deque[str] = deque(maxlen=50)  # recent non-JSON lines, for error messages
         self._serial: serial.SerialBase | None = None
         self._pending = b""
+        self.bytes_out = 0  # link traffic, for rows/s against what the baud rate allows
+        self.bytes_in = 0
 
     # ---- connection ----------------------------------------------------------------------------
 
@@ -100,13 +104,7 @@ class BoardClient:
 
     def soft_reset(self, timeout: float = 10.0) -> dict[str, Any]:
         """Interrupt what runs, leave the raw REPL, soft-reset, and wait for main.py's ready banner."""
-        self._pending = b""
-        self._write(b"\r" + CTRL_C + CTRL_C)
-        time.sleep(0.1)
-        self._write(CTRL_B)
-        time.sleep(0.1)
-        self._drain(0.2)
-        self._write(CTRL_D)
+        self.send_soft_reset(echo=False)
         try:
             self.banner = self._read_until(lambda d: "ready" in d, timeout, "ready banner")
         except UserError:
@@ -116,6 +114,18 @@ class BoardClient:
                 f"`edgenn deploy MODEL.enn --port {self.port}`."
             ) from None
         return self.banner
+
+    def send_soft_reset(self, echo: bool = True) -> None:
+        """Ctrl-C (stop what runs), Ctrl-B (leave the raw REPL), Ctrl-D (soft reset at the friendly REPL).
+        echo=False throws away what the board prints before the reset."""
+        self._pending = b""
+        self._write(b"\r" + CTRL_C + CTRL_C)
+        time.sleep(0.1)
+        self._write(CTRL_B)
+        time.sleep(0.1)
+        if not echo:
+            self._drain(0.2)
+        self._write(CTRL_D)
 
     # ---- requests ------------------------------------------------------------------------------
 
@@ -154,10 +164,11 @@ class BoardClient:
             if not chunk or len(data) >= int(reply["size"]):
                 return bytes(data)
 
-    def lines(self) -> Iterator[str]:
-        """Every line the board prints, decoded leniently, until the port closes (for `monitor`)."""
+    def lines(self, until: float | None = None) -> Iterator[str]:
+        """Every line the board prints, decoded leniently, until the port closes or the monotonic
+        deadline `until` passes (for `monitor`)."""
         while True:
-            raw = self._readline(None)
+            raw = self._readline(until, lost_ok=True)
             if raw is None:
                 return
             yield raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -167,11 +178,13 @@ class BoardClient:
     def _write(self, data: bytes) -> None:
         try:
             self.serial.write(data)
+            self.bytes_out += len(data)
         except (serial.SerialException, OSError) as exc:
             raise UserError(f"lost the serial port {self.port}: {exc}") from None
 
-    def _readline(self, deadline: float | None) -> bytes | None:
-        """One line (with its end) or None at the deadline. None deadline: wait for ever."""
+    def _readline(self, deadline: float | None, lost_ok: bool = False) -> bytes | None:
+        """One line (with its end) or None at the deadline (None: wait for ever). lost_ok: a port that
+        goes away ends the lines (None) instead of raising."""
         while True:
             cut = self._pending.find(b"\n")
             if cut >= 0:
@@ -182,9 +195,10 @@ class BoardClient:
             try:
                 chunk = self.serial.read(max(1, self.serial.in_waiting))
             except (serial.SerialException, OSError) as exc:
-                if deadline is None:
+                if lost_ok:
                     return None  # the port went away: the end of a monitor session
                 raise UserError(f"lost the serial port {self.port}: {exc}") from None
+            self.bytes_in += len(chunk)
             self._pending += chunk
 
     def _drain(self, seconds: float) -> None:
@@ -250,3 +264,25 @@ def _shorten(text: str, limit: int = 60) -> str:
 def format_features(values: Iterable[float]) -> str:
     """A feature line the board parses back to the same doubles: repr is the shortest exact form."""
     return ",".join(repr(float(v)) for v in values)
+
+
+def add_port_arguments(parser: argparse.ArgumentParser) -> None:
+    """--port/--baud/--timeout, shared by the commands that talk to main.py."""
+    parser.add_argument(
+        "--port",
+        default=os.environ.get("EDGENN_PORT"),
+        help="serial port: /dev/ttyUSB0, COM3, the path `edgenn vboard` printed, socket://HOST:PORT "
+        "(default: $EDGENN_PORT)",
+    )
+    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate (default 115200)")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for each reply (default 5)"
+    )
+
+
+def client_from_args(args: argparse.Namespace) -> BoardClient:
+    if not args.port:
+        raise UserError(
+            "which board? pass --port PORT (or set EDGENN_PORT); `edgenn vboard` starts a virtual one"
+        )
+    return BoardClient(args.port, baud=args.baud, timeout=args.timeout)

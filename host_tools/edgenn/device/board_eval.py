@@ -1,0 +1,199 @@
+"""Run a dataset through a board and compare every answer with the golden integer model.
+
+`evaluate_on_board` is what `edgenn eval-device`, the demo and the serial benchmark call. The golden
+model (edgenn.golden) computes exactly what the board should: its int8 outputs must match the board's
+byte for byte, so any disagreement is a bug, not noise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgenn import golden, modelfile
+from edgenn.data import Dataset, load_for_model, read_table
+from edgenn.device.client import BoardClient, format_features
+from edgenn.errors import UserError
+from edgenn.modelfile import QuantModel
+
+
+@dataclass
+class BoardRun:
+    """What the board answered for each row, next to what the golden model says."""
+
+    n: int
+    outputs: np.ndarray  # board int8 outputs (n, n_out); rows with an error reply hold 0
+    golden_outputs: np.ndarray  # golden int8 outputs (n, n_out)
+    board_pred: np.ndarray  # class ids (classify) or first output value (regress); NaN/-1 on error
+    latency_us: np.ndarray  # board-measured inference time per answered row
+    errors: list[tuple[int, str]]  # (row, message) for rows the board refused
+    seconds: float  # wall time of the streaming phase
+    bytes_out: int
+    bytes_in: int
+    mismatches: list[int] = field(default_factory=list)  # rows whose outputs differ from golden
+
+
+def model_crc32(data: bytes) -> str:
+    """The CRC32 stored in a .enn file's last 4 bytes, as the board's `info` reports it."""
+    return f"{int.from_bytes(data[-4:], 'little'):08x}"
+
+
+def golden_model_for_board(client: BoardClient, info: dict[str, Any], local: str | None) -> QuantModel:
+    """The model to compare against: LOCAL (checked against the board's CRC) or read back from the board."""
+    if info.get("model") is None:
+        raise UserError(f"the board has no working model: {info.get('error')}")
+    if local is not None:
+        data = _read_local(local)
+        if info.get("model_crc32") and model_crc32(data) != info["model_crc32"]:
+            raise UserError(
+                f"{local} is not the model on the board (CRC32 {model_crc32(data)} here, "
+                f"{info['model_crc32']} on the board): deploy it with `edgenn deploy {local} --port "
+                f"{client.port}`, or leave out --model to compare with what the board runs"
+            )
+    else:
+        data = client.read_model_file()
+    try:
+        return modelfile.from_bytes(data)
+    except modelfile.ModelFormatError as exc:
+        raise UserError(f"the model on the board ({info.get('model_file')}) is not readable: {exc}") from None
+
+
+def _read_local(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def load_data_for(model: QuantModel, data: str, label: str | None) -> Dataset:
+    """DATA's rows in the model's feature order. Without --label the label is the one column that
+    is not one of the model's features."""
+    if label is None:
+        from edgenn.data import bundled_path
+
+        table = read_table(bundled_path(data) or data)
+        others = [h for h in table.header if h not in model.feature_names]
+        if len(others) != 1:
+            raise UserError(
+                f"{data}: which column is the label? pass --label COLUMN "
+                f"(columns that are not model features: {', '.join(others) or 'none'})"
+            )
+        label = others[0]
+    dataset, _ = load_for_model(data, model.feature_names, label, model.task, model.labels)
+    return dataset
+
+
+def run_rows(
+    client: BoardClient,
+    model: QuantModel,
+    X: np.ndarray,
+    codes: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> BoardRun:
+    """Stream X through the board (pipelined). codes=True sends the golden input codes (`q` requests),
+    which checks the integer network alone, independent of float parsing and input scaling."""
+    U = golden.quantize_input(model, X)
+    G = golden.forward_q(model, U)
+    n, n_out = G.shape
+    if codes:
+        lines = ["q " + ",".join(str(int(v)) for v in row) for row in U]
+        key = "q"
+    else:
+        lines = [format_features(row) for row in X]
+        key = "scores"
+    outputs = np.zeros((n, n_out), dtype=np.int64)
+    pred = np.full(n, np.nan)
+    latency = []
+    errors: list[tuple[int, str]] = []
+    out0, in0 = client.bytes_out, client.bytes_in
+    start = time.perf_counter()
+    for i, reply in enumerate(client.stream(lines)):
+        if "error" in reply:
+            errors.append((i, str(reply["error"])))
+        else:
+            row = reply.get(key)
+            if isinstance(row, list) and len(row) == n_out:
+                outputs[i] = row
+            else:
+                errors.append((i, f"reply without {key}: {reply}"))
+            if codes:
+                pred[i] = int(np.argmax(outputs[i])) if model.task == "classify" else np.nan
+            elif model.task == "classify":
+                pred[i] = reply.get("class", -1)
+            else:
+                pred[i] = reply.get("value", np.nan)
+            latency.append(int(reply.get("us", 0)))
+        if progress is not None:
+            progress(i + 1)
+    seconds = time.perf_counter() - start
+    answered = np.ones(n, dtype=bool)
+    answered[[r for r, _ in errors]] = False
+    mismatches = [int(i) for i in np.flatnonzero(answered & np.any(outputs != G, axis=1))]
+    return BoardRun(
+        n=n,
+        outputs=outputs,
+        golden_outputs=G.astype(np.int64),
+        board_pred=pred,
+        latency_us=np.asarray(latency, dtype=np.int64),
+        errors=errors,
+        seconds=seconds,
+        bytes_out=client.bytes_out - out0,
+        bytes_in=client.bytes_in - in0,
+        mismatches=mismatches,
+    )
+
+
+def summarize(run: BoardRun, model: QuantModel, y: np.ndarray, X: np.ndarray) -> dict[str, Any]:
+    """The numbers eval-device reports (all JSON-able)."""
+    ok = run.n - len(run.errors)
+    exact = ok - len(run.mismatches)
+    result: dict[str, Any] = {
+        "n": run.n,
+        "answered": ok,
+        "errors": len(run.errors),
+        # Agreement: rows whose int8 outputs equal the golden model's byte for byte (an error reply is
+        # a disagreement too). Anything below 1.0 is a bug.
+        "agreement": exact / run.n if run.n else 0.0,
+        "latency_us": _percentiles(run.latency_us),
+        "rows_per_s": run.n / run.seconds if run.seconds > 0 else None,
+        "seconds": run.seconds,
+        "bytes_per_row": {
+            "request": run.bytes_out / run.n if run.n else 0,
+            "reply": run.bytes_in / run.n if run.n else 0,
+        },
+        "first_mismatches": [
+            {"row": i, "board": run.outputs[i].tolist(), "golden": run.golden_outputs[i].tolist()}
+            for i in run.mismatches[:5]
+        ],
+        "first_errors": [{"row": i, "error": e} for i, e in run.errors[:5]],
+    }
+    if model.task == "classify":
+        golden_pred = np.argmax(run.golden_outputs, axis=1)
+        board_pred = run.board_pred
+        result["accuracy"] = float(np.mean(board_pred == y)) if run.n else 0.0
+        result["golden_accuracy"] = float(np.mean(golden_pred == y)) if run.n else 0.0
+        result["class_agreement"] = float(np.mean(board_pred == golden_pred)) if run.n else 0.0
+    else:
+        answered = ~np.isnan(run.board_pred)
+        err = run.board_pred[answered] - y[answered]
+        result["accuracy"] = None  # not a classifier: see mae / rmse
+        result["mae"] = float(np.mean(np.abs(err))) if err.size else None
+        result["rmse"] = float(np.sqrt(np.mean(err**2))) if err.size else None
+        golden_value = golden.dequantize(model, run.golden_outputs)[:, 0]
+        result["golden_mae"] = float(np.mean(np.abs(golden_value - y))) if run.n else None
+    return result
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float | None]:
+    if values.size == 0:
+        return {"p50": None, "p95": None, "max": None}
+    return {
+        "p50": float(np.percentile(values, 50)),
+        "p95": float(np.percentile(values, 95)),
+        "max": float(values.max()),
+    }

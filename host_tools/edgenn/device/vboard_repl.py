@@ -1,0 +1,420 @@
+# The board side of the virtual board. Runs INSIDE the MicroPython unix port, never in CPython.
+#
+# The unix port's own REPL is not a board's: raw Ctrl-D exits the process, there is no boot.py/main.py,
+# "/" is the host's root. This script is what a board's firmware does in C (pyexec.c): friendly REPL,
+# paste mode, raw REPL and raw-paste, soft reset, boot.py then main.py, over stdin/stdout, with the flash
+# directory mounted at "/". The supervisor (vboard.py) turns "\n" into "\r\n", turns Ctrl-C into SIGINT
+# while user code runs, and restarts this process on a soft reset (exit codes below).
+#
+# argv: script flash_dir mode(friendly|raw) boot(power|soft) board_name flash_bytes status_fd ack_fd
+#
+# status channel (fd status_fd, to the supervisor): b"E" = user code is running (Ctrl-C means SIGINT),
+# b"I" = waiting for REPL input (Ctrl-C is a byte). Every b"I" is acknowledged by one byte on ack_fd;
+# once acknowledged, no SIGINT is in flight, so a late Ctrl-C can never land in this script's own code.
+
+import gc
+import os
+import sys
+
+EXIT_SOFT_RESET_FRIENDLY = 10
+EXIT_SOFT_RESET_RAW = 11
+
+CTRL_A = 1
+CTRL_B = 2
+CTRL_C = 3
+CTRL_D = 4
+CTRL_E = 5
+RAW_PASTE_WINDOW = 256  # bytes; sent as u16 LE (0x00 0x01: no byte the supervisor would translate)
+BLOCK = 4096
+
+_script_name = sys.argv[0]
+_flash_dir = sys.argv[1]
+_mode = sys.argv[2]
+_boot = sys.argv[3]
+_board = sys.argv[4]
+_flash_bytes = int(sys.argv[5])
+_status = open("/dev/fd/" + sys.argv[6], "wb")
+_ack = open("/dev/fd/" + sys.argv[7], "rb")
+_in = sys.stdin.buffer
+_out = sys.stdout.buffer
+_acks_wanted = 0
+_acks_got = 0
+
+
+def _write(s):
+    _out.write(s.encode() if isinstance(s, str) else s)
+
+
+class Flash:
+    # The board's filesystem: a host directory mounted at "/", reporting the profile's capacity
+    # (os.statvfs, `mpremote df`) instead of the host disk's.
+    def __init__(self, root, capacity):
+        self._vfs = os.VfsPosix(root)
+        self._capacity = capacity
+
+    def mount(self, readonly, mkfs):
+        pass
+
+    def umount(self):
+        pass
+
+    def _blocks_used(self, path):
+        used = 1  # the directory itself
+        for entry in self._vfs.ilistdir(path):
+            child = path + "/" + entry[0] if path != "/" else "/" + entry[0]
+            if entry[1] == 0x4000:
+                used += self._blocks_used(child)
+            else:
+                size = self._vfs.stat(child)[6]
+                used += max(1, (size + BLOCK - 1) // BLOCK)  # littlefs: a file takes whole blocks
+        return used
+
+    def ilistdir(self, path):
+        # littlefs reports sizes in ilistdir (mpremote ls shows them); VfsPosix does not
+        for entry in self._vfs.ilistdir(path):
+            size = 0
+            if entry[1] != 0x4000:
+                child = path.rstrip("/") + "/" + entry[0] if path else entry[0]
+                size = self._vfs.stat(child)[6]
+            yield (entry[0], entry[1], 0, size)
+
+    def statvfs(self, path):
+        total = self._capacity // BLOCK
+        free = max(0, total - 2 - self._blocks_used("/"))  # 2 superblocks
+        return (BLOCK, BLOCK, total, free, free, 0, 0, 0, 0, 255)
+
+    def __getattr__(self, name):
+        return getattr(self._vfs, name)
+
+    def __repr__(self):
+        return "<VfsLfs2>"
+
+
+def _mount_flash():
+    os.umount("/")
+    os.mount(Flash(_flash_dir, _flash_bytes), "/")
+    os.chdir("/")
+    sys.path.clear()
+    sys.path.extend(["", ".frozen", "/lib"])
+
+
+def _set_running():
+    _status.write(b"E")
+
+
+def _set_idle():
+    # Tell the supervisor that user code is over, and wait until it has seen it: after the ack no
+    # SIGINT can still be on its way. An interrupt that raced with the end of the code surfaces here.
+    global _acks_wanted, _acks_got
+    _status.write(b"I")
+    _acks_wanted += 1
+    while _acks_got < _acks_wanted:
+        _ack.read(1)
+        _acks_got += 1
+
+
+def _finish_user_code(err):
+    # Called after user code returned or raised; returns the exception to report (or None).
+    while True:
+        try:
+            _set_idle()
+            for _ in (0, 1):  # a jump: a pending KeyboardInterrupt is raised here, inside the try
+                pass
+            return err
+        except KeyboardInterrupt as late:
+            if err is None:
+                err = late
+
+
+def _print_exception(e):
+    # A board's traceback shows the user's frames only; drop this script's frames.
+    import io
+
+    buf = io.StringIO()
+    sys.print_exception(e, buf)
+    for line in buf.getvalue().split("\n"):
+        if line and _script_name not in line:
+            _write(line + "\n")
+
+
+_globals = {"__name__": "__main__"}
+
+
+def _run_source(source, filename, mode):
+    # Compile and run user code in the board's __main__ namespace; returns the exception or None.
+    err = None
+    _set_running()
+    try:
+        exec(compile(source, filename, mode), _globals)
+    except BaseException as e:  # noqa: B036 - a board reports everything, KeyboardInterrupt included
+        err = e
+    return _finish_user_code(err)
+
+
+def _run_file(name):
+    try:
+        with open(name) as f:
+            source = f.read()
+    except OSError:
+        return
+    err = _run_source(source, name, "exec")
+    if err is not None and not isinstance(err, SystemExit):
+        _print_exception(err)
+    gc.collect()
+
+
+def _soft_reset(mode):
+    _write("MPY: soft reboot\n")
+    _status.close()
+    sys.exit(EXIT_SOFT_RESET_RAW if mode == "raw" else EXIT_SOFT_RESET_FRIENDLY)
+
+
+def _read_byte():
+    b = _in.read(1)
+    if not b:
+        sys.exit(0)  # the supervisor closed stdin: power off
+    return b[0]
+
+
+# ---- raw REPL -------------------------------------------------------------------------------------
+
+
+class _RawPasteSource:
+    # Reads raw-paste data with flow control, exactly as mp_reader_stdin does on a board.
+    def __init__(self):
+        self.remain = RAW_PASTE_WINDOW
+        self.interrupted = False
+
+    def read_all(self):
+        data = bytearray()
+        while True:
+            c = _read_byte()
+            if c == CTRL_C or c == CTRL_D:
+                _write(b"\x04")  # end of data acknowledged
+                self.interrupted = c == CTRL_C
+                return bytes(data)
+            data.append(c)
+            self.remain -= 1
+            if self.remain == 0:
+                _write(b"\x01")  # another window may be sent
+                self.remain = RAW_PASTE_WINDOW
+
+
+def _exec_raw(source):
+    err = _run_source(source, "<stdin>", "exec")
+    _write(b"\x04")
+    if err is not None and not isinstance(err, SystemExit):
+        _print_exception(err)
+    _write(b"\x04")
+
+
+def raw_repl():
+    # Returns "friendly" on Ctrl-B; soft reset exits the process.
+    _write("raw REPL; CTRL-B to exit\n")
+    while True:
+        line = bytearray()
+        _write(">")
+        while True:
+            c = _read_byte()
+            if c == CTRL_A:
+                if len(line) == 2 and line[0] == CTRL_E:
+                    if line[1] != ord("A"):
+                        _write(b"R\x00")
+                        line = bytearray()
+                        continue
+                    _write(b"R\x01" + bytes((RAW_PASTE_WINDOW & 0xFF, RAW_PASTE_WINDOW >> 8)))
+                    src = _RawPasteSource()
+                    source = src.read_all()
+                    if src.interrupted:
+                        _write(b"\x04")
+                        _print_exception(KeyboardInterrupt())
+                        _write(b"\x04")
+                    else:
+                        _exec_raw(source)
+                    line = bytearray()
+                    _write(">")
+                    continue
+                _write("raw REPL; CTRL-B to exit\n")
+                line = bytearray()
+                _write(">")
+            elif c == CTRL_B:
+                _write("\n")
+                return "friendly"
+            elif c == CTRL_C:
+                line = bytearray()
+            elif c == CTRL_D:
+                break
+            else:
+                line.append(c)
+        _write("OK")
+        if not line:
+            _write("\n")
+            _soft_reset("raw")
+        _exec_raw(bytes(line))
+
+
+# ---- friendly REPL --------------------------------------------------------------------------------
+
+_COMPOUND = ("if", "while", "for", "def", "class", "try", "with", "async", "@", "elif", "else", "match")
+
+
+def _needs_more(source):
+    # The friendly REPL's "..." rule (as repl.c): open brackets or strings, a trailing ":" or "\",
+    # or a compound statement that has not been closed with an empty line.
+    depth = 0
+    quote = None
+    i = 0
+    n = len(source)
+    while i < n:
+        ch = source[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif source.startswith(quote, i):
+                i += len(quote) - 1
+                quote = None
+        elif ch == "#":
+            while i < n and source[i] != "\n":
+                i += 1
+        elif ch in "'\"":
+            quote = ch * 3 if source.startswith(ch * 3, i) else ch
+            i += len(quote) - 1
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        i += 1
+    if quote or depth > 0:
+        return True
+    last = source.split("\n")[-1]
+    if last.rstrip().endswith(":") or last.endswith("\\"):
+        return True
+    first = source.lstrip().split("\n")[0]
+    word = first.split(" ")[0].split("(")[0].split(":")[0]
+    if "\n" in source and (word in _COMPOUND or first.startswith("@")) and last.strip():
+        return True
+    return False
+
+
+def _banner():
+    v = sys.implementation.version
+    release = f"v{v[0]}.{v[1]}.{v[2]}"
+    if len(v) > 3 and v[3]:
+        release += "-" + v[3]
+    date = sys.version.split(" on ")[-1] if " on " in sys.version else ""
+    board = f"edgenn virtual board ({_board} profile) with x64"
+    return f"MicroPython {release} on {date}; {board}\n" + 'Type "help()" for more information.\n'
+
+
+def _readline(prompt):
+    # Returns (str, None) for a line, or (None, control_char) for Ctrl-A/B/C/D(empty)/E.
+    _write(prompt)
+    line = bytearray()
+    while True:
+        c = _read_byte()
+        if c == 13 or c == 10:
+            _write("\n")
+            return line.decode(), None
+        if c == CTRL_C:
+            _write("\n")
+            return None, CTRL_C
+        if c in (CTRL_A, CTRL_B, CTRL_E) and not line:
+            return None, c
+        if c == CTRL_D:
+            if not line:
+                return None, CTRL_D
+            continue
+        if c == 8 or c == 127:
+            if line:
+                line = line[:-1]
+                _write("\x08 \x08")
+            continue
+        if c == 27:  # escape sequence (arrow keys): swallow "[X"
+            if _read_byte() == ord("["):
+                _read_byte()
+            continue
+        if c >= 32 or c == 9:
+            line.append(c)
+            _out.write(bytes((c,)))
+
+
+def _paste_mode():
+    _write("\npaste mode; Ctrl-C to cancel, Ctrl-D to finish\n=== ")
+    buf = bytearray()
+    while True:
+        c = _read_byte()
+        if c == CTRL_C:
+            _write("\n")
+            return
+        if c == CTRL_D:
+            _write("\n")
+            break
+        buf.append(c)
+        if c == 13:
+            _write("\n=== ")
+        elif c != 10:
+            _out.write(bytes((c,)))
+    _report_friendly(_run_source(bytes(buf).replace(b"\r", b"\n").decode(), "<stdin>", "exec"))
+
+
+def _report_friendly(err):
+    if err is not None and not isinstance(err, SystemExit):
+        _print_exception(err)
+
+
+def friendly_repl():
+    # Returns "raw" on Ctrl-A; soft reset exits the process.
+    _write(_banner())
+    while True:
+        text, ctrl = _readline(">>> ")
+        if ctrl == CTRL_A:
+            _write("\n")
+            return "raw"
+        if ctrl == CTRL_B:
+            _write("\n" + _banner())
+            continue
+        if ctrl == CTRL_C:
+            continue
+        if ctrl == CTRL_D:
+            _write("\n")
+            _soft_reset("friendly")
+        if ctrl == CTRL_E:
+            _paste_mode()
+            continue
+        if not text.strip():
+            continue
+        source = text
+        cancelled = False
+        while _needs_more(source):
+            more, ctrl = _readline("... ")
+            if ctrl == CTRL_C:
+                cancelled = True
+                break
+            if ctrl is not None:
+                continue
+            if not more.strip() and "\n" in source or not more.strip() and not source.rstrip().endswith(":"):
+                source += "\n"
+                break
+            source += "\n" + more
+        if cancelled:
+            continue
+        mode = "exec" if "\n" in source.strip() else "single"
+        _report_friendly(_run_source(source + "\n", "<stdin>", mode))
+
+
+def main():
+    _mount_flash()
+    _finish_user_code(None)  # start in the idle state, acknowledged
+    gc.collect()
+    _run_file("boot.py")
+    mode = _mode
+    if mode == "friendly":
+        _run_file("main.py")
+    while True:
+        try:
+            mode = raw_repl() if mode == "raw" else friendly_repl()
+        except KeyboardInterrupt:
+            pass  # a Ctrl-C that reached the REPL itself: ignore, as at a board's prompt
+
+
+main()

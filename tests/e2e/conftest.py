@@ -1,0 +1,46 @@
+"""Fixtures for end-to-end tests: a virtual board started as its own process (`edgenn vboard`).
+
+    def test_something(vboard):            # a fresh board with an empty flash directory
+        mpremote(vboard.port, "ls")          # from vboard_helpers: the real mpremote CLI
+
+    def test_other(start_vboard, tmp_path):  # several boards, or one on a prepared flash directory
+        board = start_vboard(tmp_path / "flash", board="esp32")
+
+Real boards: tests marked @pytest.mark.board run only when EDGENN_BOARD_PORT names a serial port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from vboard_helpers import RunningVBoard, board_port, launch_vboard
+
+
+@pytest.fixture
+def start_vboard() -> Iterator:
+    started: list[RunningVBoard] = []
+
+    def start(flash_dir: Path, board: str = "esp32") -> RunningVBoard:
+        vb = launch_vboard(Path(flash_dir), board)
+        started.append(vb)
+        return vb
+
+    yield start
+    for vb in started:
+        vb.stop()
+
+
+@pytest.fixture
+def vboard(start_vboard, tmp_path: Path) -> RunningVBoard:
+    return start_vboard(tmp_path / "flash")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if board_port():
+        return
+    skip = pytest.mark.skip(reason="needs a real ESP32: set EDGENN_BOARD_PORT=/dev/ttyUSB0 (or similar)")
+    for item in items:
+        if "board" in item.keywords:
+            item.add_marker(skip)

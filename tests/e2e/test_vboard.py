@@ -1,0 +1,146 @@
+"""The virtual board driven by the real `mpremote` command line, as a user would drive an ESP32."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import serial
+from vboard_helpers import MPREMOTE, mpremote
+
+
+def test_filesystem_commands_round_trip(vboard, tmp_path: Path) -> None:
+    local = tmp_path / "data.bin"
+    payload = bytes(range(256)) * 5 + b"\r\n\n\x00\x03\x04"  # control bytes must survive the console
+    local.write_bytes(payload)
+    mpremote(vboard.port, "mkdir", "lib", "+", "cp", str(local), ":lib/data.bin")
+    assert (vboard.flash_dir / "lib" / "data.bin").read_bytes() == payload
+
+    listing = mpremote(vboard.port, "ls", "lib").stdout
+    assert f"{len(payload)} data.bin" in " ".join(listing.split())
+
+    back = tmp_path / "back.bin"
+    mpremote(vboard.port, "cp", ":lib/data.bin", str(back))
+    assert back.read_bytes() == payload
+
+    (vboard.flash_dir / "note.txt").write_text("written on the host side\n")
+    assert "written on the host side" in mpremote(vboard.port, "cat", "note.txt").stdout
+
+    mpremote(vboard.port, "rm", "lib/data.bin", "+", "rmdir", "lib")
+    assert not (vboard.flash_dir / "lib").exists()
+
+
+def test_exec_eval_run_report_like_a_board(vboard, tmp_path: Path) -> None:
+    assert mpremote(vboard.port, "eval", "6*7").stdout.strip() == "42"
+    out = mpremote(vboard.port, "exec", "import sys; print(sys.path); print('a\\nb')").stdout
+    assert "['', '.frozen', '/lib']" in out
+    assert "a\r\nb\r\n" in out or "a\nb\n" in out  # mpremote passes the board's CRLF through
+
+    script = tmp_path / "job.py"
+    script.write_text("import os\nprint('cwd', os.getcwd(), sorted(os.listdir('/')))\n")
+    (vboard.flash_dir / "marker").write_text("x")
+    assert "cwd / ['marker']" in mpremote(vboard.port, "run", str(script)).stdout
+
+    failed = mpremote(vboard.port, "exec", "def f():\n  1/0\nf()", check=False)
+    assert failed.returncode == 1
+    assert 'File "<stdin>", line 2, in f' in failed.stdout + failed.stderr
+    assert "vboard_repl" not in failed.stdout + failed.stderr  # supervisor frames are hidden
+
+
+def test_heap_and_flash_are_the_profiles(vboard) -> None:
+    free = int(mpremote(vboard.port, "exec", "import gc; gc.collect(); print(gc.mem_free())").stdout)
+    assert 90_000 < free <= 110_000 + 4096  # esp32 profile heap_bytes = 110000
+    df = mpremote(vboard.port, "df").stdout
+    size = [line.split() for line in df.splitlines() if line.rstrip().endswith(" /")][0][1]
+    assert int(size) == 2031616
+    too_big = mpremote(vboard.port, "exec", "b = bytearray(200_000)", check=False)
+    assert "MemoryError" in too_big.stdout + too_big.stderr
+
+
+def test_ctrl_c_stops_a_running_program_and_the_next_command_works(vboard) -> None:
+    looping = subprocess.Popen([MPREMOTE, "connect", vboard.port, "exec", "while True: pass"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    assert looping.poll() is None  # really stuck in the loop
+    looping.send_signal(signal.SIGINT)
+    looping.wait(timeout=10)
+    assert mpremote(vboard.port, "eval", "'alive'", timeout=20).stdout.strip() == "alive"
+
+
+def test_soft_reset_restarts_the_interpreter_and_resume_keeps_state(vboard) -> None:
+    (vboard.flash_dir / "boot.py").write_text("import sys\nsys.boot_count = 1\nprint('boot ran')\n")
+    mpremote(vboard.port, "exec", "x_marker = 5")
+    assert mpremote(vboard.port, "resume", "eval", "x_marker").stdout.strip() == "5"
+    mpremote(vboard.port, "soft-reset")
+    gone = mpremote(vboard.port, "resume", "eval", "'x_marker' in globals()").stdout.strip()
+    assert gone == "False"
+
+
+def _read_for(fd: int, seconds: float, until: bytes | None = None) -> bytes:
+    out = b""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not (until and until in out):
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                break
+    return out
+
+
+def test_mpremote_repl_is_a_friendly_repl(vboard) -> None:
+    pid, fd = pty.fork()  # mpremote repl wants a terminal
+    if pid == 0:
+        os.execv(MPREMOTE, [MPREMOTE, "connect", vboard.port, "repl"])
+    try:
+        _read_for(fd, 3, until=b"Ctrl-x to exit")
+        os.write(fd, b"\r")
+        assert b">>> " in _read_for(fd, 3, until=b">>> ")
+        os.write(fd, b"for i in range(2):\r")
+        _read_for(fd, 2, until=b"... ")
+        os.write(fd, b"  print(i * 10)\r\r")
+        assert b"0\r\n10\r\n>>> " in _read_for(fd, 3, until=b"10\r\n>>> ")
+        os.write(fd, b"\x04")  # soft reset from the friendly REPL
+        out = _read_for(fd, 5, until=b"for more information.\r\n>>> ")
+        assert b"MPY: soft reboot\r\n" in out
+        assert b"MicroPython v" in out
+        os.write(fd, b"\x1d")  # Ctrl-] leaves mpremote
+        _read_for(fd, 2)
+    finally:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def test_power_on_runs_boot_then_main_and_ctrl_c_interrupts_main(start_vboard, tmp_path: Path) -> None:
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "boot.py").write_text("print('boot.py ran')\n")
+    (flash / "main.py").write_text(
+        "import sys\nprint('main.py ran')\ntry:\n while True:\n  line = sys.stdin.readline()\n"
+        "  print('echo', line.strip())\nexcept KeyboardInterrupt:\n print('main.py interrupted')\n"
+    )
+    vb = start_vboard(flash)
+    with serial.Serial(vb.port, 115200, timeout=0.2) as ser:
+        ser.write(b"hello\r\n")
+        seen = b""
+        end = time.monotonic() + 5
+        while b"echo hello" not in seen and time.monotonic() < end:
+            seen += ser.read(256)
+        assert b"echo hello" in seen  # main.py serves on stdin
+        ser.write(b"\x03")
+        end = time.monotonic() + 5
+        while b">>> " not in seen and time.monotonic() < end:
+            seen += ser.read(256)
+        assert b"main.py interrupted" in seen and seen.endswith(b">>> ")
+    # the host closed the port; a new host connects and finds a working REPL
+    assert mpremote(vb.port, "resume", "eval", "1+1").stdout.strip() == "2"

@@ -101,6 +101,10 @@ def read_table(path: str | Path) -> Table:
         raise UserError(f"{path}: no such file")
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a CSV file")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic.startswith(b"PK") or magic == b"EDNN":
+        raise UserError(f"{path}: is an edgenn model, not a CSV file (MODEL comes before DATA)")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             lines = list(csv.reader(fh))

@@ -36,6 +36,8 @@ def load_model(path: str | Path) -> LoadedModel:
     """Tell .npz from .enn by the file's first bytes (a zip archive vs the EDNN magic), not its name."""
     path = Path(path)
     if not path.exists():
+        if bundled_path(str(path)) is not None:
+            raise UserError(f"{path}: is a bundled dataset, not a model (usage: edgenn evaluate MODEL DATA)")
         raise UserError(f"{path}: no such file (train a model with `edgenn train`, then `edgenn quantize`)")
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a .npz or .enn model")

@@ -33,13 +33,34 @@ MIN_IMPROVEMENT = 1e-4  # a validation loss must beat the best by this much to c
 # The network as plain arrays
 
 
-@dataclass
 class Params:
-    W: list[np.ndarray]
-    b: list[np.ndarray]
+    """All weights and biases of the network in ONE flat vector, with W[l] (n_in, n_out) and b[l] (n_out,)
+    as views into it. The math below uses W and b; optimizers and weight decay touch `flat` in one
+    vectorized operation each (a per-array loop costs more than the arithmetic for networks this small)."""
+
+    def __init__(self, sizes: list[int], dtype=np.float64, flat: np.ndarray | None = None):
+        self.sizes = list(sizes)
+        shapes = list(zip(sizes[:-1], sizes[1:]))
+        self.n_weights = sum(n_in * n_out for n_in, n_out in shapes)  # weights first, then biases
+        total = self.n_weights + sum(n_out for _, n_out in shapes)
+        self.flat = np.zeros(total, dtype=dtype) if flat is None else flat
+        self.W: list[np.ndarray] = []
+        self.b: list[np.ndarray] = []
+        w_at, b_at = 0, self.n_weights
+        for n_in, n_out in shapes:
+            self.W.append(self.flat[w_at : w_at + n_in * n_out].reshape(n_in, n_out))
+            self.b.append(self.flat[b_at : b_at + n_out])
+            w_at, b_at = w_at + n_in * n_out, b_at + n_out
+
+    @property
+    def weights_flat(self) -> np.ndarray:
+        return self.flat[: self.n_weights]
 
     def copy(self) -> Params:
-        return Params([w.copy() for w in self.W], [b.copy() for b in self.b])
+        return Params(self.sizes, self.flat.dtype, self.flat.copy())
+
+    def zeros_like(self) -> Params:
+        return Params(self.sizes, self.flat.dtype)
 
     def arrays(self) -> list[np.ndarray]:
         return self.W + self.b
@@ -48,17 +69,15 @@ class Params:
 def init_params(sizes: list[int], activation: str, rng: np.random.Generator, dtype=np.float64) -> Params:
     """He (normal, std sqrt(2/n_in)) for ReLU layers, Xavier/Glorot (uniform +-sqrt(6/(n_in+n_out)))
     for sigmoid/tanh layers and the linear output layer. Biases start at zero."""
-    W, b = [], []
+    params = Params(sizes, dtype)
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         is_hidden = i < len(sizes) - 2
         if is_hidden and activation == "relu":
-            w = rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_in, n_out))
+            params.W[i][...] = rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_in, n_out))
         else:
             limit = np.sqrt(6.0 / (n_in + n_out))
-            w = rng.uniform(-limit, limit, size=(n_in, n_out))
-        W.append(w.astype(dtype))
-        b.append(np.zeros(n_out, dtype=dtype))
-    return Params(W, b)
+            params.W[i][...] = rng.uniform(-limit, limit, size=(n_in, n_out))
+    return params
 
 
 def activation_grad(name: str, a: np.ndarray) -> np.ndarray:
@@ -102,24 +121,32 @@ def output_loss(task: str, z: np.ndarray, target: np.ndarray) -> tuple[float, np
 
 
 def loss_and_grads(
-    params: Params, activations: list[str], task: str, x: np.ndarray, target: np.ndarray, weight_decay: float
+    params: Params,
+    activations: list[str],
+    task: str,
+    x: np.ndarray,
+    target: np.ndarray,
+    weight_decay: float,
+    grads: Params | None = None,
 ) -> tuple[float, Params]:
+    """Loss of one batch and its gradient (written into `grads` if given, to reuse its memory)."""
     a = forward(params, activations, x)
     loss, dz = output_loss(task, a[-1], target)
-    loss += 0.5 * weight_decay * sum(float(np.sum(W * W)) for W in params.W)
-    L = len(params.W)
-    dW: list[np.ndarray] = [None] * L  # type: ignore[list-item]
-    db: list[np.ndarray] = [None] * L  # type: ignore[list-item]
-    for l in range(L - 1, -1, -1):  # noqa: E741 - l is the layer index of the equations above
-        dW[l] = a[l].T @ dz + weight_decay * params.W[l]
-        db[l] = dz.sum(axis=0)
+    w = params.weights_flat
+    loss += 0.5 * weight_decay * float(w @ w)
+    g = grads if grads is not None else params.zeros_like()
+    for l in range(len(params.W) - 1, -1, -1):  # noqa: E741 - l is the layer index of the equations above
+        np.matmul(a[l].T, dz, out=g.W[l])
+        np.sum(dz, axis=0, out=g.b[l])
         if l > 0:
             dz = (dz @ params.W[l].T) * activation_grad(activations[l - 1], a[l])
-    return loss, Params(dW, db)
+    if weight_decay:
+        g.weights_flat[...] += weight_decay * w
+    return loss, g
 
 
 # ---------------------------------------------------------------------------------------------------
-# Optimizers: update the parameter arrays in place
+# Optimizers: update the flat parameter vector in place
 
 
 class SGD:
@@ -127,13 +154,12 @@ class SGD:
 
     def __init__(self, params: Params, lr: float, momentum: float = 0.9):
         self.lr, self.momentum = lr, momentum
-        self.velocity = [np.zeros_like(p) for p in params.arrays()]
+        self.velocity = np.zeros_like(params.flat)
 
     def step(self, params: Params, grads: Params) -> None:
-        for p, g, v in zip(params.arrays(), grads.arrays(), self.velocity):
-            v *= self.momentum
-            v -= self.lr * g
-            p += v
+        self.velocity *= self.momentum
+        self.velocity -= self.lr * grads.flat
+        params.flat += self.velocity
 
 
 class Adam:
@@ -143,20 +169,20 @@ class Adam:
         self, params: Params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
     ):
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.m = [np.zeros_like(p) for p in params.arrays()]
-        self.v = [np.zeros_like(p) for p in params.arrays()]
+        self.m = np.zeros_like(params.flat)
+        self.v = np.zeros_like(params.flat)
         self.t = 0
 
     def step(self, params: Params, grads: Params) -> None:
         self.t += 1
-        # bias corrections folded into the step size (Kingma & Ba, section 2)
-        lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.t) / (1.0 - self.beta1**self.t)
-        for p, g, m, v in zip(params.arrays(), grads.arrays(), self.m, self.v):
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            v += (1.0 - self.beta2) * (g * g)
-            p -= lr_t * m / (np.sqrt(v) + self.eps)
+        g, m, v = grads.flat, self.m, self.v
+        m *= self.beta1
+        m += (1.0 - self.beta1) * g
+        v *= self.beta2
+        v += (1.0 - self.beta2) * (g * g)
+        m_hat = m / (1.0 - self.beta1**self.t)
+        v_hat = v / (1.0 - self.beta2**self.t)
+        params.flat -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
 def make_optimizer(name: str, params: Params, lr: float, momentum: float):
@@ -264,6 +290,7 @@ def fit_arrays(
         t_val = t_val if task == "classify" else np.asarray(t_val, dtype=dtype)
     n = len(x_train)
     batch = min(config.batch_size, n)
+    grads = params.zeros_like()
     best = FitResult(params.copy())
     best_loss = np.inf
     history = []
@@ -273,7 +300,7 @@ def fit_arrays(
         for start in range(0, n, batch):
             rows = order[start : start + batch]
             loss, grads = loss_and_grads(
-                params, activations, task, x_train[rows], t_train[rows], config.weight_decay
+                params, activations, task, x_train[rows], t_train[rows], config.weight_decay, grads
             )
             optimizer.step(params, grads)
             losses.append(loss * len(rows))

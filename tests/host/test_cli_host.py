@@ -181,6 +181,8 @@ def test_evaluate_enn_uses_the_golden_integer_model(capsys, tmp_path):
         (["evaluate", "MODEL", "wine"], "evaluate", ["columns do not match", "missing feature"]),
         (["evaluate", "MODEL", "iris", "--label", "petal_width"], "evaluate", ["columns do not match"]),
         (["evaluate", "NOTAMODEL", "iris"], "evaluate", ["neither a float model"]),
+        (["evaluate", "iris", "MODEL"], "evaluate", ["is a bundled dataset, not a model"]),
+        (["evaluate", "MODEL", "MODEL"], "evaluate", ["is an edgenn model, not a CSV"]),
     ],
 )
 def test_user_mistakes_are_one_line_errors(

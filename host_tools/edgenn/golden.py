@@ -26,8 +26,9 @@ def quantize_input(model: QuantModel, x_raw: np.ndarray) -> np.ndarray:
     x = np.asarray(x_raw, dtype=np.float64)
     if x.ndim == 1:
         x = x.reshape(1, -1)
-    if x.ndim != 2 or x.shape[1] != model.n_inputs:
-        raise ValueError(f"expected rows of {model.n_inputs} features, got shape {np.shape(x_raw)}")
+    n_inputs = len(model.in_scale)  # (not model.n_inputs: the quantizer calls this before adding layers)
+    if x.ndim != 2 or x.shape[1] != n_inputs:
+        raise ValueError(f"expected rows of {n_inputs} features, got shape {np.shape(x_raw)}")
     bad = ~np.isfinite(x)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])

@@ -1,0 +1,138 @@
+"""`edgenn quantize model.npz --data DATA -o model.enn`: calibrate, build the integer model, write it,
+and say what quantization cost (float vs integer accuracy or RMSE, argmax agreement, bytes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgenn import golden, modelfile
+from edgenn.data import load_for_model
+from edgenn.errors import UserError
+from edgenn.evaluation import load_model, resolve_label_column
+from edgenn.nn import accuracy, rmse, split_for_model
+from edgenn.quantize import quantize
+
+NAME = "quantize"
+HELP = "turn a trained .npz into an integer .enn model (calibrated on DATA) and report what it cost"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL.npz", help="float model written by `edgenn train`")
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="DATA",
+        help="CSV file or bundled dataset to calibrate on (the model's training rows are used when it "
+        "is the data the model was trained on; otherwise all rows)",
+    )
+    parser.add_argument("--label", metavar="COL", help="label column (default: as for `edgenn evaluate`)")
+    parser.add_argument(
+        "-o", "--output", metavar="MODEL.enn", help="where to write the integer model (default: MODEL.enn)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _output_path(model_path: Path, output: str | None) -> Path:
+    path = Path(output) if output else model_path.with_suffix(".enn")
+    if path.resolve() == model_path.resolve():
+        raise UserError(f"{path}: the output would overwrite the float model; choose another -o")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; -o takes a file name such as model.enn")
+    if not path.parent.is_dir():
+        raise UserError(f"{path.parent}: no such directory for -o")
+    return path
+
+
+def _compare(task: str, y: np.ndarray, float_pred: np.ndarray, int_pred: np.ndarray) -> dict:
+    if task == "classify":
+        return {
+            "float": {"accuracy": accuracy(float_pred, y)},
+            "integer": {"accuracy": accuracy(int_pred, y)},
+            "agreement": float(np.mean(float_pred == int_pred)),
+        }
+    float_rmse, int_rmse = rmse(float_pred, y), rmse(int_pred, y)
+    return {
+        "float": {"rmse": float_rmse},
+        "integer": {"rmse": int_rmse},
+        "rmse_change": (int_rmse / float_rmse - 1.0) if float_rmse > 0 else 0.0,
+        "float_vs_integer_rmse": rmse(int_pred[:, 0], float_pred[:, 0]),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    model_path = Path(args.model)
+    loaded = load_model(model_path)
+    if loaded.float_model is None:
+        raise UserError(
+            f"{model_path}: is already an integer model; quantize takes the .npz from `edgenn train`"
+        )
+    fm = loaded.float_model
+    out_path = _output_path(model_path, args.output)
+    label = resolve_label_column(loaded, args.data, args.label)
+    dataset, _ = load_for_model(args.data, fm.feature_names, label, fm.task, fm.labels)
+
+    split = split_for_model(fm, dataset)  # the rows `train` used, when DATA is the training data
+    if split is not None and len(split.test):
+        calib_rows, eval_rows, eval_part = split.train, split.test, "test"
+    else:
+        calib_rows = eval_rows = np.arange(dataset.n_rows)
+        eval_part = "all"
+    qm, warnings = quantize(fm, dataset.X[calib_rows], name=str(fm.meta.get("dataset") or dataset.name))
+    try:
+        size = modelfile.save(qm, out_path)
+    except OSError as exc:
+        raise UserError(f"{out_path}: cannot write ({exc.strerror})") from None
+
+    x_eval, y_eval = dataset.X[eval_rows], dataset.y[eval_rows]
+    result = {
+        "model": str(out_path),
+        "source": str(model_path),
+        "data": args.data,
+        "task": fm.task,
+        "architecture": modelfile.describe(qm),
+        "calibration_rows": int(len(calib_rows)),
+        "calibrated_on": "train" if eval_part == "test" else "all",
+        "evaluated_on": eval_part,
+        "n": int(len(eval_rows)),
+        **_compare(fm.task, y_eval, fm.predict(x_eval), golden.predict(qm, x_eval)),
+        "bytes": size,
+        "float32_bytes": modelfile.float32_bytes(qm),
+        "warnings": warnings,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for warning in warnings:
+        print(f"edgenn quantize: warning: {warning}", file=sys.stderr)
+    _print_human(result)
+    return 0
+
+
+def _print_human(r: dict) -> None:
+    rows = f"{r['n']} held-out test rows" if r["evaluated_on"] == "test" else f"all {r['n']} rows"
+    calib = "training rows" if r["calibrated_on"] == "train" else "rows"
+    print(
+        f"{r['source']} -> {r['model']}: {r['architecture']}, calibrated on {r['calibration_rows']} {calib}"
+    )
+    if r["task"] == "classify":
+        agree = r["agreement"]
+        print(
+            f"  accuracy on {rows}: float {100 * r['float']['accuracy']:.2f}%, "
+            f"integer {100 * r['integer']['accuracy']:.2f}%"
+        )
+        print(f"  argmax agreement integer vs float: {100 * agree:.2f}% ({round(agree * r['n'])}/{r['n']})")
+    else:
+        print(
+            f"  RMSE on {rows}: float {r['float']['rmse']:.4g}, integer {r['integer']['rmse']:.4g} "
+            f"({100 * r['rmse_change']:+.2f}%); integer vs float RMS {r['float_vs_integer_rmse']:.4g}"
+        )
+    ratio = r["float32_bytes"] / r["bytes"]
+    print(
+        f"  size: {r['bytes']} bytes (.enn, everything included) vs {r['float32_bytes']} bytes of float32 "
+        f"weights and biases ({ratio:.1f}x)"
+    )

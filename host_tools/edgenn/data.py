@@ -161,7 +161,10 @@ def parse_numbers(table: Table, names: list[str]) -> np.ndarray:
             try:
                 value = float(cell)
             except ValueError:
-                raise UserError(f"{table.where(i, name)}: {cell!r} is not a number") from None
+                raise UserError(
+                    f"{table.where(i, name)}: {cell!r} is not a number (every column but the label is a "
+                    f"numeric feature; drop or encode text columns)"
+                ) from None
             if not math.isfinite(value):
                 raise UserError(f"{table.where(i, name)}: {cell!r} is not a finite number")
     raise AssertionError("unreachable: some cell failed to parse")

@@ -9,10 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from edgenn import modelfile
-from edgenn.device.board_eval import golden_model_for_board, load_data_for, run_rows, summarize
+from edgenn.device.board_eval import (
+    disagreement_lines,
+    golden_model_for_board,
+    load_data_for,
+    report_lines,
+    run_rows,
+    summarize,
+)
 from edgenn.device.client import add_port_arguments, client_from_args
 from edgenn.errors import UserError
 
@@ -68,45 +74,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        _print_report(result)
+        print("\n".join(report_lines(result)))
     if result["agreement"] < 1.0:
-        _shout(result)
+        print("\n" + "\n".join(disagreement_lines(result)), file=sys.stderr)
         return EXIT_DISAGREES
     return 0
-
-
-def _print_report(r: dict[str, Any]) -> None:
-    board = r["board"]
-    where = f"{board['platform']}, MicroPython {board['micropython']}, {board['kernel']} kernel"
-    print(f"model      {r['model']} ({r['network']}) on the board ({where})")
-    print(f"data       {r['data']}: {r['n']} rows, {r['answered']} answered, {r['errors']} refused")
-    if r["accuracy"] is not None:
-        print(f"accuracy   {100 * r['accuracy']:.2f}%  (golden model: {100 * r['golden_accuracy']:.2f}%)")
-    else:
-        print(f"MAE        {r['mae']:.4g}  (golden model: {r['golden_mae']:.4g}); RMSE {r['rmse']:.4g}")
-    print(f"agreement  {100 * r['agreement']:.2f}% of rows have int8 outputs identical to the golden model")
-    lat = r["latency_us"]
-    note = "  (virtual board: x86-64 timings, not an ESP32's)" if board["platform"] == "linux" else ""
-    print(f"latency    p50 {lat['p50']:.0f} us, p95 {lat['p95']:.0f} us on the board{note}")
-    per_row = r["bytes_per_row"]
-    print(
-        f"link       {r['rows_per_s']:.0f} rows/s ({per_row['request']:.0f} B request + "
-        f"{per_row['reply']:.0f} B reply per row)"
-    )
-
-
-def _shout(r: dict[str, Any]) -> None:
-    bad = r["n"] - round(r["agreement"] * r["n"])
-    print(
-        f"\nedgenn eval-device: DISAGREEMENT: {bad} of {r['n']} rows differ from the golden model. "
-        "The board must compute exactly what edgenn.golden computes: this is a bug, please report it "
-        "with the rows below.",
-        file=sys.stderr,
-    )
-    for m in r["first_mismatches"]:
-        print(f"  row {m['row']}: board {m['board']}  golden {m['golden']}", file=sys.stderr)
-    for e in r["first_errors"]:
-        print(f"  row {e['row']}: board refused it: {e['error']}", file=sys.stderr)
 
 
 class _Progress:

@@ -197,3 +197,43 @@ def _percentiles(values: np.ndarray) -> dict[str, float | None]:
         "p95": float(np.percentile(values, 95)),
         "max": float(values.max()),
     }
+
+
+def report_lines(r: dict[str, Any]) -> list[str]:
+    """The human-readable eval-device report for a `summarize` result (plus the keys eval-device adds)."""
+    board = r["board"]
+    where = f"{board['platform']}, MicroPython {board['micropython']}, {board['kernel']} kernel"
+    lines = [
+        f"model      {r['model']} ({r['network']}) on the board ({where})",
+        f"data       {r['data']}: {r['n']} rows, {r['answered']} answered, {r['errors']} refused",
+    ]
+    if r["accuracy"] is not None:
+        acc, gold = 100 * r["accuracy"], 100 * r["golden_accuracy"]
+        lines.append(f"accuracy   {acc:.2f}%  (golden model: {gold:.2f}%)")
+    else:
+        mae, gold = r["mae"], r["golden_mae"]
+        lines.append(f"MAE        {mae:.4g}  (golden model: {gold:.4g}), RMSE {r['rmse']:.4g}")
+    lines.append(f"agreement  {100 * r['agreement']:.2f}% of rows: int8 outputs equal the golden model's")
+    lat = r["latency_us"]
+    note = "  (virtual board: x86-64 timings, not an ESP32's)" if board["platform"] == "linux" else ""
+    lines.append(f"latency    p50 {lat['p50']:.0f} us, p95 {lat['p95']:.0f} us on the board{note}")
+    per_row = r["bytes_per_row"]
+    lines.append(
+        f"link       {r['rows_per_s']:.0f} rows/s ({per_row['request']:.0f} B request + "
+        f"{per_row['reply']:.0f} B reply per row)"
+    )
+    return lines
+
+
+def disagreement_lines(r: dict[str, Any]) -> list[str]:
+    """The loud part: which rows differ from the golden model (shown when agreement < 100%)."""
+    bad = r["n"] - round(r["agreement"] * r["n"])
+    lines = [
+        f"DISAGREEMENT: {bad} of {r['n']} rows differ from the golden model. The board must compute "
+        "exactly what edgenn.golden computes: this is a bug, please report it with the rows below."
+    ]
+    for m in r["first_mismatches"]:
+        lines.append(f"  row {m['row']}: board {m['board']}  golden {m['golden']}")
+    for e in r["first_errors"]:
+        lines.append(f"  row {e['row']}: board refused it: {e['error']}")
+    return lines

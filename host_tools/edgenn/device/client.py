@@ -103,17 +103,24 @@ class BoardClient:
         return self.request("info")
 
     def soft_reset(self, timeout: float = 10.0) -> dict[str, Any]:
-        """Interrupt what runs, leave the raw REPL, soft-reset, and wait for main.py's ready banner."""
-        self.send_soft_reset(echo=False)
-        try:
-            self.banner = self._read_until(lambda d: "ready" in d, timeout, "ready banner")
-        except UserError:
-            raise UserError(
-                f"no edgenn server on {self.port}: the board did not print the ready line within "
-                f"{timeout:.0f} s of a soft reset{self._noise_hint()}. Deploy one with "
-                f"`edgenn deploy MODEL.enn --port {self.port}`."
-            ) from None
-        return self.banner
+        """Interrupt what runs, leave the raw REPL, soft-reset, and wait for main.py's ready banner.
+
+        Tried up to three times: control bytes that reach a program which is just starting (before the
+        board routes Ctrl-C to it) are plain data to it, and the next attempt's Ctrl-C does stop it."""
+        deadline = time.monotonic() + timeout
+        for attempt in range(3):
+            self.send_soft_reset(echo=False)
+            wait = (deadline - time.monotonic()) / (3 - attempt)
+            try:
+                self.banner = self._read_until(lambda d: "ready" in d, max(wait, 0.5), "ready banner")
+                return self.banner
+            except UserError:
+                continue
+        raise UserError(
+            f"no edgenn server on {self.port}: the board did not print the ready line within "
+            f"{timeout:.0f} s of a soft reset{self._noise_hint()}. Deploy one with "
+            f"`edgenn deploy MODEL.enn --port {self.port}`."
+        )
 
     def send_soft_reset(self, echo: bool = True) -> None:
         """Ctrl-C (stop what runs), Ctrl-B (leave the raw REPL), Ctrl-D (soft reset at the friendly REPL).

@@ -57,11 +57,12 @@ def train_and_quantize(dataset_name: str, hidden: tuple[int, ...], seed: int = 0
     return dataset, fm, qm, warnings
 
 
-def deploy_model(model_path: Path, port: str, flash_dir: Path) -> None:
-    """Runtime + main.py + model onto the board, through the same deploy as `edgenn deploy`."""
-    from edgenn.device import deploy
+def deploy_model(model_path: Path, port: str) -> None:
+    """Runtime + main.py + model onto the board: the same code as `edgenn deploy` (it soft-resets the
+    board at the end, so main.py starts with the new model)."""
+    from edgenn.device.deploy import deploy
 
-    deploy.deploy(str(model_path), port)
+    deploy(model_path, port, board="esp32", say=lambda text: print("  " + text))
 
 
 def run_demo(out: Path) -> int:
@@ -95,11 +96,10 @@ def run_demo(out: Path) -> int:
     print(f"  port {port}, flash directory {flash_dir}")
     try:
         step(f"Deploy runtime, main.py and {model_path.name} to the board")
-        deploy_model(model_path, port, flash_dir)
-        print(f"  done ({step.took()})")
+        deploy_model(model_path, port)
 
         with BoardClient(port) as client:
-            info = client.connect(reset=True)
+            info = client.connect()
             print(f"  the board says: model {info['model']!r}, {info['inputs']} inputs, kernel "
                   f"{info['kernel']}, MicroPython {info['micropython']}, {info['heap_free']} bytes heap free")
 

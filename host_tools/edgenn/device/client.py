@@ -269,8 +269,15 @@ def _shorten(text: str, limit: int = 60) -> str:
 
 
 def format_features(values: Iterable[float]) -> str:
-    """A feature line the board parses back to the same doubles: repr is the shortest exact form."""
-    return ",".join(repr(float(v)) for v in values)
+    """A feature line the board parses back to the same doubles: repr is the shortest exact form, and
+    whole numbers go without ".0" (fewer bytes on the wire, same value)."""
+    return ",".join(_number_text(float(v)) for v in values)
+
+
+def _number_text(v: float) -> str:
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v)
 
 
 def add_port_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,11 +6,18 @@ weights at +-127 (and -128), biases as large as the overflow proof allows, mult 
 and 29, out_zero at both ends of its range. `edge_inputs(model, n_random, seed)` gives input code rows:
 all 0, all 255, the code of real 0, one-hot, alternating, and random bytes.
 
+`export_fixtures(dir)` / `python -m edgenn.zoo DIR` writes them with the golden outputs of every layer
+for tests that run inside MicroPython.
+
 Tables of sigmoid/tanh layers are random bytes in the extreme models (any off-by-one in the lookup
 shows) and real tables in the typical ones.
 """
 
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +34,7 @@ from edgenn.modelfile import (
     QuantLayer,
     QuantModel,
     max_admissible_bias,
+    save,
     validate,
 )
 from edgenn.quantize import sigmoid_lut, split_multiplier, tanh_lut
@@ -209,3 +217,41 @@ def edge_inputs(model: QuantModel, n_random: int = 100, seed: int = 0) -> np.nda
     fixed = np.array(rows, dtype=np.uint8)
     random_rows = rng.integers(0, 256, size=(n_random, n), dtype=np.uint8)
     return np.concatenate([fixed, random_rows], axis=0)
+
+
+def export_fixtures(directory: str | Path, seed: int = 0, n_random: int = 1000) -> dict:
+    """Write the zoo for tests that run inside MicroPython (which cannot import this package):
+    per model NAME.enn, NAME.inputs.bin (rows x n_inputs input codes) and NAME.layerK.bin (rows x n_out
+    output bytes of layer K: uint8 hidden, int8 last as two's complement), plus manifest.json."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = {"seed": seed, "models": []}
+    for name, model in build_zoo(seed).items():
+        rows = edge_inputs(model, n_random, seed)
+        outputs = golden.forward_layers_q(model, rows)
+        size = save(model, directory / f"{name}.enn")
+        (directory / f"{name}.inputs.bin").write_bytes(rows.tobytes())
+        for k, out in enumerate(outputs):
+            (directory / f"{name}.layer{k}.bin").write_bytes(out.tobytes())
+        manifest["models"].append(
+            {
+                "name": name,
+                "file": f"{name}.enn",
+                "bytes": size,
+                "rows": int(rows.shape[0]),
+                "n_inputs": model.n_inputs,
+                "layer_sizes": [layer.n_out for layer in model.layers],
+                "activations": [layer.activation for layer in model.layers],
+                "task": model.task,
+            }
+        )
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+if __name__ == "__main__":  # python -m edgenn.zoo OUT_DIR [SEED] [N_RANDOM]
+    args = sys.argv[1:]
+    if not args:
+        sys.exit("usage: python -m edgenn.zoo OUT_DIR [SEED] [N_RANDOM]")
+    result = export_fixtures(args[0], *(int(a) for a in args[1:3]))
+    print(f"wrote {len(result['models'])} models to {args[0]}")

@@ -10,7 +10,7 @@ import pytest
 
 from edgenn import golden
 from edgenn import modelfile as mf
-from edgenn.zoo import build_zoo, edge_inputs
+from edgenn.zoo import build_zoo, edge_inputs, export_fixtures
 
 ZOO = build_zoo(seed=1)
 
@@ -133,3 +133,15 @@ def test_zoo_is_deterministic_and_covers_the_extremes() -> None:
     mults = {int(v) for layer in layers for v in layer.mult}
     shifts = {int(v) for layer in layers for v in layer.shift}
     assert {1, 32767} <= mults and {15, 29} <= shifts
+
+
+def test_exported_fixtures_read_back(tmp_path) -> None:
+    manifest = export_fixtures(tmp_path, seed=1, n_random=5)
+    entry = next(m for m in manifest["models"] if m["name"] == "mixed_3")
+    model = mf.load(tmp_path / entry["file"])
+    rows = np.frombuffer((tmp_path / "mixed_3.inputs.bin").read_bytes(), np.uint8).reshape(entry["rows"], -1)
+    np.testing.assert_array_equal(rows, edge_inputs(ZOO["mixed_3"], 5, seed=1))
+    for k, out in enumerate(golden.forward_layers_q(model, rows)):
+        stored = np.frombuffer((tmp_path / f"mixed_3.layer{k}.bin").read_bytes(), out.dtype)
+        np.testing.assert_array_equal(stored.reshape(out.shape), out)
+    assert entry["layer_sizes"] == [20, 15, 10, 4] and len(manifest["models"]) == len(ZOO)

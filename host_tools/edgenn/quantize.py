@@ -189,6 +189,11 @@ def _check_float_model(fm: FloatModel, x: np.ndarray) -> None:
     hidden_ok = all(a in HIDDEN_ACTIVATIONS for a in fm.activations[:-1])
     if fm.activations[-1] != "identity" or not hidden_ok:
         raise UserError(f"unsupported activations {fm.activations} (hidden relu/sigmoid/tanh, last identity)")
+    params = [*fm.weights, *fm.biases, fm.input_mean, fm.input_std]
+    if not all(np.all(np.isfinite(np.asarray(p, dtype=np.float64))) for p in params):
+        raise UserError("the float model has NaN or infinite weights or input scaling (retrain it)")
+    if not np.all(np.asarray(fm.input_std, dtype=np.float64) > 0):
+        raise UserError("the float model's input scaling has a zero standard deviation (retrain it)")
     if x.ndim != 2 or x.shape[1] != fm.n_inputs or x.shape[0] == 0:
         raise UserError(f"calibration data must be rows of {fm.n_inputs} features, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
@@ -314,8 +319,12 @@ def quantize(
     lo = np.minimum(lo - pad, -cal.input_min_range)
     hi = np.maximum(hi + pad, cal.input_min_range)
     s_in, z_in = _affine(lo, hi, 0)
-    in_scale = (1.0 / (np.asarray(fm.input_std, np.float64) * s_in)).astype(np.float32)
-    in_offset = (z_in - np.asarray(fm.input_mean, np.float64) * in_scale).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        in_scale = (1.0 / (np.asarray(fm.input_std, np.float64) * s_in)).astype(np.float32)
+        in_offset = (z_in - np.asarray(fm.input_mean, np.float64) * in_scale).astype(np.float32)
+    if not (np.all(np.isfinite(in_scale)) and np.all(np.isfinite(in_offset))):
+        bad = fm.feature_names[int(np.flatnonzero(~np.isfinite(in_scale) | ~np.isfinite(in_offset))[0])]
+        raise UserError(f"feature {bad!r}: its input scaling does not fit a float32 (extreme values?)")
     tensor = _Tensor(s_in, z_in)
 
     model = QuantModel(

@@ -191,3 +191,20 @@ def test_long_names_are_cut_to_the_format_limit() -> None:
     ds, fm, split = trained("iris")
     qm, _ = quantize(fm, ds.X, name="é" * 200)
     assert len(qm.name.encode()) <= 255 and qm.name == "é" * 127
+
+
+def test_refuses_broken_float_models() -> None:
+    x = np.random.default_rng(2).normal(size=(20, 2))
+    nan_weights = _tiny_model(np.array([[np.nan, 1.0], [1.0, 1.0]]), np.zeros(2), np.ones((2, 2)))
+    with pytest.raises(UserError, match="NaN or infinite weights"):
+        quantize(nan_weights, x)
+    zero_std = _tiny_model(np.ones((2, 2)), np.zeros(2), np.ones((2, 2)))
+    zero_std.input_std = np.array([1.0, 0.0])
+    with pytest.raises(UserError, match="zero standard deviation"):
+        quantize(zero_std, x)
+    tiny_std = _tiny_model(np.ones((2, 2)), np.zeros(2), np.ones((2, 2)))
+    tiny_std.input_std = np.array([1.0, 1e-300])
+    x_tiny = x.copy()
+    x_tiny[:, 1] *= 1e-300
+    with pytest.raises(UserError, match="feature 'x1'"):
+        quantize(tiny_std, x_tiny)

@@ -265,7 +265,7 @@ class VirtualBoard:
             if not interp.stdout_open and interp.proc.poll() is not None:
                 code = interp.close()
                 self.restarts += 1
-                to_board.clear()
+                to_board += held  # input not yet delivered goes to the next interpreter, as a UART buffers it
                 held.clear()
                 hold_until = 0.0
                 if code == EXIT_SOFT_RESET_RAW:

@@ -90,6 +90,12 @@ class Flash:
         return "<VfsLfs2>"
 
 
+class _VBoardModule:
+    # `import edgenn_vboard` tells host tools (deploy, doctor) which profile this virtual board emulates.
+    board = _board
+    flash_bytes = _flash_bytes
+
+
 def _mount_flash():
     os.umount("/")
     os.mount(Flash(_flash_dir, _flash_bytes), "/")
@@ -306,6 +312,14 @@ def _banner():
     return f"MicroPython {release} on {date}; {board}\n" + 'Type "help()" for more information.\n'
 
 
+def _text(raw):
+    # Bytes typed at the REPL -> str; line noise (not UTF-8) becomes "?" instead of an exception.
+    try:
+        return raw.decode()
+    except UnicodeError:
+        return "".join(chr(b) if b < 128 else "?" for b in raw)
+
+
 def _readline(prompt):
     # Returns (str, None) for a line, or (None, control_char) for Ctrl-A/B/C/D(empty)/E.
     _write(prompt)
@@ -314,7 +328,7 @@ def _readline(prompt):
         c = _read_byte()
         if c == 13 or c == 10:
             _write("\n")
-            return line.decode(), None
+            return _text(line), None
         if c == CTRL_C:
             _write("\n")
             return None, CTRL_C
@@ -354,7 +368,7 @@ def _paste_mode():
             _write("\n=== ")
         elif c != 10:
             _out.write(bytes((c,)))
-    _report_friendly(_run_source(bytes(buf).replace(b"\r", b"\n").decode(), "<stdin>", "exec"))
+    _report_friendly(_run_source(_text(bytes(buf).replace(b"\r", b"\n")), "<stdin>", "exec"))
 
 
 def _report_friendly(err):
@@ -404,6 +418,7 @@ def friendly_repl():
 
 def main():
     _mount_flash()
+    sys.modules["edgenn_vboard"] = _VBoardModule
     _finish_user_code(None)  # start in the idle state, acknowledged
     gc.collect()
     _run_file("boot.py")
@@ -415,6 +430,8 @@ def main():
             mode = raw_repl() if mode == "raw" else friendly_repl()
         except KeyboardInterrupt:
             pass  # a Ctrl-C that reached the REPL itself: ignore, as at a board's prompt
+        except Exception as e:  # noqa: BLE001 - a board's REPL survives any input; say what happened
+            _write("vboard REPL: " + repr(e) + "\n")
 
 
 main()

@@ -1,0 +1,194 @@
+"""Asking a MicroPython board what it is, through mpremote's raw-REPL transport (used as a library).
+
+`open_board(port)` returns a connected `mpremote.transport_serial.SerialTransport` in the raw REPL
+(or raises UserError with one line that says what to do); `probe(transport)` returns a `BoardInfo`:
+MicroPython version, the `.mpy` format it accepts, free heap, free flash and the files at the root with
+their sizes and SHA-256 (computed on the board).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass, field
+
+from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport_serial import SerialTransport
+
+from edgenn.errors import UserError
+
+# sys.implementation._mpy bits 10..13 (MP_NATIVE_ARCH_*), named as mpy-cross -march names them.
+MPY_ARCH_NAMES = {
+    0: None,  # no native code: bytecode only
+    1: "x86",
+    2: "x64",
+    3: "armv6",
+    4: "armv6m",
+    5: "armv7m",
+    6: "armv7em",
+    7: "armv7emsp",
+    8: "armv7emdp",
+    9: "xtensa",
+    10: "xtensawin",
+    11: "rv32imc",
+    12: "rv64imc",
+}
+ARCH_TO_BOARD = {"x64": "virtual", "xtensawin": "esp32", "rv32imc": "esp32c3"}
+
+
+@dataclass(frozen=True)
+class MpyFormat:
+    version: int  # 6 for MicroPython >= 1.19
+    sub_version: int  # 3 for >= 1.23; native code needs an exact match
+    arch: str | None
+
+    @classmethod
+    def from_sys_mpy(cls, value: int) -> MpyFormat:
+        return cls(value & 0xFF, (value >> 8) & 3, MPY_ARCH_NAMES.get((value >> 10) & 0xF, "unknown"))
+
+    def __str__(self) -> str:
+        return f"{self.version}.{self.sub_version} {self.arch or 'bytecode-only'}"
+
+
+@dataclass
+class BoardInfo:
+    version: str  # e.g. "1.25.0"
+    machine: str
+    platform: str
+    mpy: MpyFormat | None  # None: the board does not say (MicroPython < 1.19)
+    heap_free: int
+    flash_total: int
+    flash_free: int
+    files: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (size, sha256 hex or "")
+    vboard_profile: str | None = None  # the profile a virtual board emulates
+
+    @property
+    def is_virtual(self) -> bool:
+        return self.vboard_profile is not None or self.platform == "linux"
+
+    @property
+    def likely_board(self) -> str:
+        if self.vboard_profile:
+            return self.vboard_profile
+        if self.mpy is None or self.mpy.arch is None:
+            return "esp32"
+        return ARCH_TO_BOARD.get(self.mpy.arch, "esp32")
+
+
+def _port_problem(port: str) -> str:
+    if port.startswith(("socket://", "rfc2217://")):
+        return f"cannot connect to {port}"
+    if not os.path.exists(port):
+        return f"serial port {port} does not exist: is the board plugged in (or `edgenn vboard` running)?"
+    try:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        os.close(fd)
+    except PermissionError:
+        return f"no permission to open {port}: add yourself to the dialout group (or uucp), then log in again"
+    except OSError as exc:
+        return f"cannot open {port}: {exc.strerror}"
+    return f"{port} is busy: close the other program using it (mpremote, a serial monitor, edgenn monitor)"
+
+
+def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> SerialTransport:
+    """Connect and enter the raw REPL. A soft reset first stops main.py and frees the heap."""
+    try:
+        transport = SerialTransport(port, baudrate=baud)
+    except TransportError:
+        raise UserError(_port_problem(port)) from None
+    try:
+        transport.enter_raw_repl(soft_reset=soft_reset)
+    except (TransportError, OSError) as exc:
+        transport.close()
+        raise UserError(f"no MicroPython REPL on {port} ({exc}); is MicroPython flashed (edgenn flash)?") \
+            from None
+    return transport
+
+
+def close_board(transport: SerialTransport, restart: bool = False) -> None:
+    """Leave the raw REPL; with restart, soft-reset from the friendly REPL so main.py runs again."""
+    try:
+        transport.exit_raw_repl()
+        if restart:
+            transport.serial.write(b"\x04")
+        transport.serial.flush()
+    except OSError:
+        pass
+    transport.close()
+
+
+def board_eval(transport: SerialTransport, code: str):
+    """Run `code` on the board; its last printed line is a Python literal, returned parsed."""
+    try:
+        out = transport.exec(code)
+    except TransportExecError as exc:
+        last = exc.error_output.strip().splitlines()[-1]
+        raise UserError(f"the board failed running a query: {last}") from None
+    lines = out.decode(errors="replace").strip().splitlines()
+    return ast.literal_eval(lines[-1]) if lines else None
+
+
+_PROBE = """
+import sys, os, gc
+gc.collect()
+try:
+    _s = os.statvfs('/')
+    _fs = (_s[0] * _s[2], _s[0] * _s[3])
+except Exception:
+    _fs = (0, 0)
+_v = sys.implementation.version
+try:
+    import edgenn_vboard
+    _vb = edgenn_vboard.board
+except ImportError:
+    _vb = None
+print(repr(('%d.%d.%d' % (_v[0], _v[1], _v[2]), getattr(sys.implementation, '_machine', ''), sys.platform,
+    getattr(sys.implementation, '_mpy', None), gc.mem_free(), _fs[0], _fs[1], _vb)))
+"""
+
+_LIST_AND_HASH = """
+import os
+try:
+    import hashlib, binascii
+    def _h(n):
+        h = hashlib.sha256()
+        b = bytearray(512)
+        with open(n, 'rb') as f:
+            while True:
+                k = f.readinto(b)
+                if not k:
+                    break
+                h.update(b if k == 512 else b[:k])
+        return binascii.hexlify(h.digest()).decode()
+except ImportError:
+    def _h(n):
+        return ''
+_r = {}
+for _e in os.ilistdir():
+    if _e[1] != 0x4000:
+        _n = _e[0]
+        _r[_n] = (os.stat(_n)[6], _h(_n) if _n in _want else '')
+print(repr(_r))
+"""
+
+
+def list_files(transport: SerialTransport, hash_names: set[str]) -> dict[str, tuple[int, str]]:
+    """Files at the board's root: name -> (size, sha256 hex); hashes only for `hash_names`."""
+    return board_eval(transport, f"_want = {sorted(hash_names)!r}\n" + _LIST_AND_HASH)
+
+
+def probe(transport: SerialTransport, hash_names: set[str] | None = None) -> BoardInfo:
+    version, machine, platform, mpy, heap_free, fs_total, fs_free, vboard = board_eval(transport, _PROBE)
+    files = list_files(transport, hash_names or set())
+    return BoardInfo(
+        version=version,
+        machine=machine,
+        platform=platform,
+        mpy=None if mpy is None else MpyFormat.from_sys_mpy(mpy),
+        heap_free=heap_free,
+        flash_total=fs_total,
+        flash_free=fs_free,
+        files=files,
+        vboard_profile=vboard,
+    )
+

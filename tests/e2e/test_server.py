@@ -332,3 +332,58 @@ def test_corrupt_model_is_reported_not_fatal(serve):
     server = serve(raw=bytes(raw))
     assert "CRC" in server.banner["error"]
     assert "CRC" in server.ask("1,2,3,4")["error"]
+
+
+ALLOC_PROBE = r"""
+import gc, sys
+sys.path.insert(0, "")
+source = open("main.py").read()
+namespace = {"__name__": "probe"}
+exec(source[: source.rindex("main()")], namespace)  # everything but the call that starts serving
+server = namespace["Server"]()
+
+def request(data):
+    server.line[: len(data)] = data
+    server.handle(len(data))
+
+def allocated(fn, n=50):
+    fn()  # first use (interned names, caches) happens outside the count
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    for _ in range(n):
+        fn()
+    after = gc.mem_alloc()
+    gc.enable()
+    return (after - before) / n
+
+features, codes = sys.argv[1].encode(), ("q " + sys.argv[2]).encode()
+result = {
+    "features": allocated(lambda: request(features)),
+    "codes": allocated(lambda: request(codes)),
+    "quantize_input": allocated(lambda: server.net.quantize_input(server.feats)),
+    "one_float": allocated(lambda: float(server.field)),
+}
+import json
+sys.stderr.write(json.dumps(result) + "\n")
+"""
+
+
+def test_a_prediction_allocates_only_its_parsed_floats(tmp_path):
+    # Measured inside MicroPython with gc.mem_alloc (gc disabled): a `q` request allocates nothing at
+    # all; a feature request allocates one float object per value on top of what the runtime's
+    # input scaling allocates (floats are heap objects). Replies go to the real stdout (/dev/null).
+    model = ZOO["relu_2"]
+    d = board_dir(tmp_path, model)
+    (d / "probe.py").write_text(ALLOC_PROBE)
+    row = feature_rows(model, 1, seed=8)[0]
+    codes = ",".join(str(int(v)) for v in golden.quantize_input(model, row[None, :])[0])
+    result = subprocess.run(
+        [MICROPYTHON, "-X", f"heapsize={HEAP}", "probe.py", line_for(row), codes],
+        cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    alloc = json.loads(result.stderr.strip().splitlines()[-1])
+    assert alloc["codes"] == 0
+    assert alloc["one_float"] > 0
+    assert alloc["features"] <= alloc["quantize_input"] + model.n_inputs * alloc["one_float"]

@@ -144,3 +144,15 @@ def test_power_on_runs_boot_then_main_and_ctrl_c_interrupts_main(start_vboard, t
         assert b"main.py interrupted" in seen and seen.endswith(b">>> ")
     # the host closed the port; a new host connects and finds a working REPL
     assert mpremote(vb.port, "resume", "eval", "1+1").stdout.strip() == "2"
+
+
+def test_flash_directory_is_the_whole_filesystem(vboard, tmp_path: Path) -> None:
+    secret = tmp_path / "outside.txt"  # next to the flash directory, on the host
+    secret.write_text("host file")
+    out = mpremote(vboard.port, "exec", (
+        "import os\nr = []\n"
+        "for p in ('../outside.txt', '/../outside.txt', '/lib/../../outside.txt'):\n"
+        "    try:\n        open(p); r.append('READ')\n    except OSError:\n        r.append('no')\n"
+        "os.chdir('..')\nprint(r, os.getcwd(), os.listdir())"
+    )).stdout
+    assert out.strip() == "['no', 'no', 'no'] / []"

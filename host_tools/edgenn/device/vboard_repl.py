@@ -47,16 +47,59 @@ def _write(s):
 
 class Flash:
     # The board's filesystem: a host directory mounted at "/", reporting the profile's capacity
-    # (os.statvfs, `mpremote df`) instead of the host disk's.
+    # (os.statvfs, `mpremote df`) instead of the host disk's. Paths are resolved here, with ".." stopping
+    # at "/", so that nothing on the board can reach host files outside the flash directory.
     def __init__(self, root, capacity):
         self._vfs = os.VfsPosix(root)
         self._capacity = capacity
+        self._cwd = "/"
 
     def mount(self, readonly, mkfs):
         pass
 
     def umount(self):
         pass
+
+    def _abs(self, path):
+        if not path.startswith("/"):
+            path = self._cwd + "/" + path
+        parts = []
+        for part in path.split("/"):
+            if part == "..":
+                if parts:
+                    parts.pop()
+            elif part and part != ".":
+                parts.append(part)
+        return "/" + "/".join(parts)
+
+    def open(self, path, mode):
+        return self._vfs.open(self._abs(path), mode)
+
+    def stat(self, path):
+        return self._vfs.stat(self._abs(path))
+
+    def mkdir(self, path):
+        self._vfs.mkdir(self._abs(path))
+
+    def rmdir(self, path):
+        self._vfs.rmdir(self._abs(path))
+
+    def remove(self, path):
+        self._vfs.remove(self._abs(path))
+
+    def rename(self, old, new):
+        # VfsPosix builds root-prefixed paths in one shared buffer, so a rename of two absolute paths
+        # renames the second onto itself; paths relative to the process cwd (the flash directory) work.
+        self._vfs.rename("." + self._abs(old), "." + self._abs(new))
+
+    def chdir(self, path):
+        target = self._abs(path)
+        if not self._vfs.stat(target)[0] & 0x4000:
+            raise OSError(20)  # ENOTDIR
+        self._cwd = target
+
+    def getcwd(self):
+        return self._cwd
 
     def _blocks_used(self, path):
         used = 1  # the directory itself
@@ -71,20 +114,17 @@ class Flash:
 
     def ilistdir(self, path):
         # littlefs reports sizes in ilistdir (mpremote ls shows them); VfsPosix does not
+        path = self._abs(path)
         for entry in self._vfs.ilistdir(path):
             size = 0
             if entry[1] != 0x4000:
-                child = path.rstrip("/") + "/" + entry[0] if path else entry[0]
-                size = self._vfs.stat(child)[6]
+                size = self._vfs.stat(path.rstrip("/") + "/" + entry[0])[6]
             yield (entry[0], entry[1], 0, size)
 
     def statvfs(self, path):
         total = self._capacity // BLOCK
         free = max(0, total - 2 - self._blocks_used("/"))  # 2 superblocks
         return (BLOCK, BLOCK, total, free, free, 0, 0, 0, 0, 255)
-
-    def __getattr__(self, name):
-        return getattr(self._vfs, name)
 
     def __repr__(self):
         return "<VfsLfs2>"

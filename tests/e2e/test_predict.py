@@ -125,6 +125,8 @@ def test_server_survives_ctrl_c_and_mpremote(iris_board, iris_model):
 
 def test_monitor_prints_what_the_board_says(iris_board, capsys):
     # the reset stops the server (its KeyboardInterrupt traceback shows), then it boots again
+    with BoardClient(iris_board.port) as board:
+        board.connect()  # the server is up (deploy has just reset the board)
     code, out, err = edgenn(capsys, "monitor", "--port", iris_board.port, "--reset", "--seconds", "3")
     assert code == 0, err
     assert "KeyboardInterrupt" in out and "soft reboot" in out

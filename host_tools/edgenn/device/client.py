@@ -133,7 +133,11 @@ class BoardClient:
         """Ctrl-C (stop what runs), Ctrl-B (leave the raw REPL), Ctrl-D (soft reset at the friendly REPL).
         echo=False throws away what the board prints before the reset."""
         self._pending = b""
-        self._write(CTRL_C + CTRL_C)
+        # Two Ctrl-Cs apart: one that lands while a program is still starting (before the board routes
+        # Ctrl-C to it as KeyboardInterrupt) is a plain byte to it; the second one then stops it.
+        self._write(CTRL_C)
+        time.sleep(0.25)
+        self._write(CTRL_C)
         time.sleep(0.1)
         self._write(CTRL_B)
         time.sleep(0.1)

@@ -15,6 +15,7 @@ the unix port cannot do by itself:
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import selectors
@@ -57,6 +58,19 @@ def default_flash_dir(board: str) -> Path:
     return Path(".edgenn") / "vboard" / board
 
 
+try:  # looked up once here: the child between fork and exec must not import anything
+    _prctl = ctypes.CDLL(None).prctl
+except (OSError, AttributeError):
+    _prctl = None  # not Linux: the interpreter exits at its next read of the closed stdin instead
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: if the supervisor is killed (SIGKILL), take the interpreter down too."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class _Interpreter:
     """One power-on-to-reset lifetime of the MicroPython process."""
 
@@ -71,6 +85,7 @@ class _Interpreter:
             pass_fds=(status_w, ack_r),
             cwd=flash_dir,
             start_new_session=True,  # a Ctrl-C in the terminal running the supervisor is not for the board
+            preexec_fn=_die_with_parent,
         )
         os.close(status_w)
         os.close(ack_r)
@@ -133,7 +148,6 @@ class VirtualBoard:
         os.close(slave)  # the host opens it; until then reads of the master fail with EIO
         os.set_blocking(master, False)
         self._master = master
-        self._interp = self._spawn("friendly", "power")
         self._thread = threading.Thread(target=self._loop, name="vboard", daemon=True)
         self._thread.start()
         return self.port
@@ -166,6 +180,18 @@ class VirtualBoard:
         return _Interpreter(argv, self.flash_dir)
 
     def _loop(self) -> None:
+        # Interpreters are started from this thread: PR_SET_PDEATHSIG follows the thread that forked.
+        self._interp = self._spawn("friendly", "power")
+        while not self._stop.is_set():
+            try:
+                self._serve()
+            except Exception:  # noqa: BLE001 - the board must not die silently; report and go on
+                import traceback
+
+                traceback.print_exc()
+                time.sleep(0.1)
+
+    def _serve(self) -> None:
         master = self._master
         assert master is not None
         connected = False

@@ -58,7 +58,8 @@ class BoardClient:
 
     def open(self) -> BoardClient:
         try:
-            self._serial = serial.serial_for_url(self.port, baudrate=self.baud, timeout=0.05)
+            # exclusive: a second edgenn command on the same port fails here instead of stealing replies
+            self._serial = serial.serial_for_url(self.port, baudrate=self.baud, timeout=0.05, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise UserError(
                 f"cannot open serial port {self.port}: {exc}. Is the board plugged in (or `edgenn vboard` "

@@ -79,10 +79,17 @@ def _layer_portable(blob, u, out, h):
     pm = pb + (n_out << 2)
     ps = pm + (n_out << 1)
     pl = ps + n_out
+    n8 = n_in & 0xFFF8
     k = 0
     for c in range(n_out):
+        # unrolled by 8 with the weight index in its own local: ~1.7x fewer bytecodes per MAC
         acc = 0
-        for j in range(n_in):
+        for j in range(0, n8, 8):
+            acc += (blob[k] * u[j] + blob[k + 1] * u[j + 1] + blob[k + 2] * u[j + 2]
+                    + blob[k + 3] * u[j + 3] + blob[k + 4] * u[j + 4] + blob[k + 5] * u[j + 5]
+                    + blob[k + 6] * u[j + 6] + blob[k + 7] * u[j + 7])
+            k += 8
+        for j in range(n8, n_in):
             acc += blob[k] * u[j]
             k += 1
         o = pb + (c << 2)

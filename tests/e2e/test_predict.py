@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_server import split_lines
 from vboard_helpers import mpremote
 
 from edgenn import cli, golden, modelfile
@@ -182,3 +183,42 @@ def test_sensor_loop_example_runs_on_the_virtual_board(vboard, tmp_path, capsys)
     assert len(predictions) >= 5
     for p in predictions:
         assert p["label"] in qm.labels and p["truth"] in qm.labels and p["us"] >= 0
+
+
+def test_1000_predictions_on_the_virtual_board_equal_golden_and_heap_does_not_grow(iris_board, iris_model):
+    _, qm = iris_model
+    rng = np.random.default_rng(11)
+    X = load_dataset("iris").X
+    X = X[rng.integers(0, len(X), 1000)] + rng.normal(0, 0.3, size=(1000, X.shape[1]))
+    expected = golden.forward_q(qm, golden.quantize_input(qm, X))
+    with BoardClient(iris_board.port) as board:
+        board.connect()
+        for reply in board.stream(format_features(x) for x in X[:20]):  # warm-up
+            assert "scores" in reply
+        before = board.request("info")
+        replies = list(board.stream(format_features(x) for x in X))
+        after = board.request("info")
+    assert [r["scores"] for r in replies] == expected.tolist()
+    # `info` collects garbage first: what stays allocated is what the server keeps
+    assert after["heap_alloc"] <= before["heap_alloc"], (before, after)
+    assert after["heap_free"] >= before["heap_free"]
+
+
+def test_fuzz_on_the_virtual_board(iris_board, iris_model):
+    """Garbage between good lines over the (virtual) serial line. Every byte but Ctrl-C: on a board
+    Ctrl-C stops the server on purpose (test_server_survives_ctrl_c_and_mpremote)."""
+    _, qm = iris_model
+    rng = np.random.default_rng(12)
+    X = load_dataset("iris").X
+    expected = golden.forward_q(qm, golden.quantize_input(qm, X))
+    with BoardClient(iris_board.port) as board:
+        board.connect()
+        for i in rng.permutation(len(X))[:60]:
+            junk = rng.integers(0, 256, size=int(rng.choice([1, 20, 300])), dtype=np.uint8).tobytes()
+            junk = junk.replace(b"\x03", b"\x04")
+            data = junk + b"\n" + format_features(X[i]).encode() + b"\n"
+            board.serial.write(data)
+            replies = [board.read_reply("junk") for _ in split_lines(data)]
+            assert all(isinstance(r, dict) for r in replies)
+            assert replies[-1]["scores"] == expected[i].tolist(), (junk, replies)
+        assert board.request("info")["model"] == "iris"

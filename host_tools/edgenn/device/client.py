@@ -151,7 +151,7 @@ class BoardClient:
     def request(self, line: str) -> dict[str, Any]:
         """Send one request line, return the board's JSON reply (which may be {"error": ...})."""
         self._write(_encode(line))
-        return self._read_reply(line)
+        return self.read_reply(line)
 
     def stream(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Pipelined requests: yields one reply per line, in order, keeping several lines in flight
@@ -163,13 +163,13 @@ class BoardClient:
             while in_flight and unanswered + len(data) > self.window_bytes:
                 sent, size = in_flight.popleft()
                 unanswered -= size
-                yield self._read_reply(sent)
+                yield self.read_reply(sent)
             self._write(data)
             in_flight.append((line, len(data)))
             unanswered += len(data)
         while in_flight:
             sent, _ = in_flight.popleft()
-            yield self._read_reply(sent)
+            yield self.read_reply(sent)
 
     def read_model_file(self) -> bytes:
         """The deployed .enn file, read back through the server (`model OFFSET` requests)."""
@@ -251,7 +251,7 @@ class BoardClient:
             if wanted(obj):
                 return obj
 
-    def _read_reply(self, sent: str) -> dict[str, Any]:
+    def read_reply(self, sent: str) -> dict[str, Any]:
         obj = self._read_json(time.monotonic() + self.timeout)
         if obj is None:
             raise UserError(

@@ -100,8 +100,10 @@ def run(results_dir: pathlib.Path | None = None) -> dict:
 
 def print_table(results: dict) -> None:
     print(f"rows/s over the serial link: virtual board (pty, no baud limit) vs the {BAUD}-baud limit")
-    head = (f"{'network':<26} {'mode':<9} {'flow':<10} {'req B':>6} {'reply B':>7} {'pty rows/s':>10} "
-            f"{'115200 rows/s':>13} {'pty/115200':>10} {'board us':>8} {'agree':>6}")
+    head = (
+        f"{'network':<26} {'mode':<9} {'flow':<10} {'req B':>6} {'reply B':>7} {'pty rows/s':>10} "
+        f"{'115200 rows/s':>13} {'pty/115200':>10} {'board us':>8} {'agree':>6}"
+    )
     print(head)
     print("-" * len(head))
     for network, entry in results["networks"].items():
@@ -112,8 +114,10 @@ def print_table(results: dict) -> None:
                 f"{r['reply_bytes']:>7.1f} {r['rows_per_s']:>10.0f} {r['rows_per_s_115200_limit']:>13.1f} "
                 f"{r['pty_vs_115200']:>10.1f} {r['board_us_p50']:>8.0f} {100 * r['agreement']:>5.1f}%"
             )
-    print("115200 rows/s = 11520 B/s / max(request, reply) pipelined, / (request + reply) lockstep "
-          "(computed, 8N1).")
+    print(
+        "115200 rows/s = 11520 B/s / max(request, reply) pipelined, / (request + reply) lockstep "
+        "(computed, 8N1)."
+    )
     print("pty rows/s and board us are x86-64 MicroPython on the virtual board, not ESP32 figures.")
 
 

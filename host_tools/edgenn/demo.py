@@ -74,16 +74,20 @@ def run_demo(out: Path) -> int:
     fm.save(out / f"{DATASET}.npz")
     test_acc = fm.meta.get("metrics", {}).get("test", {}).get("accuracy")
     shown = f"{100 * test_acc:.1f}%" if test_acc is not None else "n/a"
-    print(f"  {dataset.n_rows} rows, {dataset.n_features} features, {len(dataset.labels)} classes; "
-          f"held-out test accuracy {shown}; wrote {out / f'{DATASET}.npz'} ({step.took()})")
+    print(
+        f"  {dataset.n_rows} rows, {dataset.n_features} features, {len(dataset.labels)} classes; "
+        f"held-out test accuracy {shown}; wrote {out / f'{DATASET}.npz'} ({step.took()})"
+    )
 
     step("Quantize to integers (int8 weights, int32 biases) and write the .enn model file")
     model_path = out / f"{DATASET}.enn"
     size = modelfile.save(qm, model_path)
     golden_acc = float(np.mean(golden.predict(qm, dataset.X) == dataset.y))
     float_acc = float(np.mean(fm.predict(dataset.X) == dataset.y))
-    print(f"  {modelfile.describe(qm)}, {size} bytes; accuracy on all rows: float {100 * float_acc:.1f}%, "
-          f"integer (golden) {100 * golden_acc:.1f}%; wrote {model_path}")
+    print(
+        f"  {modelfile.describe(qm)}, {size} bytes; accuracy on all rows: float {100 * float_acc:.1f}%, "
+        f"integer (golden) {100 * golden_acc:.1f}%; wrote {model_path}"
+    )
     for w in warnings:
         print(f"  warning: {w}")
 
@@ -100,14 +104,20 @@ def run_demo(out: Path) -> int:
 
         with BoardClient(port) as client:
             info = client.connect()
-            print(f"  the board says: model {info['model']!r}, {info['inputs']} inputs, kernel "
-                  f"{info['kernel']}, MicroPython {info['micropython']}, {info['heap_free']} bytes heap free")
+            print(
+                f"  the board says: model {info['model']!r}, {info['inputs']} inputs, kernel "
+                f"{info['kernel']}, MicroPython {info['micropython']}, {info['heap_free']} bytes heap free"
+            )
 
             step(f"eval-device: all {dataset.n_rows} rows of {DATASET} through the board vs the golden model")
             run = run_rows(client, qm, dataset.X)
             result = summarize(run, qm, dataset.y, dataset.X)
-            result.update(model=qm.name, network=modelfile.describe(qm), data=DATASET,
-                          board={k: info.get(k) for k in ("platform", "micropython", "kernel")})
+            result.update(
+                model=qm.name,
+                network=modelfile.describe(qm),
+                data=DATASET,
+                board={k: info.get(k) for k in ("platform", "micropython", "kernel")},
+            )
             for line in report_lines(result):
                 print("  " + line)
 
@@ -121,9 +131,11 @@ def run_demo(out: Path) -> int:
         print("\n" + "\n".join(disagreement_lines(result)), file=sys.stderr)
         print(f"demo FAILED after {total:.1f} s: the board disagrees with the golden model", file=sys.stderr)
         return 1
-    print(f"demo done in {total:.1f} s: the board agrees with the golden model on every row. Next: "
-          f"`edgenn vboard` in one terminal, then `edgenn deploy {model_path} --port PORT` and "
-          "`edgenn predict --port PORT 5.1,3.5,1.4,0.2` in another (or a real ESP32's port).")
+    print(
+        f"demo done in {total:.1f} s: the board agrees with the golden model on every row. Next: "
+        f"`edgenn vboard` in one terminal, then `edgenn deploy {model_path} --port PORT` and "
+        "`edgenn predict --port PORT 5.1,3.5,1.4,0.2` in another (or a real ESP32's port)."
+    )
     return 0
 
 

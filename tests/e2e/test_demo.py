@@ -21,11 +21,19 @@ def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "edgenn.demo", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for heading in ("[1/6] Train", "[2/6] Quantize", "[3/6] Start a virtual board", "[4/6] Deploy",
-                    "[5/6] eval-device", "[6/6] A few predictions"):
+    for heading in (
+        "[1/6] Train",
+        "[2/6] Quantize",
+        "[3/6] Start a virtual board",
+        "[4/6] Deploy",
+        "[5/6] eval-device",
+        "[6/6] A few predictions",
+    ):
         assert heading in result.stdout
     assert "agreement  100.00%" in result.stdout
     assert result.stdout.count('"label": ') == 3  # three predictions shown as the board's JSON replies

@@ -84,8 +84,17 @@ def test_eval_device_full_agreement_with_golden(iris_board, iris_model, capsys):
     assert result["rows_per_s"] > 0
     # with the local file (checked against the board's CRC), input codes only, first rows only
     code, out, err = edgenn(
-        capsys, "eval-device", "--port", iris_board.port, "iris", "--model", str(path), "--codes",
-        "--limit", "40", "--json",
+        capsys,
+        "eval-device",
+        "--port",
+        iris_board.port,
+        "iris",
+        "--model",
+        str(path),
+        "--codes",
+        "--limit",
+        "40",
+        "--json",
     )
     assert code == 0, err
     result = json.loads(out)
@@ -99,8 +108,9 @@ def test_eval_device_refuses_a_model_that_is_not_deployed(iris_board, tmp_path, 
     _dataset, _fm, other, _ = train_and_quantize("iris", (4,), seed=2)
     other_path = tmp_path / "other.enn"
     modelfile.save(other, other_path)
-    code, _, err = edgenn(capsys, "eval-device", "--port", iris_board.port, "iris",
-                          "--model", str(other_path))
+    code, _, err = edgenn(
+        capsys, "eval-device", "--port", iris_board.port, "iris", "--model", str(other_path)
+    )
     assert code == 2 and "not the model on the board" in err
 
 

@@ -380,7 +380,11 @@ def test_a_prediction_allocates_only_its_parsed_floats(tmp_path):
     codes = ",".join(str(int(v)) for v in golden.quantize_input(model, row[None, :])[0])
     result = subprocess.run(
         [MICROPYTHON, "-X", f"heapsize={HEAP}", "probe.py", line_for(row), codes],
-        cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60,
+        cwd=d,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     alloc = json.loads(result.stderr.strip().splitlines()[-1])

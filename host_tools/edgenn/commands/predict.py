@@ -57,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reply))
     elif "class" in reply:
-        print(f"{reply['label']}  (class {reply['class']}; int8 scores {reply['scores']}; "
-              f"{reply['us']} us on the board)")
+        print(
+            f"{reply['label']}  (class {reply['class']}; int8 scores {reply['scores']}; "
+            f"{reply['us']} us on the board)"
+        )
     else:
         print(f"{reply['value']}  (int8 outputs {reply['scores']}; {reply['us']} us on the board)")
     return 0

@@ -19,7 +19,7 @@ from edgenn.device.board_eval import (
     run_rows,
     summarize,
 )
-from edgenn.device.client import add_port_arguments, client_from_args
+from edgenn.device.client import DEFAULT_WINDOW_BYTES, add_port_arguments, client_from_args
 from edgenn.errors import UserError
 
 NAME = "eval-device"
@@ -28,6 +28,10 @@ EXIT_DISAGREES = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Exit status: 0 when every row's int8 outputs equal the golden model's; 1 when any row differs "
+        "or is refused (a bug: the rows are listed on stderr); 2 for a usage problem."
+    )
     add_port_arguments(parser)
     parser.add_argument("data", metavar="DATA", help="CSV file or bundled dataset name (e.g. iris)")
     parser.add_argument("--label", help="label column (default: the one column that is not a model input)")
@@ -43,6 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send the golden input codes (`q` requests): checks the integer network alone",
     )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=DEFAULT_WINDOW_BYTES,
+        metavar="BYTES",
+        help=f"pipelining: at most this many unanswered request bytes in flight (default "
+        f"{DEFAULT_WINDOW_BYTES}, below an ESP32's 256-byte receive buffer; 0 = one row at a time)",
+    )
     parser.add_argument("--reset", action="store_true", help="soft-reset the board first")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
@@ -50,7 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
+    if args.window < 0:
+        raise UserError("--window must be 0 or more")
     with client_from_args(args) as board:
+        board.window_bytes = args.window
         info = board.connect(reset=args.reset)
         model = golden_model_for_board(board, info, args.model)
         dataset = load_data_for(model, args.data, args.label)

@@ -232,3 +232,24 @@ def test_fuzz_on_the_virtual_board(iris_board, iris_model):
             assert all(isinstance(r, dict) for r in replies)
             assert replies[-1]["scores"] == expected[i].tolist(), (junk, replies)
         assert board.request("info")["model"] == "iris"
+
+
+def test_eval_device_disagreement_is_loud_and_exits_1(iris_board, capsys, monkeypatch):
+    # a board that answers wrongly on one row (simulated by corrupting one reply after the fact)
+    from edgenn.commands import eval_device
+
+    real_run_rows = eval_device.run_rows
+
+    def one_wrong_row(*args, **kwargs):
+        run = real_run_rows(*args, **kwargs)
+        run.outputs[7, 0] += 1
+        run.mismatches = [7]
+        return run
+
+    monkeypatch.setattr(eval_device, "run_rows", one_wrong_row)
+    code, out, err = edgenn(capsys, "eval-device", "--port", iris_board.port, "iris", "--json")
+    assert code == 1
+    result = json.loads(out)
+    assert result["agreement"] == pytest.approx(149 / 150)
+    assert result["first_mismatches"][0]["row"] == 7
+    assert "DISAGREEMENT: 1 of 150 rows" in err and "row 7" in err

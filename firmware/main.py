@@ -73,8 +73,11 @@ class Server:
         self.net = None
         self.model_file = None
         self.problem = None
+        self.runtime = None
         try:
             import edgenn
+
+            self.runtime = getattr(edgenn, "__version__", "?")
         except ImportError as exc:
             self.problem = "edgenn runtime not installed on the board (%s): run `edgenn deploy`" % exc
             edgenn = None
@@ -157,7 +160,7 @@ class Server:
         if self.model_file:
             pairs += [("model_size", self.model_size), ("model_crc32", self.model_crc)]
         gc.collect()
-        pairs += [("micropython", _version()), ("platform", sys.platform), ("protocol", PROTOCOL),
+        pairs += [("runtime", self.runtime), ("micropython", _version()), ("platform", sys.platform), ("protocol", PROTOCOL),
                   ("max_line", self.max_line), ("heap_free", gc.mem_free()), ("heap_alloc", gc.mem_alloc())]
         self.send_object(pairs)
 

@@ -142,6 +142,7 @@ def test_power_on_runs_boot_then_main_and_ctrl_c_interrupts_main(start_vboard, t
         while b">>> " not in seen and time.monotonic() < end:
             seen += ser.read(256)
         assert b"main.py interrupted" in seen and seen.endswith(b">>> ")
+        assert b"echo hello\r\n" in seen and seen.count(b"\n") == seen.count(b"\r\n")  # CRLF, as an ESP32
     # the host closed the port; a new host connects and finds a working REPL
     assert mpremote(vb.port, "resume", "eval", "1+1").stdout.strip() == "2"
 

@@ -97,3 +97,15 @@ def test_busy_port_is_one_clear_line(tmp_path: Path) -> None:
         os.close(master)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "busy" in result.stderr
+
+
+def test_boards_command_lists_every_profile() -> None:
+    import json
+
+    listing = edgenn("boards")
+    assert listing.returncode == 0
+    for name in ("esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c6", "virtual"):
+        assert name in listing.stdout
+    data = json.loads(edgenn("boards", "--json").stdout)
+    assert data["virtual"]["is_virtual"] and data["esp32c3"]["mpy_arch"] == "rv32imc"
+    assert data["esp32"]["heap_bytes"] < data["esp32s3"]["heap_bytes"]

@@ -157,3 +157,33 @@ def test_flash_directory_is_the_whole_filesystem(vboard, tmp_path: Path) -> None
         "os.chdir('..')\nprint(r, os.getcwd(), os.listdir())"
     )).stdout
     assert out.strip() == "['no', 'no', 'no'] / []"
+
+
+def _read_until(ser: serial.Serial, marker: bytes, seconds: float = 5) -> bytes:
+    seen = b""
+    end = time.monotonic() + seconds
+    while marker not in seen and time.monotonic() < end:
+        seen += ser.read(256)
+    return seen
+
+
+def test_raw_repl_protocol_bytes(vboard) -> None:
+    """The exact bytes a board sends in the raw REPL (what mpremote and pyboard.py rely on)."""
+    with serial.Serial(vboard.port, 115200, timeout=0.1) as ser:
+        ser.write(b"\r\x03\r\x01")
+        assert _read_until(ser, b"raw REPL; CTRL-B to exit\r\n>").endswith(b"raw REPL; CTRL-B to exit\r\n>")
+        ser.write(b"print(6*7)\x04")  # plain raw mode: OK, stdout, EOF, stderr, EOF, prompt
+        assert _read_until(ser, b"\x04\x04>") == b"OK42\r\n\x04\x04>"
+        ser.write(b"1/0\x04")
+        out = _read_until(ser, b"\x04>")
+        assert out.startswith(b"OK\x04Traceback") and b"ZeroDivisionError" in out and out.endswith(b"\x04>")
+        ser.write(b"\x05A\x01")  # raw-paste: R\x01 + window size, then flow control
+        header = _read_until(ser, b"R\x01", 2) + ser.read(2)
+        assert header[:2] == b"R\x01" and int.from_bytes(header[2:4], "little") > 0
+        ser.write(b"print('pasted')\x04")
+        assert _read_until(ser, b"\x04\x04>") == b"\x04pasted\r\n\x04\x04>"
+        ser.write(b"\x04")  # soft reset from the raw REPL stays in the raw REPL
+        reboot = b"OK\r\nMPY: soft reboot\r\nraw REPL; CTRL-B to exit\r\n>"
+        assert _read_until(ser, b"CTRL-B to exit\r\n>") == reboot
+        ser.write(b"\x02")  # back to the friendly REPL: banner and prompt
+        assert _read_until(ser, b">>> ").endswith(b'Type "help()" for more information.\r\n>>> ')

@@ -7,6 +7,7 @@ a soft reset restarts it, mpremote takes over the port. Everything here goes thr
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -253,3 +254,37 @@ def test_eval_device_disagreement_is_loud_and_exits_1(iris_board, capsys, monkey
     assert result["agreement"] == pytest.approx(149 / 150)
     assert result["first_mismatches"][0]["row"] == 7
     assert "DISAGREEMENT: 1 of 150 rows" in err and "row 7" in err
+
+
+def test_regression_model_through_predict_and_eval_device(vboard, tmp_path, capsys):
+    dataset, _fm, qm, _ = train_and_quantize("diabetes", (8,), seed=0)
+    path = tmp_path / "diabetes.enn"
+    modelfile.save(qm, path)
+    deploy(path, vboard.port, board="esp32", say=lambda _text: None)
+    code, out, err = edgenn(capsys, "predict", "--port", vboard.port, "--json", format_features(dataset.X[0]))
+    assert code == 0, err
+    reply = json.loads(out)
+    expected = golden.predict(qm, dataset.X[:1])[0, 0]
+    assert reply["value"] == pytest.approx(expected, rel=1e-6)
+    code, out, err = edgenn(
+        capsys, "eval-device", "--port", vboard.port, "diabetes", "--limit", "100", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["agreement"] == 1.0 and result["accuracy"] is None
+    golden_mae = float(np.mean(np.abs(golden.predict(qm, dataset.X[:100])[:, 0] - dataset.y[:100])))
+    assert result["mae"] == pytest.approx(golden_mae, rel=1e-6)
+
+
+def test_monitor_exits_0_on_ctrl_c(iris_board):
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "edgenn.cli", "monitor", "--port", iris_board.port],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # let it open the port and start reading
+    monitor.send_signal(signal.SIGINT)
+    _, err = monitor.communicate(timeout=20)
+    assert monitor.returncode == 0, err
+    assert "line(s) from" in err

@@ -62,6 +62,17 @@ def test_heap_and_flash_are_the_profiles(vboard) -> None:
     assert "MemoryError" in too_big.stdout + too_big.stderr
 
 
+def test_a_full_flash_refuses_writes_like_littlefs(vboard, tmp_path: Path) -> None:
+    (vboard.flash_dir / "filler.bin").write_bytes(bytes(2031616 - 8 * 4096))  # leaves ~5 blocks
+    local = tmp_path / "blob.bin"
+    local.write_bytes(bytes(30_000))
+    full = mpremote(vboard.port, "cp", str(local), ":blob.bin", check=False)
+    assert full.returncode != 0 and "No space left" in full.stdout + full.stderr
+    local.write_bytes(bytes(8_000))
+    mpremote(vboard.port, "rm", "blob.bin", "+", "cp", str(local), ":small.bin")  # the partial file went
+    assert (vboard.flash_dir / "small.bin").stat().st_size == 8_000
+
+
 def test_ctrl_c_stops_a_running_program_and_the_next_command_works(vboard) -> None:
     looping = subprocess.Popen([MPREMOTE, "connect", vboard.port, "exec", "while True: pass"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)

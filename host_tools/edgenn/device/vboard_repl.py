@@ -13,6 +13,7 @@
 # once acknowledged, no SIGINT is in flight, so a late Ctrl-C can never land in this script's own code.
 
 import gc
+import io
 import os
 import sys
 
@@ -45,6 +46,49 @@ def _write(s):
     _out.write(s.encode() if isinstance(s, str) else s)
 
 
+class _SizedFile(io.IOBase):
+    # A writable file on a flash of fixed size: OSError 28 (ENOSPC) once it is full, as littlefs says.
+    def __init__(self, f, room):
+        self._f = f
+        self._room = room
+
+    def write(self, data):
+        if len(data) > self._room:
+            raise OSError(28)
+        self._room -= len(data)
+        return self._f.write(data)
+
+    def read(self, *n):
+        return self._f.read(*n)
+
+    def readinto(self, buf):
+        return self._f.readinto(buf)
+
+    def readline(self):
+        return self._f.readline()
+
+    def seek(self, *args):
+        return self._f.seek(*args)
+
+    def tell(self):
+        return self._f.tell()
+
+    def flush(self):
+        return self._f.flush()
+
+    def ioctl(self, request, arg):
+        return 0
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
 class Flash:
     # The board's filesystem: a host directory mounted at "/", reporting the profile's capacity
     # (os.statvfs, `mpremote df`) instead of the host disk's. Paths are resolved here, with ".." stopping
@@ -73,7 +117,15 @@ class Flash:
         return "/" + "/".join(parts)
 
     def open(self, path, mode):
-        return self._vfs.open(self._abs(path), mode)
+        path = self._abs(path)
+        f = self._vfs.open(path, mode)
+        if "r" in mode and "+" not in mode:
+            return f
+        # Writable: the file may grow by the free blocks, plus what is left of its own last block.
+        free_blocks = self._capacity // BLOCK - 2 - self._blocks_used("/")
+        size = self._vfs.stat(path)[6]
+        room = free_blocks * BLOCK + max(1, (size + BLOCK - 1) // BLOCK) * BLOCK - size
+        return _SizedFile(f, room)
 
     def stat(self, path):
         return self._vfs.stat(self._abs(path))
@@ -174,8 +226,6 @@ def _finish_user_code(err):
 
 def _print_exception(e):
     # A board's traceback shows the user's frames only; drop this script's frames.
-    import io
-
     buf = io.StringIO()
     sys.print_exception(e, buf)
     for line in buf.getvalue().split("\n"):

@@ -126,6 +126,28 @@ class _Interpreter:
             return self.proc.wait()
 
 
+class _Link:
+    """What is in flight between the host (pty) and the interpreter (pipes)."""
+
+    def __init__(self) -> None:
+        self.connected = False  # a host has the pty open
+        self.to_host = bytearray()  # board output not yet written to the pty
+        self.to_board = bytearray()  # host input not yet written to the interpreter
+        self.held = bytearray()  # host input after a Ctrl-C, kept until the REPL reads again
+        self.hold_until = 0.0
+        self.crash_times: list[float] = []
+
+    def host_gone(self) -> None:
+        self.connected = False
+        self.to_host.clear()  # what the host did not read is lost
+
+    def release_held_input(self, interp: _Interpreter) -> None:
+        if self.hold_until and (time.monotonic() > self.hold_until or not interp.running_user_code):
+            self.hold_until = 0.0
+            self.to_board += self.held
+            self.held.clear()
+
+
 class VirtualBoard:
     def __init__(self, flash_dir: str | os.PathLike | None = None, board: str = "esp32",
                  interpreter: str | None = None):
@@ -192,120 +214,116 @@ class VirtualBoard:
                 time.sleep(0.1)
 
     def _serve(self) -> None:
-        master = self._master
-        assert master is not None
-        connected = False
-        to_host = bytearray()  # board output not yet written to the pty
-        to_board = bytearray()  # host input not yet written to the interpreter
-        held = bytearray()  # host input that arrived after a Ctrl-C, until the REPL reads again
-        hold_until = 0.0
-        crash_times: list[float] = []
+        link = _Link()
         while not self._stop.is_set():
             interp = self._interp
-            assert interp is not None
-            sel = selectors.DefaultSelector()
-            try:
-                if connected:
-                    sel.register(master, selectors.EVENT_READ | (selectors.EVENT_WRITE if to_host else 0))
-                if interp.stdout_open and len(to_host) < MAX_PENDING_OUTPUT:
-                    sel.register(interp.stdout_fd, selectors.EVENT_READ)
-                if interp.status_open:
-                    sel.register(interp.status_fd, selectors.EVENT_READ)
-                if to_board and interp.proc.stdin is not None:
-                    sel.register(interp.stdin_fd, selectors.EVENT_WRITE)
-                events = sel.select(POLL_S)
-            finally:
-                sel.close()
-            ready = {key.fd: mask for key, mask in events}
-
-            # Status first: it decides what a Ctrl-C in this round's input means.
-            if interp.status_fd in ready:
-                data = self._read(interp.status_fd)
-                if data == b"":
-                    interp.status_open = False
-                for code in data or b"":
-                    if code == ord("E"):
-                        interp.running_user_code = True
-                    elif code == ord("I"):
-                        interp.running_user_code = False
-                        interp.interrupt_sent = False
-                        self._write_ignoring_errors(interp.ack_fd, b"a")
-                        to_board += held
-                        held.clear()
-
-            # Host -> board. While disconnected, poll for a host opening the pty.
-            if connected and master in ready and ready[master] & selectors.EVENT_READ or not connected:
-                try:
-                    data = os.read(master, 4096)
-                    connected = True
-                except BlockingIOError:
-                    data = b""
-                    connected = True
-                except OSError as exc:
-                    if exc.errno != errno.EIO:
-                        raise
-                    data = b""
-                    if connected:
-                        to_host.clear()  # the host went away: what it did not read is lost
-                    connected = False
-                for byte in data:
-                    if byte == CTRL_C and interp.running_user_code:
-                        interp.send_interrupt()
-                        hold_until = time.monotonic() + HOLD_AFTER_INTERRUPT_S
-                    elif hold_until:
-                        held.append(byte)
-                    else:
-                        to_board.append(byte)
-            if hold_until and (time.monotonic() > hold_until or not interp.running_user_code):
-                hold_until = 0.0
-                to_board += held
-                held.clear()
-
-            if to_board and interp.stdin_fd in ready:
-                try:
-                    n = os.write(interp.stdin_fd, to_board)
-                    del to_board[:n]
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    to_board.clear()
-
-            # Board -> host, with the console's "\n" -> "\r\n".
+            assert interp is not None and self._master is not None
+            ready = self._wait(link, interp)
+            if interp.status_fd in ready:  # first: it decides what a Ctrl-C in this round's input means
+                self._on_status(link, interp)
+            if not link.connected or ready.get(self._master, 0) & selectors.EVENT_READ:
+                self._on_host_input(link, interp)  # while disconnected: poll for a host opening the pty
+            link.release_held_input(interp)
+            if link.to_board and interp.stdin_fd in ready:
+                link.to_board = self._write_some(interp.stdin_fd, link.to_board)
             if interp.stdout_fd in ready:
-                data = self._read(interp.stdout_fd)
-                if data == b"":
-                    interp.stdout_open = False
-                elif data and connected:
-                    to_host += data.replace(b"\n", b"\r\n")
-            if to_host and connected:
+                self._on_board_output(link, interp)
+            if link.to_host and link.connected:
                 try:
-                    n = os.write(master, to_host)
-                    del to_host[:n]
+                    del link.to_host[:os.write(self._master, link.to_host)]
                 except BlockingIOError:
                     pass
                 except OSError:
-                    to_host.clear()
-                    connected = False
-
-            # The interpreter ended: soft reset (known exit codes) or a crash (power-cycle it).
+                    link.host_gone()
             if not interp.stdout_open and interp.proc.poll() is not None:
-                code = interp.close()
-                self.restarts += 1
-                to_board += held  # input not yet delivered goes to the next interpreter, as a UART buffers it
-                held.clear()
-                hold_until = 0.0
-                if code == EXIT_SOFT_RESET_RAW:
-                    self._interp = self._spawn("raw", "soft")
-                elif code == EXIT_SOFT_RESET_FRIENDLY:
-                    self._interp = self._spawn("friendly", "soft")
-                else:
-                    now = time.monotonic()
-                    crash_times = [t for t in crash_times if now - t < 5] + [now]
-                    if len(crash_times) > 3:
-                        time.sleep(1)  # crashing at boot: do not spin
-                    if connected:
-                        to_host += f"\r\n[vboard: interpreter exited ({code}); rebooting]\r\n".encode()
-                    self._interp = self._spawn("friendly", "power")
+                self._restart(link, interp)
+
+    def _wait(self, link: _Link, interp: _Interpreter) -> dict[int, int]:
+        sel = selectors.DefaultSelector()
+        try:
+            if link.connected:
+                writable = selectors.EVENT_WRITE if link.to_host else 0
+                sel.register(self._master, selectors.EVENT_READ | writable)
+            if interp.stdout_open and len(link.to_host) < MAX_PENDING_OUTPUT:  # else: back-pressure
+                sel.register(interp.stdout_fd, selectors.EVENT_READ)
+            if interp.status_open:
+                sel.register(interp.status_fd, selectors.EVENT_READ)
+            if link.to_board:
+                sel.register(interp.stdin_fd, selectors.EVENT_WRITE)
+            return {key.fd: mask for key, mask in sel.select(POLL_S)}
+        finally:
+            sel.close()
+
+    def _on_status(self, link: _Link, interp: _Interpreter) -> None:
+        data = self._read(interp.status_fd)
+        if data == b"":
+            interp.status_open = False
+        for code in data or b"":
+            if code == ord("E"):
+                interp.running_user_code = True
+            elif code == ord("I"):
+                interp.running_user_code = False
+                interp.interrupt_sent = False
+                self._write_ignoring_errors(interp.ack_fd, b"a")  # after this no SIGINT is on its way
+                link.release_held_input(interp)
+
+    def _on_host_input(self, link: _Link, interp: _Interpreter) -> None:
+        assert self._master is not None
+        try:
+            data = os.read(self._master, 4096)
+        except BlockingIOError:
+            data = b""
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            link.host_gone()  # EIO: no process has the pty open
+            return
+        link.connected = True
+        for byte in data:
+            if byte == CTRL_C and interp.running_user_code:
+                interp.send_interrupt()
+                link.hold_until = time.monotonic() + HOLD_AFTER_INTERRUPT_S
+            elif link.hold_until:
+                link.held.append(byte)
+            else:
+                link.to_board.append(byte)
+
+    def _on_board_output(self, link: _Link, interp: _Interpreter) -> None:
+        data = self._read(interp.stdout_fd)
+        if data == b"":
+            interp.stdout_open = False
+        elif data and link.connected:  # nobody listening: dropped, as a UART would
+            link.to_host += data.replace(b"\n", b"\r\n")
+
+    def _restart(self, link: _Link, interp: _Interpreter) -> None:
+        """The interpreter ended: a soft reset (known exit codes) or a crash (power-cycle it)."""
+        code = interp.close()
+        self.restarts += 1
+        link.to_board += link.held  # input not yet delivered goes to the next interpreter
+        link.held.clear()
+        link.hold_until = 0.0
+        if code == EXIT_SOFT_RESET_RAW:
+            self._interp = self._spawn("raw", "soft")
+        elif code == EXIT_SOFT_RESET_FRIENDLY:
+            self._interp = self._spawn("friendly", "soft")
+        else:
+            now = time.monotonic()
+            link.crash_times = [t for t in link.crash_times if now - t < 5] + [now]
+            if len(link.crash_times) > 3:
+                time.sleep(1)  # crashing at boot: do not spin
+            if link.connected:
+                link.to_host += f"\r\n[vboard: interpreter exited ({code}); rebooting]\r\n".encode()
+            self._interp = self._spawn("friendly", "power")
+
+    @staticmethod
+    def _write_some(fd: int, data: bytearray) -> bytearray:
+        try:
+            del data[:os.write(fd, data)]
+        except BlockingIOError:
+            pass
+        except OSError:
+            data.clear()  # the interpreter is gone; the restart takes over
+        return data
 
     @staticmethod
     def _read(fd: int) -> bytes | None:

@@ -198,3 +198,40 @@ def test_raw_repl_protocol_bytes(vboard) -> None:
         assert _read_until(ser, b"CTRL-B to exit\r\n>") == reboot
         ser.write(b"\x02")  # back to the friendly REPL: banner and prompt
         assert _read_until(ser, b">>> ").endswith(b'Type "help()" for more information.\r\n>>> ')
+
+
+def _interpreters_on(flash_dir: Path) -> int:
+    """Running vboard interpreters whose command line names this flash directory."""
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(b"vboard_repl.py") for arg in cmdline) and str(flash_dir).encode() in cmdline:
+            count += 1
+    return count
+
+
+def test_flash_survives_a_restart_and_stop_leaves_nothing_running(start_vboard, tmp_path: Path) -> None:
+    flash = tmp_path / "flash"
+    first = start_vboard(flash)
+    mpremote(first.port, "exec", "open('main.py', 'w').write('main_ran = 1')")
+    assert _interpreters_on(flash.resolve()) == 1
+    first.stop()
+    assert first.process.returncode == 0
+    assert _interpreters_on(flash.resolve()) == 0  # SIGTERM cleaned up the interpreter too
+
+    second = start_vboard(flash)  # power-on with the same flash: main.py runs
+    assert mpremote(second.port, "resume", "eval", "main_ran").stdout.strip() == "1"  # REPL shares globals
+
+
+def test_python_api_context_manager(tmp_path: Path) -> None:
+    from edgenn.device.vboard import VirtualBoard
+
+    with VirtualBoard(tmp_path / "flash", board="esp32c3") as vb:
+        assert vb.port.startswith("/dev/")
+        assert mpremote(vb.port, "eval", "6*7").stdout.strip() == "42"
+        free = int(mpremote(vb.port, "exec", "import gc; gc.collect(); print(gc.mem_free())").stdout)
+        assert abs(free - vb.profile.heap_bytes) < 8192  # the esp32c3 profile's heap, not esp32's
+    assert _interpreters_on((tmp_path / "flash").resolve()) == 0

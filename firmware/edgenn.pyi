@@ -1,0 +1,45 @@
+"""Type stubs for the edgenn device runtime (firmware/edgenn.py, MicroPython)."""
+
+from array import array
+from typing import Sequence
+
+__version__: str
+FORMAT_VERSION: int
+KERNELS: tuple[str, ...]  # ("viper", "portable") where the build has the native emitter, else ("portable",)
+
+def load(path: str, kernel: str | None = None) -> Net:
+    """Load a .enn model. kernel: None (viper if available), "viper" or "portable".
+    Raises ValueError ("file is empty", "not an edgenn model (bad magic)", "truncated header",
+    "format version N not supported (reader knows 1)", "truncated: ...", "trailing bytes: ...",
+    "CRC mismatch: file is corrupted", "malformed: ...") and OSError if the file cannot be opened."""
+
+class Net:
+    name: str
+    task: str  # "classify" | "regress"
+    kernel: str  # "viper" | "portable"
+    n_inputs: int
+    n_outputs: int
+    n_layers: int
+    in_scale: array  # array('f'), n_inputs
+    in_offset: array  # array('f'), n_inputs
+    out_scale: array  # array('f'), n_outputs
+    out_zero_point: array  # array('f'), n_outputs
+    xq: bytearray  # the preallocated input-code buffer (what quantize_input returns)
+    out: array  # the preallocated int8 output buffer, array('b') (what forward_q returns)
+    @property
+    def labels(self) -> list[str]:
+        """Class names (classify) or target names (regress); decoded on each access."""
+    def label(self, k: int) -> str: ...
+    def quantize_input(self, features: Sequence[float]) -> bytearray:
+        """clamp(floor(x * in_scale + in_offset + 0.5), 0, 255) into the preallocated buffer.
+        ValueError: wrong number of features, NaN or infinity. Allocates the float temporaries."""
+    def forward_q(self, xq: bytes | bytearray | memoryview) -> array:
+        """Integer network on n_inputs codes -> the preallocated array('b') of int8 outputs.
+        Allocates nothing. ValueError: wrong number of codes."""
+    def forward(self, features: Sequence[float]) -> array:
+        """Raw features -> int8 logits (classify, array('b')) or dequantized values (regress, array('f')).
+        The returned buffer is reused by the next call."""
+    def predict(self, features: Sequence[float]) -> int | float:
+        """Raw features -> class index (classify, ties to the lowest) or the first output's value (regress)."""
+    def layer_output(self, i: int) -> bytearray | array:
+        """Layer i's output bytes from the last forward_q (hidden: bytearray, last: array('b'))."""

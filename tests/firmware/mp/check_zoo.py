@@ -52,6 +52,8 @@ def check(directory, name, kernel, wanted=0):
             exp = expected[i]
             n_out = len(out)
             base = r * n_out
+            if bytes(out) == exp[base:base + n_out]:  # raw bytes: int8 as two's complement
+                continue
             for c in range(n_out):
                 if out[c] & 0xFF != exp[base + c]:
                     mismatches[i] += 1

@@ -253,3 +253,22 @@ def unix_py_binary() -> str:
 
     need_micropython()
     return MICROPYTHON
+
+
+def test_runs_in_a_board_sized_heap(runtime_mpy_x64, tmp_path):
+    """With the heap of a plain ESP32 (128 KB), the .mpy runtime loads a 46 KB model and predicts."""
+    from mpy_helpers import UnixPort, need_micropython
+
+    need_micropython()
+    model = zoo.build_zoo(0)["edge_relu_2"]  # 256-128-64-4: the 46 KB model of the zoo
+    modelfile.save(model, tmp_path / "big.enn")
+    x = np.zeros((1, model.n_inputs))  # one row: the test script's own buffers must fit too
+    (tmp_path / "big.rows.bin").write_bytes(x.astype("<f8").tobytes())
+    (tmp_path / "job.txt").write_text("big.enn big.rows.bin\n")
+    result = UnixPort(runtime_mpy_x64).run("check_api.py", tmp_path, tmp_path / "job.txt", heapsize="128K")
+    assert result.returncode == 0, result.stderr
+    (report,) = result.json_lines()
+    codes = np.frombuffer(bytes.fromhex(report["codes"]), dtype=np.uint8).reshape(x.shape)
+    np.testing.assert_array_equal(report["predict"], golden.predict(model, x))
+    np.testing.assert_array_equal(codes, golden.quantize_input(model, x))
+    assert report["alloc_forward_q"] == 0

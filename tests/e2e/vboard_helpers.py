@@ -58,8 +58,9 @@ def mpremote(port: str, *args: str, timeout: float = 30, check: bool = True) -> 
         [MPREMOTE, "connect", port, *args], capture_output=True, timeout=timeout, text=True
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"mpremote {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"mpremote {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -69,8 +70,9 @@ def board_port() -> str | None:
 
 def edgenn(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the `edgenn` command line (as a user would) and capture its output."""
-    return subprocess.run([sys.executable, "-m", "edgenn.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "edgenn.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def runtime_or_skip() -> None:

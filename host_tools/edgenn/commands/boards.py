@@ -20,11 +20,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({b.name: {**b.__dict__, "is_virtual": b.is_virtual} for b in boards}))
         return 0
-    print(f"{'board':<9} {'esptool chip':<12} {'offset':>7} {'chip id':>7} {'mpy arch':<10} "
-          f"{'heap KB':>7} {'flash KB':>8}  firmware")
+    print(
+        f"{'board':<9} {'esptool chip':<12} {'offset':>7} {'chip id':>7} {'mpy arch':<10} "
+        f"{'heap KB':>7} {'flash KB':>8}  firmware"
+    )
     for b in boards:
         offset = "-" if b.firmware_offset is None else hex(b.firmware_offset)
-        print(f"{b.name:<9} {b.chip or '-':<12} {offset:>7} {'-' if b.chip_id is None else b.chip_id:>7} "
-              f"{b.mpy_arch:<10} {b.heap_bytes // 1024:>7} {b.flash_fs_bytes // 1024:>8}  "
-              f"{b.firmware_pattern or '(cannot be flashed: edgenn vboard)'}")
+        print(
+            f"{b.name:<9} {b.chip or '-':<12} {offset:>7} {'-' if b.chip_id is None else b.chip_id:>7} "
+            f"{b.mpy_arch:<10} {b.heap_bytes // 1024:>7} {b.flash_fs_bytes // 1024:>8}  "
+            f"{b.firmware_pattern or '(cannot be flashed: edgenn vboard)'}"
+        )
     return 0

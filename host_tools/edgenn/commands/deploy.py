@@ -21,6 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    deploy(args.model, args.port, board=args.board, dry_run=args.dry_run, baud=args.baud,
-           restart=not args.no_restart)
+    deploy(
+        args.model,
+        args.port,
+        board=args.board,
+        dry_run=args.dry_run,
+        baud=args.baud,
+        restart=not args.no_restart,
+    )
     return 0

@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    flash(load_board(args.board), args.port, args.firmware, erase=args.erase, dry_run=args.dry_run,
-          baud=args.baud)
+    flash(
+        load_board(args.board),
+        args.port,
+        args.firmware,
+        erase=args.erase,
+        dry_run=args.dry_run,
+        baud=args.baud,
+    )
     return 0

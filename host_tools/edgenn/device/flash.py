@@ -44,21 +44,37 @@ def check_image(path: Path, profile: BoardProfile) -> None:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     if len(header) < HEADER_BYTES or header[0] != IMAGE_MAGIC:
         first = f"0x{header[0]:02X}" if header else "nothing (empty file)"
-        raise UserError(f"{path} is not an ESP firmware image (it starts with {first}, an image starts with "
-                        f"0xE9); {download}")
-    chip_id = int.from_bytes(header[CHIP_ID_OFFSET:CHIP_ID_OFFSET + 2], "little")
+        raise UserError(
+            f"{path} is not an ESP firmware image (it starts with {first}, an image starts with "
+            f"0xE9); {download}"
+        )
+    chip_id = int.from_bytes(header[CHIP_ID_OFFSET : CHIP_ID_OFFSET + 2], "little")
     if chip_id != profile.chip_id:
-        raise UserError(f"{path} is built for {chip_name(chip_id)}, but board {profile.name} needs an "
-                        f"{profile.chip} image; {download}")
+        raise UserError(
+            f"{path} is built for {chip_name(chip_id)}, but board {profile.name} needs an "
+            f"{profile.chip} image; {download}"
+        )
 
 
-def esptool_commands(profile: BoardProfile, port: str, image: Path, erase: bool,
-                     baud: int | None = None) -> list[list[str]]:
+def esptool_commands(
+    profile: BoardProfile, port: str, image: Path, erase: bool, baud: int | None = None
+) -> list[list[str]]:
     if profile.is_virtual or profile.firmware_offset is None or profile.chip is None:
-        raise UserError("the virtual board is the MicroPython unix port running on this computer: there is "
-                        "no firmware to flash. Start it with `edgenn vboard` and deploy to its port")
-    base = [sys.executable, "-m", "esptool", "--chip", profile.chip, "--port", port,
-            "--baud", str(baud or profile.flash_baud or 460800)]
+        raise UserError(
+            "the virtual board is the MicroPython unix port running on this computer: there is "
+            "no firmware to flash. Start it with `edgenn vboard` and deploy to its port"
+        )
+    base = [
+        sys.executable,
+        "-m",
+        "esptool",
+        "--chip",
+        profile.chip,
+        "--port",
+        port,
+        "--baud",
+        str(baud or profile.flash_baud or 460800),
+    ]
     commands = []
     if erase:
         commands.append([*base, "erase-flash"])
@@ -71,19 +87,30 @@ def check_port(port: str) -> None:
     if "://" in port:
         return
     if not os.path.exists(port):
-        raise UserError(f"serial port {port} does not exist: plug the board in (USB data cable) and check "
-                        "`ls /dev/ttyUSB* /dev/ttyACM*`")
+        raise UserError(
+            f"serial port {port} does not exist: plug the board in (USB data cable) and check "
+            "`ls /dev/ttyUSB* /dev/ttyACM*`"
+        )
     try:
         serial.Serial(port, exclusive=True).close()
     except serial.SerialException as exc:
         if "lock" in str(exc).lower() or "busy" in str(exc).lower():
-            raise UserError(f"{port} is busy: close the other program using it (mpremote, a serial "
-                            "monitor, edgenn monitor, `edgenn vboard`?)") from None
+            raise UserError(
+                f"{port} is busy: close the other program using it (mpremote, a serial "
+                "monitor, edgenn monitor, `edgenn vboard`?)"
+            ) from None
         raise UserError(f"cannot open {port}: {exc}") from None
 
 
-def flash(profile: BoardProfile, port: str, image: Path, erase: bool = False, dry_run: bool = False,
-          baud: int | None = None, say=print) -> list[list[str]]:
+def flash(
+    profile: BoardProfile,
+    port: str,
+    image: Path,
+    erase: bool = False,
+    dry_run: bool = False,
+    baud: int | None = None,
+    say=print,
+) -> list[list[str]]:
     commands = esptool_commands(profile, port, image, erase, baud)
     check_image(image, profile)
     if dry_run:
@@ -95,8 +122,12 @@ def flash(profile: BoardProfile, port: str, image: Path, erase: bool = False, dr
         say(f"$ {shlex.join(cmd)}")
         result = subprocess.run(cmd)
         if result.returncode != 0:
-            raise UserError(f"esptool failed (exit {result.returncode}), see its output above. If it could "
-                            "not connect: hold BOOT, press and release EN/RESET, release BOOT, flash again")
-    say(f"flashed {image.name} to {profile.name} at {hex(profile.firmware_offset or 0)}; "
-        f"next: edgenn deploy MODEL.enn --port {port}")
+            raise UserError(
+                f"esptool failed (exit {result.returncode}), see its output above. If it could "
+                "not connect: hold BOOT, press and release EN/RESET, release BOOT, flash again"
+            )
+    say(
+        f"flashed {image.name} to {profile.name} at {hex(profile.firmware_offset or 0)}; "
+        f"next: edgenn deploy MODEL.enn --port {port}"
+    )
     return commands

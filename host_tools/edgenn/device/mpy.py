@@ -79,6 +79,7 @@ def compile_source(compiler: Compiler, source: Path, arch: str | None) -> bytes:
         cmd.append(str(source))
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
-            raise UserError(f"mpy-cross {compiler.micropython_version} failed on {source.name}:\n"
-                            f"{result.stderr.strip()}")
+            raise UserError(
+                f"mpy-cross {compiler.micropython_version} failed on {source.name}:\n{result.stderr.strip()}"
+            )
         return out.read_bytes()

@@ -149,8 +149,9 @@ class _Link:
 
 
 class VirtualBoard:
-    def __init__(self, flash_dir: str | os.PathLike | None = None, board: str = "esp32",
-                 interpreter: str | None = None):
+    def __init__(
+        self, flash_dir: str | os.PathLike | None = None, board: str = "esp32", interpreter: str | None = None
+    ):
         self.profile = load_board(board)
         self.flash_dir = Path(flash_dir if flash_dir is not None else default_flash_dir(board)).resolve()
         self.interpreter = interpreter or find_micropython()
@@ -197,8 +198,17 @@ class VirtualBoard:
     def _spawn(self, mode: str, boot: str) -> _Interpreter:
         heap = self.profile.heap_bytes + REPL_HEAP_OVERHEAD
         # argv as vboard_repl.py reads it; _Interpreter appends the status and ack fds
-        argv = [self.interpreter, "-X", f"heapsize={heap}", str(REPL_SCRIPT), str(self.flash_dir), mode, boot,
-                self.profile.name, str(self.profile.flash_fs_bytes)]
+        argv = [
+            self.interpreter,
+            "-X",
+            f"heapsize={heap}",
+            str(REPL_SCRIPT),
+            str(self.flash_dir),
+            mode,
+            boot,
+            self.profile.name,
+            str(self.profile.flash_fs_bytes),
+        ]
         return _Interpreter(argv, self.flash_dir)
 
     def _loop(self) -> None:
@@ -230,7 +240,7 @@ class VirtualBoard:
                 self._on_board_output(link, interp)
             if link.to_host and link.connected:
                 try:
-                    del link.to_host[:os.write(self._master, link.to_host)]
+                    del link.to_host[: os.write(self._master, link.to_host)]
                 except BlockingIOError:
                     pass
                 except OSError:
@@ -318,7 +328,7 @@ class VirtualBoard:
     @staticmethod
     def _write_some(fd: int, data: bytearray) -> bytearray:
         try:
-            del data[:os.write(fd, data)]
+            del data[: os.write(fd, data)]
         except BlockingIOError:
             pass
         except OSError:
@@ -341,4 +351,3 @@ class VirtualBoard:
             os.write(fd, data)
         except OSError:
             pass
-

@@ -242,3 +242,14 @@ def test_python_api_context_manager(tmp_path: Path) -> None:
         free = int(mpremote(vb.port, "exec", "import gc; gc.collect(); print(gc.mem_free())").stdout)
         assert abs(free - vb.profile.heap_bytes) < 8192  # the esp32c3 profile's heap, not esp32's
     assert _interpreters_on((tmp_path / "flash").resolve()) == 0
+
+
+def test_machine_reset_powers_on_again_and_soft_reset_keeps_the_raw_repl(vboard) -> None:
+    (vboard.flash_dir / "main.py").write_text("booted_by_main = True\n")
+    mpremote(vboard.port, "exec", "marker = 1")
+    mpremote(vboard.port, "reset")  # mpremote's `reset` = machine.reset(): boot.py and main.py run again
+    state = mpremote(vboard.port, "resume", "eval", "('marker' in globals(), 'booted_by_main' in globals())")
+    assert state.stdout.strip() == "(False, True)"
+    done = mpremote(vboard.port, "exec", "import machine\nmarker = 2\nmachine.soft_reset()", timeout=20)
+    assert done.returncode == 0  # the raw REPL finished the exec (EOF markers) before resetting
+    assert mpremote(vboard.port, "resume", "eval", "'marker' in globals()").stdout.strip() == "False"

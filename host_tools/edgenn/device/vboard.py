@@ -34,6 +34,7 @@ from edgenn.errors import UserError
 REPL_SCRIPT = Path(__file__).with_name("vboard_repl.py")
 EXIT_SOFT_RESET_FRIENDLY = 10  # keep in step with vboard_repl.py
 EXIT_SOFT_RESET_RAW = 11
+EXIT_HARD_RESET = 12  # machine.reset(): power-on again
 # The REPL script's own code and buffers live in the interpreter's heap; add them on top of the
 # profile's budget so that gc.mem_free() at the prompt is about the profile's heap_bytes.
 REPL_HEAP_OVERHEAD = 16 * 1024
@@ -77,9 +78,12 @@ class _Interpreter:
     def __init__(self, argv: list[str], flash_dir: Path):
         status_r, status_w = os.pipe()
         ack_r, ack_w = os.pipe()
+        # The supervisor keeps the read end of stdin too: input the interpreter never read before a
+        # reset is taken back and given to the next one, as a UART's receive buffer would keep it.
+        self.stdin_read_fd, self.stdin_fd = os.pipe()
         self.proc = subprocess.Popen(
             [*argv, str(status_w), str(ack_r)],
-            stdin=subprocess.PIPE,
+            stdin=self.stdin_read_fd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             pass_fds=(status_w, ack_r),
@@ -91,7 +95,6 @@ class _Interpreter:
         os.close(ack_r)
         self.status_fd = status_r
         self.ack_fd = ack_w
-        self.stdin_fd = self.proc.stdin.fileno()
         self.stdout_fd = self.proc.stdout.fileno()
         for fd in (self.stdin_fd, self.stdout_fd, self.status_fd):
             os.set_blocking(fd, False)
@@ -108,22 +111,28 @@ class _Interpreter:
             except ProcessLookupError:
                 pass
 
-    def close(self) -> int:
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
-        for fd in (self.status_fd, self.ack_fd):
+    def close(self) -> tuple[int, bytes]:
+        """Stop (stdin EOF, then kill) and return the exit code and the input it had not read."""
+        for fd in (self.stdin_fd, self.status_fd, self.ack_fd):
             try:
                 os.close(fd)
             except OSError:
                 pass
         try:
-            return self.proc.wait(timeout=2)
+            code = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.proc.wait()
+            code = self.proc.wait()
+        self.proc.stdout.close()
+        unread = bytearray()
+        os.set_blocking(self.stdin_read_fd, False)
+        try:
+            while chunk := os.read(self.stdin_read_fd, 65536):
+                unread += chunk
+        except BlockingIOError:
+            pass
+        os.close(self.stdin_read_fd)
+        return code, bytes(unread)
 
 
 class _Link:
@@ -307,15 +316,19 @@ class VirtualBoard:
 
     def _restart(self, link: _Link, interp: _Interpreter) -> None:
         """The interpreter ended: a soft reset (known exit codes) or a crash (power-cycle it)."""
-        code = interp.close()
+        code, unread = interp.close()
         self.restarts += 1
-        link.to_board += link.held  # input not yet delivered goes to the next interpreter
+        # input not yet delivered goes to the next interpreter, in order
+        link.to_board[:0] = unread
+        link.to_board += link.held
         link.held.clear()
         link.hold_until = 0.0
         if code == EXIT_SOFT_RESET_RAW:
             self._interp = self._spawn("raw", "soft")
         elif code == EXIT_SOFT_RESET_FRIENDLY:
             self._interp = self._spawn("friendly", "soft")
+        elif code == EXIT_HARD_RESET:
+            self._interp = self._spawn("friendly", "power")
         else:
             now = time.monotonic()
             link.crash_times = [t for t in link.crash_times if now - t < 5] + [now]

@@ -19,6 +19,7 @@ import sys
 
 EXIT_SOFT_RESET_FRIENDLY = 10
 EXIT_SOFT_RESET_RAW = 11
+EXIT_HARD_RESET = 12
 
 CTRL_A = 1
 CTRL_B = 2
@@ -236,6 +237,29 @@ def _print_exception(e):
 _globals = {"__name__": "__main__"}
 
 
+class _Reset(BaseException):
+    # Raised by machine.reset()/soft_reset() in user code; the REPL then restarts the interpreter.
+    def __init__(self, hard):
+        self.hard = hard
+
+
+class _Machine:
+    # The unix port's `machine` plus what a board's has and the virtual board can honour.
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        if self._real is None:
+            raise AttributeError(name)
+        return getattr(self._real, name)
+
+    def reset(self):
+        raise _Reset(True)
+
+    def soft_reset(self):
+        raise _Reset(False)
+
+
 def _run_source(source, filename, mode):
     # Compile and run user code in the board's __main__ namespace; returns the exception or None.
     err = None
@@ -244,7 +268,11 @@ def _run_source(source, filename, mode):
         exec(compile(source, filename, mode), _globals)
     except BaseException as e:  # noqa: B036 - a board reports everything, KeyboardInterrupt included
         err = e
-    return _finish_user_code(err)
+    err = _finish_user_code(err)
+    if isinstance(err, _Reset) and err.hard:  # at once, no more output, as a board's CPU reset
+        _status.close()
+        sys.exit(EXIT_HARD_RESET)  # the supervisor powers on a fresh interpreter: boot.py, main.py
+    return err
 
 
 def _run_file(name):
@@ -254,6 +282,8 @@ def _run_file(name):
     except OSError:
         return
     err = _run_source(source, name, "exec")
+    if isinstance(err, _Reset):
+        _soft_reset(_mode)  # boot.py/main.py run before the REPL this process started in
     if err is not None and not isinstance(err, SystemExit):
         _print_exception(err)
     gc.collect()
@@ -299,9 +329,11 @@ class _RawPasteSource:
 def _exec_raw(source):
     err = _run_source(source, "<stdin>", "exec")
     _write(b"\x04")
-    if err is not None and not isinstance(err, SystemExit):
+    if err is not None and not isinstance(err, (SystemExit, _Reset)):
         _print_exception(err)
     _write(b"\x04")
+    if isinstance(err, _Reset):
+        _soft_reset("raw")
 
 
 def raw_repl():
@@ -462,6 +494,8 @@ def _paste_mode():
 
 
 def _report_friendly(err):
+    if isinstance(err, _Reset):
+        _soft_reset("friendly")
     if err is not None and not isinstance(err, SystemExit):
         _print_exception(err)
 
@@ -509,6 +543,11 @@ def friendly_repl():
 def main():
     _mount_flash()
     sys.modules["edgenn_vboard"] = _VBoardModule
+    try:
+        import machine
+    except ImportError:
+        machine = None
+    sys.modules["machine"] = _Machine(machine)
     _finish_user_code(None)  # start in the idle state, acknowledged
     gc.collect()
     _run_file("boot.py")

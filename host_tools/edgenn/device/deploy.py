@@ -171,19 +171,15 @@ def make_plan(
 ) -> DeployPlan:
     sources = sources if sources is not None else runtime_sources()
     runtime, runtime_format, warnings = build_runtime(info, sources)
-    wanted: dict[str, bytes] = dict(runtime)
-    wanted[MODEL_NAME] = model_bytes
-    wanted[MAIN_NAME] = (
-        (firmware_dir() / MAIN_NAME).read_bytes() if (firmware_dir() / MAIN_NAME).is_file() else b""
-    )
-    if not wanted[MAIN_NAME]:
-        del wanted[MAIN_NAME]
+    # Runtime first, the model next, main.py last: main.py never starts with a half-installed runtime.
+    wanted: dict[str, bytes] = {**runtime, MODEL_NAME: model_bytes}
+    server = firmware_dir() / MAIN_NAME
+    if server.is_file():
+        wanted[MAIN_NAME] = server.read_bytes()
+    else:
         warnings.append("firmware/main.py not found: the serial prediction server is not installed")
     files: list[FileAction] = []
-    # Runtime first, the model next, main.py last: main.py never starts with a half-installed runtime.
-    order = [*runtime, MODEL_NAME, *([MAIN_NAME] if MAIN_NAME in wanted else [])]
-    for name in order:
-        data = wanted[name]
+    for name, data in wanted.items():
         on_board = info.files.get(name)
         if on_board is None:
             status = "new"
@@ -207,7 +203,7 @@ def _exec(transport: SerialTransport, code: str) -> str:
         return transport.exec(code).decode(errors="replace")
     except TransportExecError as exc:
         last = exc.error_output.strip().splitlines()[-1] if exc.error_output.strip() else "error"
-        if "ENOSPC" in exc.error_output or "28" in last:
+        if "ENOSPC" in exc.error_output or last.endswith("OSError: 28"):
             raise UserError("the board's filesystem is full; delete files with `mpremote rm`") from None
         raise UserError(f"the board reported: {last}") from None
 

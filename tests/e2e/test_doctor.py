@@ -49,3 +49,16 @@ def test_doctor_after_deploy_reports_model_and_kernel(vboard, tmp_path: Path) ->
 
     human = edgenn("doctor", "--port", vboard.port, "--model", str(deployed))
     assert "matches" in human.stdout and "timings are not ESP32 timings" in human.stdout
+
+
+def test_a_port_with_no_micropython_behind_it_is_one_line() -> None:
+    import os
+
+    master, slave = os.openpty()  # a serial line where nothing answers
+    try:
+        result = edgenn("doctor", "--port", os.ttyname(slave), timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert result.returncode == 2
+    assert "no MicroPython REPL" in result.stderr and result.stderr.strip().count("\n") == 0

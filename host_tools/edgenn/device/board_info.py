@@ -33,6 +33,7 @@ MPY_ARCH_NAMES = {
     11: "rv32imc",
     12: "rv64imc",
 }
+READ_TIMEOUT_S = 5
 ARCH_TO_BOARD = {"x64": "virtual", "xtensawin": "esp32", "rv32imc": "esp32c3"}
 
 
@@ -93,7 +94,8 @@ def _port_problem(port: str) -> str:
 def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> SerialTransport:
     """Connect and enter the raw REPL. A soft reset first stops main.py and frees the heap."""
     try:
-        transport = SerialTransport(port, baudrate=baud)
+        # A read timeout: on a pty mpremote reads byte by byte, and without one a silent port hangs forever.
+        transport = SerialTransport(port, baudrate=baud, timeout=READ_TIMEOUT_S)
     except TransportError:
         raise UserError(_port_problem(port)) from None
     try:

@@ -253,3 +253,18 @@ def test_machine_reset_powers_on_again_and_soft_reset_keeps_the_raw_repl(vboard)
     done = mpremote(vboard.port, "exec", "import machine\nmarker = 2\nmachine.soft_reset()", timeout=20)
     assert done.returncode == 0  # the raw REPL finished the exec (EOF markers) before resetting
     assert mpremote(vboard.port, "resume", "eval", "'marker' in globals()").stdout.strip() == "False"
+
+
+def test_reset_button_recovers_a_board_that_ignores_ctrl_c(vboard) -> None:
+    stubborn = "while True:\n try:\n  while True:\n   pass\n except KeyboardInterrupt:\n  pass"
+    looping = subprocess.Popen([MPREMOTE, "connect", vboard.port, "exec", stubborn])
+    time.sleep(1.5)
+    looping.kill()
+    looping.wait()
+    with serial.Serial(vboard.port, 115200, timeout=0.1) as ser:
+        ser.write(b"\r\x03")
+        time.sleep(0.5)
+        ser.write(b"\r\x03\r\x01")
+        assert b"raw REPL" not in _read_until(ser, b"raw REPL", 3)  # stuck, as a board would be
+    vboard.process.send_signal(signal.SIGUSR1)  # `edgenn vboard`: SIGUSR1 = the EN/RESET button
+    assert mpremote(vboard.port, "eval", "'back'", timeout=20).stdout.strip() == "back"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -25,16 +26,18 @@ def run(args: argparse.Namespace) -> int:
     def request_stop(signum, frame) -> None:
         stopped.set()
 
+    board = VirtualBoard(flash_dir, args.board)
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    board = VirtualBoard(flash_dir, args.board)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: board.press_reset())  # the EN/RESET button
     port = board.start()
     try:
         print(port, flush=True)
         print(
             f"virtual {board.profile.name} board on {port}; flash {board.flash_dir}; "
             f"heap {board.profile.heap_bytes} B, flash {board.profile.flash_fs_bytes} B. "
-            "x86-64 MicroPython: timings are not ESP32 timings. Ctrl-C stops it.",
+            "x86-64 MicroPython: timings are not ESP32 timings. Ctrl-C stops it; "
+            f"`kill -USR1 {os.getpid()}` presses its reset button.",
             file=sys.stderr,
             flush=True,
         )

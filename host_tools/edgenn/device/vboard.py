@@ -100,12 +100,17 @@ class _Interpreter:
             os.set_blocking(fd, False)
         self.running_user_code = False
         self.interrupt_sent = False
+        self.interrupt_sent_at = 0.0
         self.stdout_open = True
         self.status_open = True
 
     def send_interrupt(self) -> None:
-        if not self.interrupt_sent:  # a second SIGINT before the first is handled kills the unix port
+        # A second SIGINT before the first is handled kills the unix port: at most one per second
+        # (a program that catches KeyboardInterrupt still gets the next Ctrl-C, as on a board).
+        now = time.monotonic()
+        if not self.interrupt_sent or now - self.interrupt_sent_at > HOLD_AFTER_INTERRUPT_S:
             self.interrupt_sent = True
+            self.interrupt_sent_at = now
             try:
                 self.proc.send_signal(signal.SIGINT)
             except ProcessLookupError:
@@ -145,6 +150,7 @@ class _Link:
         self.held = bytearray()  # host input after a Ctrl-C, kept until the REPL reads again
         self.hold_until = 0.0
         self.crash_times: list[float] = []
+        self.reset_pressed = False  # the interpreter was killed on purpose (press_reset)
 
     def host_gone(self) -> None:
         self.connected = False
@@ -170,6 +176,7 @@ class VirtualBoard:
         self._stop = threading.Event()
         self._interp: _Interpreter | None = None
         self.restarts = 0  # soft resets + crashes, for tests and diagnostics
+        self._reset_pressed = threading.Event()
 
     # -- public API ----------------------------------------------------------------------------
     def start(self) -> str:
@@ -183,6 +190,11 @@ class VirtualBoard:
         self._thread = threading.Thread(target=self._loop, name="vboard", daemon=True)
         self._thread.start()
         return self.port
+
+    def press_reset(self) -> None:
+        """The EN/RESET button: power the interpreter off and on, even one stuck in a viper loop
+        (which Ctrl-C cannot interrupt, on an ESP32 as here)."""
+        self._reset_pressed.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -254,6 +266,10 @@ class VirtualBoard:
                     pass
                 except OSError:
                     link.host_gone()
+            if self._reset_pressed.is_set():
+                self._reset_pressed.clear()
+                link.reset_pressed = True
+                interp.proc.kill()
             if not interp.stdout_open and interp.proc.poll() is not None:
                 self._restart(link, interp)
 
@@ -327,7 +343,8 @@ class VirtualBoard:
             self._interp = self._spawn("raw", "soft")
         elif code == EXIT_SOFT_RESET_FRIENDLY:
             self._interp = self._spawn("friendly", "soft")
-        elif code == EXIT_HARD_RESET:
+        elif code == EXIT_HARD_RESET or link.reset_pressed:
+            link.reset_pressed = False
             self._interp = self._spawn("friendly", "power")
         else:
             now = time.monotonic()

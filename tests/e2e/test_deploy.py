@@ -126,10 +126,13 @@ def test_refuses_when_the_flash_is_full(vboard, models) -> None:
     assert sorted(p.name for p in vboard.flash_dir.iterdir()) == ["logs.bin"]
 
 
-def test_missing_port_is_one_line() -> None:
-    result = edgenn("deploy", "whatever.enn", "--port", "/dev/ttyDOESNOTEXIST")
+def test_missing_port_or_model_is_one_line(models) -> None:
+    result = edgenn("deploy", str(models["relu_2"]), "--port", "/dev/ttyDOESNOTEXIST")
     assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "does not exist" in result.stderr
+    result = edgenn("deploy", "no-such-model.enn", "--port", "/dev/ttyDOESNOTEXIST")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "no-such-model.enn" in result.stderr
 
 
 def _info(version: int, sub: int, arch: str | None) -> BoardInfo:

@@ -419,7 +419,9 @@ def _needs_more(source):
         return True
     first = source.lstrip().split("\n")[0]
     word = first.split(" ")[0].split("(")[0].split(":")[0]
-    if "\n" in source and (word in _COMPOUND or first.startswith("@")) and last.strip():
+    if first.startswith("@") and last.strip():
+        return True  # a decorator: the definition follows
+    if "\n" in source and word in _COMPOUND and last.strip():
         return True
     return False
 

@@ -12,9 +12,11 @@ import pytest
 from vboard_helpers import edgenn, mpremote, runtime_or_skip
 
 from edgenn import modelfile, zoo
+from edgenn.boards import load_board
 from edgenn.device import mpy
 from edgenn.device.board_info import BoardInfo, MpyFormat
-from edgenn.device.deploy import build_runtime, runtime_sources
+from edgenn.device.deploy import build_runtime, make_plan, runtime_sources
+from edgenn.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +117,23 @@ def test_refuses_a_model_bigger_than_the_heap_allows(vboard, models) -> None:
     assert "largest free block" in result.stderr or "too big for the heap" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(vboard.flash_dir.iterdir()) == []  # refused before copying anything
+
+
+def test_budget_checks_follow_the_runtimes_memory_contract() -> None:
+    """One 200x240 layer: fits the heap of an ESP32 but not its largest free block (~45 KB)."""
+    import numpy as np
+
+    model = zoo.random_model(np.random.default_rng(0), 240, [200], ["relu"], 3, "classify")
+    data = modelfile.to_bytes(model)
+    info = _info(6, 3, "xtensawin")
+    info.heap_free = 200_000
+    with pytest.raises(UserError, match="largest layer needs one 49400 B block"):  # 240*200 + 7*200
+        make_plan(info, load_board("esp32"), data, runtime_sources())
+    plan = make_plan(info, load_board("esp32s3"), data, runtime_sources())  # 80 KB blocks: fits
+    assert [f.status for f in plan.files][-2:] == ["new", "new"]
+    info.heap_free = 60_000  # measured free heap counts too, not only the profile
+    with pytest.raises(UserError, match="too big for the heap"):
+        make_plan(info, load_board("esp32s3"), data, runtime_sources())
 
 
 def test_refuses_when_the_flash_is_full(vboard, models) -> None:

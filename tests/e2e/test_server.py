@@ -1,4 +1,4 @@
-"""firmware/main.py, the prediction server, run inside real MicroPython (unix port) over pipes.
+"""The prediction server (firmware/main.py + edgenn_server.py) inside the MicroPython unix port, over pipes.
 
 No supervisor here: the interpreter runs main.py directly in a directory that holds the runtime and a
 model, so these tests pin down the protocol itself. Over pipes every byte is data, Ctrl-C included (on a
@@ -337,10 +337,9 @@ def test_corrupt_model_is_reported_not_fatal(serve):
 ALLOC_PROBE = r"""
 import gc, sys
 sys.path.insert(0, "")
-source = open("main.py").read()
-namespace = {"__name__": "probe"}
-exec(source[: source.rindex("main()")], namespace)  # everything but the call that starts serving
-server = namespace["Server"]()
+import edgenn_server  # the server module, without main.py's call that starts serving
+
+server = edgenn_server.Server()
 
 def request(data):
     server.line[: len(data)] = data

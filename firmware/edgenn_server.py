@@ -1,0 +1,397 @@
+# edgenn prediction server, started by the board's main.py (`import edgenn_server; edgenn_server.main()`).
+# A module of its own so `edgenn deploy` installs it compiled (.mpy): a board compiling 15 KB of source
+# at every boot would need far more heap than the runtime itself.
+#
+# Line protocol on the serial console (stdin/stdout), one JSON reply per request line:
+#   5.1,3.5,1.4,0.2   -> {"class": 0, "label": "setosa", "scores": [57, -48, -128], "us": 412}
+#                        (regression models: {"value": 152.3, "scores": [...], "us": ...})
+#   q 142,201,13,7    -> {"q": [57, -48, -128], "us": 380}   input codes in, int8 outputs out
+#   model OFFSET      -> {"offset", "size", "hex"}: up to 256 bytes of the deployed model file
+#   info              -> model name, task, inputs, outputs, labels, kernel, MicroPython version, heap
+#   help              -> the list of requests
+#   anything else     -> {"error": "..."} and the server keeps serving
+# A line ends at CR or LF (CR LF counts once). Lines longer than max_line bytes are rejected with one
+# error reply and the rest of that line is discarded. Every byte other than Ctrl-C is just data here:
+# Ctrl-C (0x03) is turned into KeyboardInterrupt by the board itself, which stops this server and
+# leaves the board at the REPL -- that is how mpremote takes over to deploy. A soft reset (Ctrl-D at
+# the REPL) starts the server again.
+#
+# Steady state: the line buffer, the input codes, the output buffer and the reply buffer are all
+# allocated once; a prediction allocates only the parsed floats (heap objects on an ESP32).
+import gc
+import sys
+import time
+
+from micropython import const
+
+PROTOCOL = const(1)
+MODEL_FILE = "model.enn"
+_CR = const(13)
+_LF = const(10)
+_COMMA = const(44)
+_SPACE = const(32)
+_TAB = const(9)
+_FIELD_MAX = const(32)  # characters in one value: "-1.2345678901234567e-100" is 24
+
+_INF = float("inf")
+_NINF = -_INF
+_stdin = getattr(sys.stdin, "buffer", sys.stdin)
+_stdout = getattr(sys.stdout, "buffer", sys.stdout)
+
+
+def _find_model():
+    import os
+
+    names = os.listdir()
+    if MODEL_FILE in names:
+        return MODEL_FILE
+    for name in sorted(names):
+        if name.endswith(".enn"):
+            return name
+    return None
+
+
+def _file_size_crc(name):
+    # The .enn file ends with its CRC32 (little-endian): the host compares it with a local file.
+    import os
+
+    size = os.stat(name)[6]
+    with open(name, "rb") as f:
+        f.seek(max(0, size - 4))
+        b = f.read(4)
+    crc = 0
+    for i in range(len(b) - 1, -1, -1):
+        crc = crc * 256 + b[i]
+    return size, "%08x" % crc
+
+
+def _version():
+    v = sys.implementation.version
+    return "%d.%d.%d" % (v[0], v[1], v[2])
+
+
+class Server:
+    def __init__(self):
+        self.net = None
+        self.model_file = None
+        self.problem = None
+        self.runtime = None
+        try:
+            import edgenn
+
+            self.runtime = getattr(edgenn, "__version__", "?")
+        except ImportError as exc:
+            self.problem = "edgenn runtime not installed on the board (%s): run `edgenn deploy`" % exc
+            edgenn = None
+        if edgenn is not None:
+            self.model_file = _find_model()
+            if self.model_file is None:
+                self.problem = "no model deployed: run `edgenn deploy MODEL.enn --port PORT`"
+            else:
+                self.model_size, self.model_crc = _file_size_crc(self.model_file)
+                try:
+                    self.net = edgenn.load(self.model_file)
+                except Exception as exc:  # a bad file must not kill the server: report it instead
+                    self.problem = "cannot load %s: %s" % (self.model_file, exc)
+        n_in = self.net.n_inputs if self.net else 0
+        n_out = self.net.n_outputs if self.net else 0
+        # Room for 24 characters per value ("-1.2345678901234567e-100,") plus a command word.
+        self.max_line = max(256, 24 * n_in + 32)
+        self.line = bytearray(self.max_line)
+        self.line_mv = memoryview(self.line)
+        self.feats = [0.0] * n_in
+        self.field = bytearray(b" " * _FIELD_MAX)
+        self.field_used = 0
+        labels = []
+        if self.net:
+            import json
+
+            labels = [json.dumps(str(label)).encode() for label in self.net.labels]
+            # The preallocated input-code buffer: quantize_input fills and returns it every time.
+            self.xq = self.net.quantize_input(self.feats)
+            self.regress = self.net.task == "regress"
+            self.out_scale = getattr(self.net, "out_scale", None)
+            self.out_zero_point = getattr(self.net, "out_zero_point", None)
+        self.labels = labels
+        width = 0
+        for label in labels:
+            width = max(width, len(label))
+        self.reply = bytearray(96 + width + 6 * n_out)  # "-128, " is 6 bytes per output
+        self.one = bytearray(1)
+
+    # ---- replies -------------------------------------------------------------------------------
+
+    def send(self, text):
+        _stdout.write(text)
+        _stdout.write(b"\n")
+
+    def error(self, message):
+        import json
+
+        self.send(json.dumps({"error": message}))
+
+    def send_object(self, pairs):
+        # JSON object with the keys in this order (MicroPython dicts do not keep insertion order, and
+        # a person reading a terminal wants "model" before "heap_free").
+        import json
+
+        _stdout.write(b"{")
+        first = True
+        for key, value in pairs:
+            _stdout.write(('"%s": ' if first else ', "%s": ') % key)
+            _stdout.write(json.dumps(value))
+            first = False
+        _stdout.write(b"}\n")
+
+    def banner(self):
+        pairs = [("ready", True), ("edgenn", PROTOCOL), ("model", self.net.name if self.net else None),
+                 ("max_line", self.max_line)]
+        if self.problem:
+            pairs.append(("error", self.problem))
+        self.send_object(pairs)
+
+    def info(self):
+        net = self.net
+        pairs = [("model", net.name if net else None)]
+        if net:
+            pairs += [("task", net.task), ("inputs", net.n_inputs), ("outputs", net.n_outputs),
+                      ("labels", [str(x) for x in net.labels]), ("kernel", getattr(net, "kernel", "?"))]
+        else:
+            pairs.append(("error", self.problem))
+        pairs += [("model_file", self.model_file)]
+        if self.model_file:
+            pairs += [("model_size", self.model_size), ("model_crc32", self.model_crc)]
+        gc.collect()
+        pairs += [("runtime", self.runtime), ("micropython", _version()), ("platform", sys.platform), ("protocol", PROTOCOL),
+                  ("max_line", self.max_line), ("heap_free", gc.mem_free()), ("heap_alloc", gc.mem_alloc())]
+        self.send_object(pairs)
+
+    def send_model(self, start, end):
+        # "model OFFSET" -> up to 256 bytes of the model file as hex, so the host can read back
+        # exactly what the board runs without stopping the server.
+        if self.model_file is None:
+            self.error(self.problem)
+            return
+        try:
+            offset = int(self.line_mv[start:end])
+        except ValueError:
+            offset = -1
+        if offset < 0 or offset > self.model_size:
+            self.error("model OFFSET: OFFSET must be 0..%d" % self.model_size)
+            return
+        import binascii
+
+        with open(self.model_file, "rb") as f:
+            f.seek(offset)
+            chunk = f.read(256)
+        self.send(b'{"offset": %d, "size": %d, "hex": "%s"}' % (offset, self.model_size,
+                                                                binascii.hexlify(chunk)))
+
+    def help(self):
+        self.send(b'{"help": "send V1,V2,... (one value per input) for a prediction; '
+                  b'q C1,C2,... (input codes 0-255) for raw int8 outputs; model OFFSET (read the model file '
+                  b'back as hex); info; help"}')
+
+    # ---- parsing -------------------------------------------------------------------------------
+
+    def parse(self, start, end, codes):
+        # Fills self.feats (floats) or self.xq (codes 0..255) from line[start:end].
+        # Returns None or an error message. Only digits, sign, '.', 'e'/'E', spaces and commas
+        # are accepted, so float() never sees "nan", "inf" or "1_0". Each value is copied into the
+        # space-padded field buffer and converted from there: no slice objects, only the float.
+        line = self.line
+        field = self.field
+        n_in = self.net.n_inputs
+        count = 0
+        i = start
+        while True:
+            while i < end and (line[i] == _SPACE or line[i] == _TAB):
+                i += 1
+            k = 0  # bytes copied into field (trailing spaces included: float() skips them)
+            while i < end and line[i] != _COMMA:
+                c = line[i]
+                if not (48 <= c <= 57 or c == 46 or c == 45 or c == 43 or c == 101 or c == 69
+                        or c == _SPACE or c == _TAB):
+                    self.field_used = _FIELD_MAX  # the field holds leftovers: blank it all next time
+                    if 33 <= c <= 126:
+                        return "value %d is not a number" % (count + 1)
+                    return "bad byte 0x%02x in value %d" % (c, count + 1)
+                if k == _FIELD_MAX:
+                    self.field_used = _FIELD_MAX
+                    return "value %d is longer than %d characters" % (count + 1, _FIELD_MAX)
+                field[k] = c
+                k += 1
+                i += 1
+            if k == 0:
+                return "value %d is empty" % (count + 1)
+            j = k
+            while j < self.field_used:  # blank what the previous, longer value left behind
+                field[j] = _SPACE
+                j += 1
+            self.field_used = k
+            if count < n_in:
+                try:
+                    if codes:
+                        v = int(field)
+                        if v < 0 or v > 255:
+                            return "code %d out of range 0..255" % (count + 1)
+                        self.xq[count] = v
+                    else:
+                        v = float(field)
+                        if v != v or v == _INF or v == _NINF:  # compares allocate nothing
+                            return "value %d is not finite" % (count + 1)
+                        self.feats[count] = v
+                except ValueError:
+                    return "value %d is not a number" % (count + 1)
+            count += 1
+            if i >= end:
+                break
+            i += 1  # skip the comma
+        if count != n_in:
+            return "expected %d values, got %d" % (n_in, count)
+        return None
+
+    # ---- requests ------------------------------------------------------------------------------
+
+    def handle(self, n):
+        line = self.line
+        start = 0
+        while start < n and (line[start] == _SPACE or line[start] == _TAB):
+            start += 1
+        while n > start and (line[n - 1] == _SPACE or line[n - 1] == _TAB):
+            n -= 1
+        if start == n:
+            self.error("empty line: send comma-separated values, info or help")
+            return
+        c = line[start]
+        if c == 113 and n - start > 2 and line[start + 1] == _SPACE:  # "q C1,C2,..."
+            self.predict(start + 2, n, True)
+            return
+        if c == 109 and n - start > 6 and bytes(self.line_mv[start:start + 6]) == b"model ":
+            self.send_model(start + 6, n)
+            return
+        if n - start == 4:
+            word = bytes(self.line_mv[start:n])
+            if word == b"info":
+                self.info()
+                return
+            if word == b"help":
+                self.help()
+                return
+        self.predict(start, n, False)
+
+    def predict(self, start, end, codes):
+        net = self.net
+        if net is None:
+            self.error(self.problem)
+            return
+        problem = self.parse(start, end, codes)
+        if problem:
+            self.error(problem)
+            return
+        ticks_us = time.ticks_us
+        t0 = ticks_us()
+        xq = self.xq if codes else net.quantize_input(self.feats)
+        out = net.forward_q(xq)
+        best = 0
+        k = 1
+        n_out = len(out)
+        while k < n_out:
+            if out[k] > out[best]:
+                best = k
+            k += 1
+        us = time.ticks_diff(ticks_us(), t0)
+        r = self.reply
+        if codes:
+            p = _put(r, 0, b'{"q": [')
+        elif self.regress:
+            p = _put(r, 0, b'{"value": ')
+            p = _put(r, p, repr(self.value(out)).encode())  # one float: allocates, regression only
+            p = _put(r, p, b', "scores": [')
+        else:
+            p = _put(r, 0, b'{"class": ')
+            p = _put_int(r, p, best)
+            p = _put(r, p, b', "label": ')
+            p = _put(r, p, self.labels[best])
+            p = _put(r, p, b', "scores": [')
+        k = 0
+        while k < n_out:
+            if k:
+                p = _put(r, p, b", ")
+            p = _put_int(r, p, out[k])
+            k += 1
+        p = _put(r, p, b'], "us": ')
+        p = _put_int(r, p, us)
+        r[p] = 125  # }
+        r[p + 1] = _LF
+        _stdout.write(r, p + 2)
+
+    def value(self, out):
+        if self.out_scale is not None:
+            return self.out_scale[0] * (out[0] - self.out_zero_point[0])
+        return self.net.forward(self.feats)[0]
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def serve(self):
+        self.banner()
+        line = self.line
+        one = self.one
+        read = _stdin.readinto
+        cap = self.max_line
+        n = 0
+        overlong = False
+        after_cr = False
+        while True:
+            if not read(one):
+                return  # stdin closed (unix port under a supervisor); a board never gets here
+            c = one[0]
+            if c == _CR or c == _LF:
+                if c == _LF and after_cr:  # CR LF ends one line, not two
+                    after_cr = False
+                    continue
+                after_cr = c == _CR
+                if overlong:
+                    self.error("line too long (max %d bytes): rest of it discarded" % cap)
+                else:
+                    try:
+                        self.handle(n)
+                    except Exception as exc:  # never die on a request; KeyboardInterrupt still stops us
+                        self.error("internal error: %s" % exc)
+                n = 0
+                overlong = False
+                continue
+            after_cr = False
+            if n < cap:
+                line[n] = c
+                n += 1
+            else:
+                overlong = True
+
+
+def _put(buf, p, data):
+    e = p + len(data)
+    buf[p:e] = data
+    return e
+
+
+def _put_int(buf, p, v):
+    if v < 0:
+        buf[p] = 45  # -
+        p += 1
+        v = -v
+    digits = 1
+    q = v
+    while q >= 10:
+        q //= 10
+        digits += 1
+    end = p + digits
+    while digits:
+        digits -= 1
+        buf[p + digits] = 48 + v % 10
+        v //= 10
+    return end
+
+
+def main():
+    Server().serve()

@@ -6,7 +6,8 @@
     def test_other(start_vboard, tmp_path):  # several boards, or one on a prepared flash directory
         board = start_vboard(tmp_path / "flash", board="esp32")
 
-Real boards: tests marked @pytest.mark.board run only when EDGENN_BOARD_PORT names a serial port.
+Real boards: tests marked @pytest.mark.board run only when EDGENN_BOARD_PORT names a serial port
+(the skip lives in tests/conftest.py, so it covers every area).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vboard_helpers import RunningVBoard, board_port, launch_vboard
+from vboard_helpers import RunningVBoard, launch_vboard
 
 
 @pytest.fixture
@@ -35,12 +36,3 @@ def start_vboard() -> Iterator:
 @pytest.fixture
 def vboard(start_vboard, tmp_path: Path) -> RunningVBoard:
     return start_vboard(tmp_path / "flash")
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    if board_port():
-        return
-    skip = pytest.mark.skip(reason="needs a real ESP32: set EDGENN_BOARD_PORT=/dev/ttyUSB0 (or similar)")
-    for item in items:
-        if "board" in item.keywords:
-            item.add_marker(skip)

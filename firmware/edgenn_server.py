@@ -6,6 +6,7 @@
 #   5.1,3.5,1.4,0.2   -> {"class": 0, "label": "setosa", "scores": [57, -48, -128], "us": 412}
 #                        (regression models: {"value": 152.3, "scores": [...], "us": ...})
 #   q 142,201,13,7    -> {"q": [57, -48, -128], "us": 380}   input codes in, int8 outputs out
+#   x 5.1,3.5,1.4,0.2 -> {"x": [142, 201, 13, 7], "q": [57, -48, -128], "us": 412}   the board's codes too
 #   model OFFSET      -> {"offset", "size", "hex"}: up to 256 bytes of the deployed model file
 #   info              -> model name, task, inputs, outputs, labels, kernel, MicroPython version, heap
 #   help              -> the list of requests
@@ -24,7 +25,7 @@ import time
 
 from micropython import const
 
-PROTOCOL = const(1)
+PROTOCOL = const(2)  # 2: the `x` request and `float_bits` in info
 MODEL_FILE = "model.enn"
 _CR = const(13)
 _LF = const(10)
@@ -116,7 +117,8 @@ class Server:
         width = 0
         for label in labels:
             width = max(width, len(label))
-        self.reply = bytearray(96 + width + 6 * n_out)  # "-128, " is 6 bytes per output
+        # "-128, " is 6 bytes per output; "255, " 5 per input code (the `x` request echoes them)
+        self.reply = bytearray(96 + width + 6 * n_out + 5 * n_in)
         self.one = bytearray(1)
 
     # ---- replies -------------------------------------------------------------------------------
@@ -162,7 +164,10 @@ class Server:
         if self.model_file:
             pairs += [("model_size", self.model_size), ("model_crc32", self.model_crc)]
         gc.collect()
-        pairs += [("runtime", self.runtime), ("micropython", _version()), ("platform", sys.platform), ("protocol", PROTOCOL),
+        # 32 on an ESP32 (single-precision floats: input scaling may round differently from the host)
+        float_bits = 64 if 1.0 + 2.0 ** -40 != 1.0 else 32
+        pairs += [("runtime", self.runtime), ("micropython", _version()), ("platform", sys.platform),
+                  ("protocol", PROTOCOL), ("float_bits", float_bits),
                   ("max_line", self.max_line), ("heap_free", gc.mem_free()), ("heap_alloc", gc.mem_alloc())]
         self.send_object(pairs)
 
@@ -189,7 +194,8 @@ class Server:
 
     def help(self):
         self.send(b'{"help": "send V1,V2,... (one value per input) for a prediction; '
-                  b'q C1,C2,... (input codes 0-255) for raw int8 outputs; model OFFSET (read the model file '
+                  b'q C1,C2,... (input codes 0-255) for raw int8 outputs; x V1,V2,... for the input codes and '
+                  b'raw outputs of raw values; model OFFSET (read the model file '
                   b'back as hex); info; help"}')
 
     # ---- parsing -------------------------------------------------------------------------------
@@ -267,6 +273,9 @@ class Server:
         if c == 113 and n - start > 2 and line[start + 1] == _SPACE:  # "q C1,C2,..."
             self.predict(start + 2, n, True)
             return
+        if c == 120 and n - start > 2 and line[start + 1] == _SPACE:  # "x V1,V2,...": echo the codes
+            self.predict(start + 2, n, False, True)
+            return
         if c == 109 and n - start > 6 and bytes(self.line_mv[start:start + 6]) == b"model ":
             self.send_model(start + 6, n)
             return
@@ -280,7 +289,7 @@ class Server:
                 return
         self.predict(start, n, False)
 
-    def predict(self, start, end, codes):
+    def predict(self, start, end, codes, echo=False):
         net = self.net
         if net is None:
             self.error(self.problem)
@@ -302,7 +311,16 @@ class Server:
             k += 1
         us = time.ticks_diff(ticks_us(), t0)
         r = self.reply
-        if codes:
+        if echo:  # the board's own input codes, then its raw outputs: how the host tells a float
+            p = _put(r, 0, b'{"x": [')  # rounding difference in input scaling from a network bug
+            k = 0
+            while k < len(xq):
+                if k:
+                    p = _put(r, p, b", ")
+                p = _put_int(r, p, xq[k])
+                k += 1
+            p = _put(r, p, b'], "q": [')
+        elif codes:
             p = _put(r, 0, b'{"q": [')
         elif self.regress:
             p = _put(r, 0, b'{"value": ')

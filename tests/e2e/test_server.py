@@ -156,6 +156,12 @@ def test_predictions_equal_golden(serve, name):
     for u, e in zip(U, expected):
         reply = server.ask("q " + ",".join(str(int(v)) for v in u))
         assert reply["q"] == e.tolist()
+    # `x` requests: raw values in, the board's own input codes and raw outputs back
+    for row in X[:10]:
+        reply = server.ask("x " + line_for(row))
+        codes = golden.quantize_input(model, row[None, :])
+        assert reply["x"] == codes[0].tolist()
+        assert reply["q"] == golden.forward_q(model, codes)[0].tolist()
 
 
 def test_info_describes_model_and_board(serve):
@@ -168,6 +174,7 @@ def test_info_describes_model_and_board(serve):
     assert info["kernel"] in ("viper", "portable")
     assert info["micropython"].count(".") == 2
     assert info["heap_free"] > 0 and info["heap_alloc"] > 0
+    assert info["float_bits"] == 64  # the unix port uses doubles; an ESP32 says 32
     raw = modelfile.to_bytes(model)
     assert info["model_size"] == len(raw)
     assert info["model_crc32"] == f"{int.from_bytes(raw[-4:], 'little'):08x}"

@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         if len(X) == 0:
             raise UserError(f"{args.data}: no rows")
         progress = _Progress(len(X)) if sys.stderr.isatty() else None
-        run_ = run_rows(board, model, X, codes=args.codes, progress=progress)
+        float_bits = int(info.get("float_bits", 64))
+        run_ = run_rows(board, model, X, codes=args.codes, progress=progress, float_bits=float_bits)
         if progress is not None:
             progress.done()
     result = summarize(run_, model, y, X)

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"
 RUNTIME_FILES = ("edgenn.py", "edgenn_viper.py")
 BENCH_SCRIPT = Path(__file__).resolve().parent / "mp" / "bench_runtime.py"
-LOOP_COST = Path("/work/shared/tools/xtensa-loop-cost")
+# ../shared/tools beside the checkout (as CI and developers have it), or wherever EDGENN_LOOP_COST says
+LOOP_COST = Path(os.environ.get("EDGENN_LOOP_COST", REPO.parent / "shared" / "tools" / "xtensa-loop-cost"))
 NETWORKS = ([4, 16, 3], [64, 32, 10], [256, 128, 64, 10])
 HEAPSIZE = "8M"  # the float baseline's lists of floats need ~1 MB for 256-128-64-10
 TARGET_SPEEDUP = 60.0  # viper vs float on 64-32-10
@@ -162,6 +163,8 @@ def print_tables(result: dict) -> None:
               f"({xt['main_loop_macs_per_pass']} MACs per pass); all MAC loops: {loops}")
     elif xt:
         print(f"xtensa loop cost unavailable: {xt['error']}")
+    else:
+        print(f"xtensa loop cost unavailable: {LOOP_COST} not found (set EDGENN_LOOP_COST)")
     t = result["targets"]
     print(f"64-32-10 target: viper {t['viper_vs_float_64_32_10']:.0f}x float "
           f"(>= {t['required_speedup']:.0f}x), "

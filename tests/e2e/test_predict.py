@@ -288,3 +288,22 @@ def test_monitor_exits_0_on_ctrl_c(iris_board):
     _, err = monitor.communicate(timeout=20)
     assert monitor.returncode == 0, err
     assert "line(s) from" in err
+
+
+@pytest.mark.board
+def test_predict_and_eval_device_on_a_real_board(iris_model, capsys):
+    """EDGENN_BOARD_PORT=/dev/ttyUSB0 pytest -m board tests/e2e: the serial path on hardware.
+
+    On an ESP32 (32-bit floats) rows whose input scaling rounds to a neighbouring code are re-checked
+    with `x` requests; the integer network must still agree on every row."""
+    import os
+
+    port = os.environ["EDGENN_BOARD_PORT"]
+    path, qm = iris_model
+    deploy(path, port, say=lambda _text: None)
+    code, out, err = edgenn(capsys, "eval-device", "--port", port, "iris", "--model", str(path), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["agreement"] == 1.0 and result["errors"] == 0
+    code, out, err = edgenn(capsys, "eval-device", "--port", port, "iris", "--codes", "--json")
+    assert code == 0 and json.loads(out)["agreement"] == 1.0, err

@@ -2,18 +2,18 @@
 
 A profile says how to flash the board (esptool chip name, firmware offset, chip id in the image header),
 what code it runs (`.mpy` native architecture) and how much room a model has (heap and flash budgets).
-The directory is found next to the source tree (editable install, the supported way to install edgenn)
-or through EDGENN_BOARDS_DIR.
+The directory is found by `edgenn.resources.shipped_dir`: $EDGENN_BOARDS_DIR, the source tree
+(editable install) or `<prefix>/share/edgenn/boards` (wheel install).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgenn.errors import UserError
+from edgenn.resources import shipped_dir
 
 VIRTUAL = "virtual"
 
@@ -39,11 +39,7 @@ class BoardProfile:
 
 
 def boards_dir() -> Path:
-    override = os.environ.get("EDGENN_BOARDS_DIR")
-    if override:
-        return Path(override)
-    # host_tools/edgenn/boards.py -> repository root
-    return Path(__file__).resolve().parents[2] / "boards"
+    return shipped_dir("boards", "EDGENN_BOARDS_DIR")
 
 
 def _parse(data: dict, source: Path) -> BoardProfile:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from edgenn.boards import BoardProfile, load_board
 from edgenn.device import mpy
 from edgenn.device.board_info import BoardInfo, close_board, open_board, probe
 from edgenn.errors import UserError
+from edgenn.resources import shipped_dir
 
 MODEL_NAME = "model.enn"
 MODEL_BACKUP = "model.enn.bak"
@@ -44,10 +44,7 @@ RUNTIME_WORKING_HEAP = 16 * 1024
 
 
 def firmware_dir() -> Path:
-    override = os.environ.get("EDGENN_FIRMWARE_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[3] / "firmware"
+    return shipped_dir("firmware", "EDGENN_FIRMWARE_DIR")
 
 
 def runtime_sources(directory: Path | None = None) -> list[Path]:

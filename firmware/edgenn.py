@@ -39,6 +39,8 @@ _MAX_LAYERS = const(16)
 _MAX_WIDTH = const(4096)
 _CHUNK = const(512)
 _ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
+_INF = float("inf")
+_NINF = -_INF
 KERNELS = ("viper", "portable") if _viper else ("portable",)
 
 
@@ -396,7 +398,8 @@ class Net:
         xq = self.xq
         for d in range(n):
             x = features[d]
-            if x - x != 0:  # NaN (nan - nan is nan) and +-inf (inf - inf is nan); 0 for finite values
+            # comparisons allocate nothing (x - x would: one float object per feature on an ESP32)
+            if x != x or x == _INF or x == _NINF:
                 raise ValueError("feature %d is %r: NaN and infinity cannot be quantized" % (d, x))
             v = x * sc[d] + of[d] + 0.5
             if v <= 0.0:

@@ -154,6 +154,14 @@ def test_missing_port_or_model_is_one_line(models) -> None:
     assert len(result.stderr.strip().splitlines()) == 1 and "no-such-model.enn" in result.stderr
 
 
+def test_no_port_at_all_says_how_to_name_one(models, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDGENN_PORT", raising=False)
+    for argv in (("deploy", str(models["relu_2"])), ("doctor",)):
+        result = edgenn(*argv)
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1 and "EDGENN_PORT" in result.stderr
+
+
 def _info(version: int, sub: int, arch: str | None) -> BoardInfo:
     return BoardInfo("1.x", "", "esp32", MpyFormat(version, sub, arch), 100_000, 2_000_000, 2_000_000)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgenn.device.client import add_port_argument, require_port
 from edgenn.device.deploy import deploy
 
 NAME = "deploy"
@@ -13,7 +14,7 @@ HELP = "copy the runtime (compiled for the board), main.py and a model to a boar
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="the .enn model file")
-    parser.add_argument("--port", required=True, help="serial port (/dev/ttyUSB0, COM3, a vboard's pty)")
+    add_port_argument(parser)
     parser.add_argument("--board", help="board profile for budgets (default: guessed from the board's arch)")
     parser.add_argument("--baud", type=int, default=115200)
     parser.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     deploy(
         args.model,
-        args.port,
+        require_port(args.port),
         board=args.board,
         dry_run=args.dry_run,
         baud=args.baud,

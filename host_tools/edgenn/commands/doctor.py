@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgenn.device.client import add_port_argument, require_port
 from edgenn.device.doctor import diagnose, report_lines
 
 NAME = "doctor"
@@ -13,7 +14,7 @@ HELP = "check a board: MicroPython, .mpy compatibility, kernel, free heap/flash,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", required=True, help="serial port of the board (or a vboard's pty)")
+    add_port_argument(parser)
     parser.add_argument("--model", type=Path, help="a local .enn: does the board hold exactly this file?")
     parser.add_argument("--board", help="board profile (default: guessed from the board)")
     parser.add_argument("--baud", type=int, default=115200)
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    d = diagnose(args.port, args.model, board=args.board, baud=args.baud)
+    d = diagnose(require_port(args.port), args.model, board=args.board, baud=args.baud)
     if args.json:
         print(json.dumps(d.as_dict()))
     else:

@@ -292,14 +292,27 @@ def _number_text(v: float) -> str:
     return repr(v)
 
 
-def add_port_arguments(parser: argparse.ArgumentParser) -> None:
-    """--port/--baud/--timeout, shared by the commands that talk to main.py."""
+def add_port_argument(parser: argparse.ArgumentParser) -> None:
+    """--port, defaulting to $EDGENN_PORT: every command that talks to a board takes it the same way."""
     parser.add_argument(
         "--port",
         default=os.environ.get("EDGENN_PORT"),
         help="serial port: /dev/ttyUSB0, COM3, the path `edgenn vboard` printed, socket://HOST:PORT "
         "(default: $EDGENN_PORT)",
     )
+
+
+def require_port(port: str | None) -> str:
+    if not port:
+        raise UserError(
+            "which board? pass --port PORT (or set EDGENN_PORT); `edgenn vboard` starts a virtual one"
+        )
+    return port
+
+
+def add_port_arguments(parser: argparse.ArgumentParser) -> None:
+    """--port/--baud/--timeout, shared by the commands that talk to main.py."""
+    add_port_argument(parser)
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate (default 115200)")
     parser.add_argument(
         "--timeout", type=float, default=5.0, help="seconds to wait for each reply (default 5)"
@@ -307,8 +320,4 @@ def add_port_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def client_from_args(args: argparse.Namespace) -> BoardClient:
-    if not args.port:
-        raise UserError(
-            "which board? pass --port PORT (or set EDGENN_PORT); `edgenn vboard` starts a virtual one"
-        )
-    return BoardClient(args.port, baud=args.baud, timeout=args.timeout)
+    return BoardClient(require_port(args.port), baud=args.baud, timeout=args.timeout)

@@ -255,6 +255,56 @@ def load(path, kernel=None):
         return Net(f, hdr, length, kernel)
 
 
+def _fixed_point(f, n, d, sa, so, me):
+    # Feature d's scaling as small ints: True and me[0] = A | S << 20, me[1] = B when in_scale is
+    # A / 2**S and in_offset + 0.5 is B / 2**S with A < 2**20, |B| < 2**29, 1 <= S <= 30.
+    f.seek(_HEADER + 4 * d)
+    f.readinto(sa)
+    f.seek(_HEADER + 4 * (n + d))
+    f.readinto(so)
+    if not (_split_f32(sa, me, 0) and _split_f32(so, me, 2)) or me[0] <= 0:
+        return False
+    s = 1
+    if -me[1] > s:
+        s = -me[1]
+    if -me[3] > s:  # c * 2**s must be an integer for c + 0.5 to be B / 2**s
+        s = -me[3]
+    up_a = me[1] + s  # a * 2**s = mantissa << up_a
+    up_n = me[3] + s + 1  # c * 2**(s+1) = 2B - 2**s, even
+    if s > 30 or up_a > 20 or up_n > 29:
+        return False
+    a = me[0] << up_a
+    b = ((me[2] << up_n) >> 1) + (1 << (s - 1))
+    if a >= 0x100000 or not -0x20000000 < b < 0x20000000:
+        return False
+    me[0] = a | (s << 20)
+    me[1] = b
+    return True
+
+
+def _split_f32(raw, me, k):
+    # The little-endian float32 in raw (4 bytes) as me[k] * 2**me[k+1] with an odd (or zero) integer
+    # me[k]; False for inf and NaN. Small-int arithmetic only.
+    ex = ((raw[3] & 0x7F) << 1) | (raw[2] >> 7)
+    if ex == 255:
+        return False
+    m = ((raw[2] & 0x7F) << 16) | (raw[1] << 8) | raw[0]
+    if ex:
+        m |= 0x800000
+        e = ex - 150
+    else:
+        e = -149
+    if m == 0:
+        e = 0
+    else:
+        while not m & 1:
+            m >>= 1
+            e += 1
+    me[k] = -m if raw[3] & 0x80 else m
+    me[k + 1] = e
+    return True
+
+
 class Net:
     """A loaded model. Attributes: name, task ("classify"|"regress"), n_inputs, n_outputs, labels,
     kernel, in_scale/in_offset/out_scale/out_zero_point (array('f')), n_layers."""
@@ -347,7 +397,32 @@ class Net:
             raise _malformed("%d unexpected bytes after the last layer" % (src.end - src.pos))
         self.out = self._outs[-1]
         self.xq = bytearray(n_inputs)
+        self._fixed_point_inputs(f, n_inputs)
         self._real = array.array("f", bytes(4 * n_outputs))
+
+    def _fixed_point_inputs(self, f, n):
+        # The quantizer makes each feature's scaling dyadic where it can: in_scale = A / 2**S and
+        # in_offset + 0.5 = B / 2**S. For an integer feature the float formula then equals
+        # (x * A + B) >> S exactly, in small ints with no float objects (an ESP32's floats are heap
+        # objects). _fix holds A | S << 20 and B per feature (A | S << 20 == 0: floats only), or is
+        # None when no feature qualifies. A, B and S come from the float32 bit patterns, read again
+        # from the file 4 bytes at a time, with small-int arithmetic: no float garbage, no copies.
+        sa = bytearray(4)  # the scale's bytes, then the offset's
+        so = bytearray(4)
+        me = array.array("i", bytes(16))  # mantissa and exponent of the scale, then of the offset
+        count = 0
+        for d in range(n):
+            if _fixed_point(f, n, d, sa, so, me):
+                count += 1
+        if not count:
+            self._fix = None
+            return
+        fix = array.array("i", bytes(8 * n))
+        for d in range(n):
+            if _fixed_point(f, n, d, sa, so, me):
+                fix[2 * d] = me[0]
+                fix[2 * d + 1] = me[1]
+        self._fix = fix
 
     # -------------------------------------------------------------------------- names
 
@@ -388,16 +463,29 @@ class Net:
 
     def quantize_input(self, features):
         """Raw features (any indexable of n_inputs numbers) -> the preallocated input-code bytearray:
-        clamp(floor(x * in_scale + in_offset + 0.5), 0, 255). NaN/inf -> ValueError. Allocates the
-        few float objects of the scaling (floats are heap objects), nothing per call otherwise."""
+        clamp(floor(x * in_scale + in_offset + 0.5), 0, 255). NaN/inf -> ValueError. Integer features
+        (raw sensor readings) of a model whose scaling is dyadic take an exact small-int path and
+        allocate nothing; float features allocate the float objects of the scaling (heap objects)."""
         n = self.n_inputs
         if len(features) != n:
             raise ValueError("expected %d features, got %d" % (n, len(features)))
         sc = self.in_scale
         of = self.in_offset
         xq = self.xq
+        fix = self._fix
         for d in range(n):
             x = features[d]
+            if fix is not None and type(x) is int and fix[2 * d]:
+                a = fix[2 * d]
+                s = a >> 20
+                a &= 0xFFFFF
+                b = fix[2 * d + 1]
+                # |x * A| + |B| < 2**30: every value below is a small int on a 32-bit board
+                lim = (0x3FFFFFFF - (b if b >= 0 else -b)) // a
+                if -lim <= x <= lim:
+                    v = (x * a + b) >> s
+                    xq[d] = 0 if v < 0 else (255 if v > 255 else v)
+                    continue
             # comparisons allocate nothing (x - x would: one float object per feature on an ESP32)
             if x != x or x == _INF or x == _NINF:
                 raise ValueError("feature %d is %r: NaN and infinity cannot be quantized" % (d, x))

@@ -18,7 +18,9 @@
 # the REPL) starts the server again.
 #
 # Steady state: the line buffer, the input codes, the output buffer and the reply buffer are all
-# allocated once; a prediction allocates only the parsed floats (heap objects on an ESP32).
+# allocated once; a prediction allocates only the parsed floats (heap objects on an ESP32): integer
+# values stay small ints, and with a model whose input scaling is dyadic (edgenn quantize makes it so)
+# a line of integers (raw sensor readings) allocates nothing at all up to the reply.
 import gc
 import sys
 import time
@@ -214,8 +216,11 @@ class Server:
             while i < end and (line[i] == _SPACE or line[i] == _TAB):
                 i += 1
             k = 0  # bytes copied into field (trailing spaces included: float() skips them)
+            whole = True  # no '.', 'e' or 'E': an integer (a raw sensor reading) stays an int
             while i < end and line[i] != _COMMA:
                 c = line[i]
+                if c == 46 or c == 101 or c == 69:
+                    whole = False
                 if not (48 <= c <= 57 or c == 46 or c == 45 or c == 43 or c == 101 or c == 69
                         or c == _SPACE or c == _TAB):
                     self.field_used = _FIELD_MAX  # the field holds leftovers: blank it all next time
@@ -242,6 +247,8 @@ class Server:
                         if v < 0 or v > 255:
                             return "code %d out of range 0..255" % (count + 1)
                         self.xq[count] = v
+                    elif whole:
+                        self.feats[count] = int(field)  # small ints are not heap objects
                     else:
                         v = float(field)
                         if v != v or v == _INF or v == _NINF:  # compares allocate nothing

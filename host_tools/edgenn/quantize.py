@@ -122,6 +122,42 @@ class _Tensor:
     zero: np.ndarray  # int64 (n,)
 
 
+SMALL_INT_LIMIT = 2**30  # MicroPython small ints on a 32-bit board: |x * A| + |B| must stay below
+
+
+def dyadic_input_scaling(a: float, c: float) -> tuple[float, float]:
+    """Snap one feature's (in_scale, in_offset) to a = A / 2**S and c + 0.5 = B / 2**S, with integers
+    A < 2**20 and |B| < 2**29 and both still exact float32 values.
+
+    Then for an integer feature x with |x * A| + |B| < 2**30 the board computes floor(x * a + c + 0.5)
+    as (x * A + B) >> S with small ints alone (no float objects, nothing allocated), and that equals
+    the float formula the golden model evaluates, exactly. The most bits of A are kept (at least 12)
+    for which every x that maps into twice the code range 0..255 passes the small-int bound; failing
+    that, the most bits at all. If no S fits, the feature keeps its float32 parameters (floats on the
+    board)."""
+    reach = 2.0 * max(abs((-0.5 - c) / a), abs((255.5 - c) / a))  # |x| the board should cover
+    fallback = None
+    _, exponent = math.frexp(a)  # a = m * 2**exponent, 0.5 <= m < 1
+    for bits in range(20, 11, -1):
+        shift = bits - exponent  # A = a * 2**shift lies in [2**(bits-1), 2**bits)
+        if not 1 <= shift <= 30:
+            continue
+        big_a = round(a * 2.0**shift)
+        # N = 2B - 2**shift = c * 2**(shift+1) is even; rounded to 24 significant bits (still even:
+        # float32 spacing is >= 2 there) so that c stays an exact float32
+        n = int(np.float32(2 * round((c + 0.5) * 2.0**shift) - 2**shift))
+        big_b = (n + 2**shift) // 2
+        if big_a < 1 or abs(big_b) >= SMALL_INT_LIMIT // 2:
+            continue
+        a2, c2 = big_a / 2.0**shift, n / 2.0 ** (shift + 1)
+        if float(np.float32(a2)) != a2 or float(np.float32(c2)) != c2:
+            continue
+        if (SMALL_INT_LIMIT - 1 - abs(big_b)) // big_a >= reach:
+            return a2, c2
+        fallback = fallback or (a2, c2)
+    return fallback or (a, c)
+
+
 def _range(values: np.ndarray, percentile: float, axis=None) -> tuple[np.ndarray, np.ndarray]:
     if percentile >= 100.0:
         return values.min(axis=axis), values.max(axis=axis)
@@ -325,6 +361,9 @@ def quantize(
     if not (np.all(np.isfinite(in_scale)) and np.all(np.isfinite(in_offset))):
         bad = fm.feature_names[int(np.flatnonzero(~np.isfinite(in_scale) | ~np.isfinite(in_offset))[0])]
         raise UserError(f"feature {bad!r}: its input scaling does not fit a float32 (extreme values?)")
+    snapped = [dyadic_input_scaling(float(s), float(o)) for s, o in zip(in_scale, in_offset)]
+    in_scale = np.array([s for s, _ in snapped], dtype=np.float32)
+    in_offset = np.array([o for _, o in snapped], dtype=np.float32)
     tensor = _Tensor(s_in, z_in)
 
     model = QuantModel(

@@ -397,3 +397,36 @@ def test_a_prediction_allocates_only_its_parsed_floats(tmp_path):
     assert alloc["codes"] == 0
     assert alloc["one_float"] > 0
     assert alloc["features"] <= alloc["quantize_input"] + model.n_inputs * alloc["one_float"]
+
+
+def test_a_line_of_integers_allocates_nothing(tmp_path):
+    # Raw sensor readings: the server keeps them as small ints and the runtime's exact small-int input
+    # scaling (dyadic in_scale/in_offset, as `edgenn quantize` writes them) needs no float objects.
+    from edgenn.quantize import dyadic_input_scaling
+
+    model = ZOO["relu_2"]
+    snapped = [dyadic_input_scaling(float(a), float(c)) for a, c in zip(model.in_scale, model.in_offset)]
+    model.in_scale = np.array([a for a, _ in snapped], dtype=np.float32)
+    model.in_offset = np.array([c for _, c in snapped], dtype=np.float32)
+    d = board_dir(tmp_path, model)
+    (d / "probe.py").write_text(ALLOC_PROBE)
+    row = np.round(feature_rows(model, 1, seed=9)[0]).astype(np.int64)
+    codes = ",".join(str(int(v)) for v in golden.quantize_input(model, row[None, :].astype(np.float64))[0])
+    result = subprocess.run(
+        [MICROPYTHON, "-X", f"heapsize={HEAP}", "probe.py", ",".join(str(v) for v in row), codes],
+        cwd=d,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    alloc = json.loads(result.stderr.strip().splitlines()[-1])
+    assert alloc["features"] == 0 and alloc["codes"] == 0
+    # and the answer is golden's
+    server = Server(d)
+    try:
+        reply = server.ask(",".join(str(v) for v in row))
+        check_prediction(model, row.astype(np.float64), reply)
+    finally:
+        server.close()

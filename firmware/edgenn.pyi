@@ -32,7 +32,9 @@ class Net:
     def label(self, k: int) -> str: ...
     def quantize_input(self, features: Sequence[float]) -> bytearray:
         """clamp(floor(x * in_scale + in_offset + 0.5), 0, 255) into the preallocated buffer.
-        ValueError: wrong number of features, NaN or infinity. Allocates the float temporaries."""
+        ValueError: wrong number of features, NaN or infinity. Integer features of a model from
+        `edgenn quantize` allocate nothing (exact small-int path); float features allocate the
+        float temporaries (5 per feature)."""
     def forward_q(self, xq: bytes | bytearray | memoryview) -> array:
         """Integer network on n_inputs codes -> the preallocated array('b') of int8 outputs.
         Allocates nothing. ValueError: wrong number of codes."""

@@ -158,6 +158,15 @@ def dyadic_input_scaling(a: float, c: float) -> tuple[float, float]:
     return fallback or (a, c)
 
 
+def dyadic_inputs(in_scale: np.ndarray, in_offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`dyadic_input_scaling` for every feature: the float32 arrays a QuantModel holds."""
+    snapped = [dyadic_input_scaling(float(s), float(o)) for s, o in zip(in_scale, in_offset)]
+    return (
+        np.array([s for s, _ in snapped], dtype=np.float32),
+        np.array([o for _, o in snapped], dtype=np.float32),
+    )
+
+
 def _range(values: np.ndarray, percentile: float, axis=None) -> tuple[np.ndarray, np.ndarray]:
     if percentile >= 100.0:
         return values.min(axis=axis), values.max(axis=axis)
@@ -361,9 +370,7 @@ def quantize(
     if not (np.all(np.isfinite(in_scale)) and np.all(np.isfinite(in_offset))):
         bad = fm.feature_names[int(np.flatnonzero(~np.isfinite(in_scale) | ~np.isfinite(in_offset))[0])]
         raise UserError(f"feature {bad!r}: its input scaling does not fit a float32 (extreme values?)")
-    snapped = [dyadic_input_scaling(float(s), float(o)) for s, o in zip(in_scale, in_offset)]
-    in_scale = np.array([s for s, _ in snapped], dtype=np.float32)
-    in_offset = np.array([o for _, o in snapped], dtype=np.float32)
+    in_scale, in_offset = dyadic_inputs(in_scale, in_offset)
     tensor = _Tensor(s_in, z_in)
 
     model = QuantModel(

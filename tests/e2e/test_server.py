@@ -375,17 +375,13 @@ sys.stderr.write(json.dumps(result) + "\n")
 """
 
 
-def test_a_prediction_allocates_only_its_parsed_floats(tmp_path):
-    # Measured inside MicroPython with gc.mem_alloc (gc disabled): a `q` request allocates nothing at
-    # all; a feature request allocates one float object per value on top of what the runtime's
-    # input scaling allocates (floats are heap objects). Replies go to the real stdout (/dev/null).
-    model = ZOO["relu_2"]
-    d = board_dir(tmp_path, model)
+def probe_allocations(d: Path, model: modelfile.QuantModel, row: np.ndarray, line: str) -> dict:
+    """Bytes one request allocates inside MicroPython (ALLOC_PROBE in the flash directory d): the
+    feature line, the same row as codes, quantize_input alone and one float."""
     (d / "probe.py").write_text(ALLOC_PROBE)
-    row = feature_rows(model, 1, seed=8)[0]
     codes = ",".join(str(int(v)) for v in golden.quantize_input(model, row[None, :])[0])
     result = subprocess.run(
-        [MICROPYTHON, "-X", f"heapsize={HEAP}", "probe.py", line_for(row), codes],
+        [MICROPYTHON, "-X", f"heapsize={HEAP}", "probe.py", line, codes],
         cwd=d,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -393,7 +389,16 @@ def test_a_prediction_allocates_only_its_parsed_floats(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    alloc = json.loads(result.stderr.strip().splitlines()[-1])
+    return json.loads(result.stderr.strip().splitlines()[-1])
+
+
+def test_a_prediction_allocates_only_its_parsed_floats(tmp_path):
+    # Measured inside MicroPython with gc.mem_alloc (gc disabled): a `q` request allocates nothing at
+    # all; a feature request allocates one float object per value on top of what the runtime's
+    # input scaling allocates (floats are heap objects). Replies go to the real stdout (/dev/null).
+    model = ZOO["relu_2"]
+    row = feature_rows(model, 1, seed=8)[0]
+    alloc = probe_allocations(board_dir(tmp_path, model), model, row, line_for(row))
     assert alloc["codes"] == 0
     assert alloc["one_float"] > 0
     assert alloc["features"] <= alloc["quantize_input"] + model.n_inputs * alloc["one_float"]
@@ -402,26 +407,13 @@ def test_a_prediction_allocates_only_its_parsed_floats(tmp_path):
 def test_a_line_of_integers_allocates_nothing(tmp_path):
     # Raw sensor readings: the server keeps them as small ints and the runtime's exact small-int input
     # scaling (dyadic in_scale/in_offset, as `edgenn quantize` writes them) needs no float objects.
-    from edgenn.quantize import dyadic_input_scaling
+    from edgenn.quantize import dyadic_inputs
 
     model = ZOO["relu_2"]
-    snapped = [dyadic_input_scaling(float(a), float(c)) for a, c in zip(model.in_scale, model.in_offset)]
-    model.in_scale = np.array([a for a, _ in snapped], dtype=np.float32)
-    model.in_offset = np.array([c for _, c in snapped], dtype=np.float32)
+    model.in_scale, model.in_offset = dyadic_inputs(model.in_scale, model.in_offset)
     d = board_dir(tmp_path, model)
-    (d / "probe.py").write_text(ALLOC_PROBE)
     row = np.round(feature_rows(model, 1, seed=9)[0]).astype(np.int64)
-    codes = ",".join(str(int(v)) for v in golden.quantize_input(model, row[None, :].astype(np.float64))[0])
-    result = subprocess.run(
-        [MICROPYTHON, "-X", f"heapsize={HEAP}", "probe.py", ",".join(str(v) for v in row), codes],
-        cwd=d,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    alloc = json.loads(result.stderr.strip().splitlines()[-1])
+    alloc = probe_allocations(d, model, row.astype(np.float64), ",".join(str(v) for v in row))
     assert alloc["features"] == 0 and alloc["codes"] == 0
     # and the answer is golden's
     server = Server(d)

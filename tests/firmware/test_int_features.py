@@ -16,15 +16,13 @@ import pytest
 from mpy_helpers import WasmPort, need_wasm
 
 from edgenn import golden, modelfile, zoo
-from edgenn.quantize import dyadic_input_scaling
+from edgenn.quantize import dyadic_inputs
 
 MODELS = ["relu_2", "tanh_2", "inputs_1"]
 
 
 def dyadic(model: modelfile.QuantModel) -> modelfile.QuantModel:
-    snapped = [dyadic_input_scaling(float(a), float(c)) for a, c in zip(model.in_scale, model.in_offset)]
-    model.in_scale = np.array([a for a, _ in snapped], dtype=np.float32)
-    model.in_offset = np.array([c for _, c in snapped], dtype=np.float32)
+    model.in_scale, model.in_offset = dyadic_inputs(model.in_scale, model.in_offset)
     return model
 
 

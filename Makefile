@@ -36,7 +36,13 @@ test-firmware: setup
 test-e2e: setup
 	$(BIN)/pytest tests/e2e
 
-bench: setup
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: setup $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 
 lint: setup

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "vboard",
     "flash",
     "deploy",
+    "rollback",
     "doctor",
     "predict",
     "eval_device",

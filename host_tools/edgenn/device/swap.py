@@ -18,6 +18,7 @@ model.enn.bak, so every state a power cut can leave has a model to serve:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
 from edgenn import golden, modelfile
-from edgenn.device.board_info import board_eval
+from edgenn.device.board_info import board_eval, close_board, open_board
 from edgenn.device.client import BoardClient
 from edgenn.errors import UserError
 
@@ -194,3 +195,57 @@ def health_check(port: str, model: modelfile.QuantModel | None, baud: int = 1152
         return Health(False, None, str(exc))
     except (TransportError, OSError) as exc:
         return Health(False, None, f"lost the serial port ({exc})")
+
+
+@dataclass
+class RollbackResult:
+    model: str  # the name of the model the board serves now
+    previous: str | None  # the one that became model.enn.bak
+
+
+def rollback(port: str, baud: int = 115200, say: Callable[[str], None] = print) -> RollbackResult:
+    """`edgenn rollback`: model.enn.bak back as model.enn (checked on the board first), the current
+    model kept as the backup, so a second rollback undoes the first."""
+    transport = open_board(port, baud)
+    try:
+        if not has_backup(transport):
+            raise UserError(
+                f"the board on {port} has no previous model ({MODEL_BACKUP}): nothing to roll back to"
+            )
+        data = bytes(transport.fs_readfile(MODEL_BACKUP, chunk_size=1024))
+        try:
+            backup = modelfile.from_bytes(data)
+        except modelfile.ModelFormatError as exc:
+            raise UserError(
+                f"{MODEL_BACKUP} on the board is not a valid model ({exc}); left as it is"
+            ) from None
+        current = None
+        names = board_eval(transport, "import os\nprint(os.listdir())")
+        if MODEL_NAME in names:
+            try:
+                current = modelfile.from_bytes(bytes(transport.fs_readfile(MODEL_NAME, chunk_size=1024))).name
+            except modelfile.ModelFormatError:
+                current = "(not a valid model)"
+        verdict = verify_on_board(transport, MODEL_BACKUP, backup)
+        if not verdict.ok:
+            raise UserError(
+                f"the previous model {backup.name!r} does not run on the board ({verdict.problem}); "
+                "nothing was changed"
+            )
+        say(f"  {MODEL_BACKUP:<18} {len(data):>7} B  {backup.name!r} loads and answers as the golden model")
+        roll_back(transport, keep_current=True)
+    except (TransportError, OSError) as exc:
+        raise UserError(f"lost the connection to {port} ({exc}); run rollback again") from None
+    finally:
+        close_board(transport, restart=True)
+    health = health_check(port, backup, baud)
+    if not health.ok:
+        raise UserError(
+            f"rolled back to {backup.name!r}, but it does not start ({health.problem}); "
+            "`edgenn rollback` again returns to the model before"
+        )
+    say(
+        f"rolled back: the board serves {backup.name!r} again"
+        + (f"; {current!r} is kept as {MODEL_BACKUP}" if current else "")
+    )
+    return RollbackResult(backup.name, current)

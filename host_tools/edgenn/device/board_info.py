@@ -110,7 +110,7 @@ def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> Serial
             if attempt + 1 < RAW_REPL_ATTEMPTS:
                 time.sleep(0.5)
                 continue
-            transport.close()
+            _close_quietly(transport)
             raise UserError(
                 f"no MicroPython REPL on {port} ({exc}); is MicroPython flashed (edgenn flash)?"
             ) from None
@@ -126,7 +126,14 @@ def close_board(transport: SerialTransport, restart: bool = False) -> None:
         transport.serial.flush()
     except OSError:
         pass
-    transport.close()
+    _close_quietly(transport)
+
+
+def _close_quietly(transport: SerialTransport) -> None:
+    try:
+        transport.close()
+    except OSError:  # the board went away (unplugged, powered off): nothing left to close
+        pass
 
 
 def board_eval(transport: SerialTransport, code: str):

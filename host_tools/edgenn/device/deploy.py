@@ -372,11 +372,14 @@ def _roll_back_after(port: str, baud: int, health: swap.Health, model_changed: b
     text = f"the new model did not start on the board ({health.problem})"
     if not model_changed:
         return text + "; run `edgenn doctor`"
-    transport = open_board(port, baud)
     try:
-        restored = swap.roll_back(transport, keep_current=False)
-    finally:
-        close_board(transport, restart=True)
+        transport = open_board(port, baud)
+        try:
+            restored = swap.roll_back(transport, keep_current=False)
+        finally:
+            close_board(transport, restart=True)
+    except (UserError, TransportError, OSError) as exc:
+        return text + f"; could not restore the previous model ({exc}): run `edgenn rollback --port {port}`"
     if not restored:
         return text + "; there was no previous model to restore"
     old = swap.health_check(port, None, baud)

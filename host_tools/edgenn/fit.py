@@ -36,6 +36,7 @@ LUT_BYTES = modelfile.LUT_SIZE
 # the virtual board. Per byte of .mpy file that is ~1.45 B of heap (deploy passes its real files).
 RUNTIME_HEAP = 24 * 1024
 RUNTIME_HEAP_PER_MPY_BYTE = 1.45
+DEFAULT_RUNTIME_BYTES = RUNTIME_HEAP  # the name in the first version of this module
 LOAD_TRANSIENT = 2 * 1024  # edgenn.load's temporaries on top of what it keeps
 WORKING_HEAP = 4 * 1024  # a request's parsing and reply; `info` builds a few small lists
 # Beside the layer blocks the model keeps: each layer's output buffer and header, the input scaling in
@@ -62,6 +63,12 @@ def model_heap_bytes(shapes: list[tuple[int, int, bool]]) -> int:
         + PER_INPUT_BYTES * shapes[0][0]
         + MODEL_FIXED_BYTES
     )
+
+
+def load_peak_bytes(model_size: int) -> int:
+    """The firmware README's stated bound on edgenn.load's peak heap: <= 1.25 x file size + 8 KB (the
+    measured peak is about the file size + 5 KB, which check_fit uses)."""
+    return model_size * 5 // 4 + 8 * 1024
 
 
 def runtime_heap_bytes(mpy_bytes: int) -> int:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgenn import golden, modelfile
+from edgenn import fit, golden, modelfile
+from edgenn.boards import load_board
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column
@@ -33,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", metavar="COL", help="label column (default: as for `edgenn evaluate`)")
     parser.add_argument(
         "-o", "--output", metavar="MODEL.enn", help="where to write the integer model (default: MODEL.enn)"
+    )
+    parser.add_argument(
+        "--board",
+        metavar="B",
+        help="also say whether the model fits board B's memory (see `edgenn boards`), with the arithmetic "
+        "deploy uses; exit status 1 when it does not (the .enn is written either way)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -66,6 +73,7 @@ def _compare(task: str, y: np.ndarray, float_pred: np.ndarray, int_pred: np.ndar
 
 def run(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
+    profile = load_board(args.board) if args.board else None  # an unknown board fails before any work
     loaded = load_model(model_path)
     if loaded.float_model is None:
         raise UserError(
@@ -104,13 +112,19 @@ def run(args: argparse.Namespace) -> int:
         "float32_bytes": modelfile.float32_bytes(qm),
         "warnings": warnings,
     }
+    fits = None
+    if profile is not None:
+        fits = fit.check_fit(qm, profile)
+        result["board_fit"] = fits.as_dict()
     if args.json:
         print(json.dumps(result))
-        return 0
-    for warning in warnings:
-        print(f"edgenn quantize: warning: {warning}", file=sys.stderr)
-    _print_human(result)
-    return 0
+    else:
+        for warning in warnings:
+            print(f"edgenn quantize: warning: {warning}", file=sys.stderr)
+        _print_human(result)
+        if fits is not None:
+            print(f"  board: {fits.summary()}")
+    return 1 if fits is not None and not fits.fits else 0
 
 
 def _print_human(r: dict) -> None:

@@ -62,3 +62,41 @@ def test_a_port_with_no_micropython_behind_it_is_one_line() -> None:
         os.close(master)
     assert result.returncode == 2
     assert "no MicroPython REPL" in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_doctor_tells_the_truth_about_main_py_big_models_and_names_the_port(vboard, tmp_path: Path) -> None:
+    """Issue 9 item 5: another main.py is not 'ready'; a model too big is not advised; the real port."""
+    runtime_or_skip()
+    import numpy as np
+
+    from edgenn import fit
+
+    port = vboard.port
+    code, d = _doctor(port)
+    assert (
+        f"the edgenn runtime is not installed: run `edgenn deploy MODEL.enn --port {port}`" in d["problems"]
+    )
+    small = tmp_path / "small.enn"
+    modelfile.save(zoo.build_zoo(seed=2)["relu_2"], small)
+    assert edgenn("deploy", str(small), "--port", port).returncode == 0
+    assert _doctor(port)[1]["main_py"] == "edgenn"
+
+    sensor_loop = Path(__file__).parents[2] / "examples" / "sensor_loop" / "main.py"
+    (vboard.flash_dir / "main.py").write_bytes(sensor_loop.read_bytes())
+    code, d = _doctor(port)
+    assert code == 1 and d["main_py"] == "other"
+    assert d["problems"] == [
+        "main.py on the board runs another program, not edgenn's prediction server (predict and "
+        f"eval-device need it): `edgenn deploy MODEL.enn --port {port}` puts it back"
+    ]
+    human = edgenn("doctor", "--port", port)
+    assert "ready to serve predictions" not in human.stdout
+
+    big = tmp_path / "big.enn"
+    model = zoo.random_model(np.random.default_rng(0), 96, [256, 128], ["relu", "relu"], 4, "classify")
+    modelfile.save(model, big)
+    code, d = _doctor(port, "--model", str(big))
+    assert code == 1 and d["local_model_fits"] is False
+    expected = fit.check_fit(big, "esp32", heap_free=d["heap_free"], flash_free=d["flash_free"])
+    assert f"{big} {expected.summary()}: deploying it would be refused" in d["problems"]
+    assert not any(f"edgenn deploy {big}" in p for p in d["problems"])  # never advised

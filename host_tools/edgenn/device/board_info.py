@@ -9,6 +9,8 @@ their sizes and SHA-256 (computed on the board).
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -101,14 +103,18 @@ def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> Serial
     except TransportError:
         raise UserError(_port_problem(port)) from None
     for attempt in range(RAW_REPL_ATTEMPTS):
+        printed = io.StringIO()  # mpremote prints what it read instead of the prompt; keep it off stdout
         try:
-            transport.enter_raw_repl(soft_reset=soft_reset)
+            with contextlib.redirect_stdout(printed):
+                transport.enter_raw_repl(soft_reset=soft_reset)
             return transport
         except (TransportError, OSError) as exc:
             # A Ctrl-C that reaches a board still booting is a plain byte to the main.py that then
-            # starts (its Ctrl-C handling is not on yet); the next attempt's Ctrl-C stops it.
-            if attempt + 1 < RAW_REPL_ATTEMPTS:
-                time.sleep(0.5)
+            # starts (its Ctrl-C handling is not on yet); the next attempt's Ctrl-C stops it. A port
+            # where nothing answered at all is not tried again.
+            answered = printed.getvalue().strip() not in ("", "b''")
+            if answered and attempt + 1 < RAW_REPL_ATTEMPTS:
+                time.sleep(0.3)
                 continue
             _close_quietly(transport)
             raise UserError(

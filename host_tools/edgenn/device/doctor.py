@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgenn import modelfile
+from edgenn import fit, modelfile
 from edgenn.boards import load_board
 from edgenn.device import mpy
 from edgenn.device.board_info import board_eval, close_board, open_board, probe
@@ -41,6 +41,14 @@ print(repr((_viper, _rt, _net)))
 
 
 READ_BACK_LIMIT = 64 * 1024  # read the deployed model back to name it (when the runtime cannot)
+MAIN_READ_LIMIT = 8 * 1024  # main.py is read back to see what the board runs at power-on
+SERVER_MODULE = "edgenn_server"
+
+
+def _starts_server(main_py: str) -> bool:
+    """Does this main.py start edgenn's prediction server (not, say, the sensor-loop example)?"""
+    code = [line.split("#")[0] for line in main_py.splitlines()]
+    return any(SERVER_MODULE in line and "import" in line for line in code)
 
 
 def _model_name(data: bytes) -> str | None:
@@ -72,6 +80,8 @@ class Diagnosis:
     model_size: int | None
     local_model: str | None = None
     local_model_matches: bool | None = None
+    local_model_fits: bool | None = None
+    main_py: str | None = None  # "edgenn" (starts the prediction server), "other" or None (no main.py)
     model_load_error: str | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -96,6 +106,12 @@ def diagnose(
         header_name = None
         if deployed is not None and deployed[0] <= READ_BACK_LIMIT:
             header_name = _model_name(bytes(transport.fs_readfile(MODEL_NAME, chunk_size=1024)))
+        main_py = None
+        if MAIN_NAME in info.files:
+            main_py = "other"
+            if info.files[MAIN_NAME][0] <= MAIN_READ_LIMIT:
+                text = bytes(transport.fs_readfile(MAIN_NAME, chunk_size=1024)).decode("utf-8", "replace")
+                main_py = "edgenn" if _starts_server(text) else "other"
     finally:
         close_board(transport, restart=True)
     profile = load_board(board or info.likely_board)
@@ -103,6 +119,11 @@ def diagnose(
     wanted, _fmt, _warn = build_runtime(info, sources)
     runtime_ok = all(info.files.get(n, (0, ""))[1] == sha256_hex(d) for n, d in wanted.items())
     problems: list[str] = []
+    fitted = None
+    if local_bytes is not None:
+        fitted = fit.check_fit(local_bytes, profile, heap_free=info.heap_free, flash_free=info.flash_free)
+    advised = local_model if fitted is not None and fitted.fits else "MODEL.enn"
+    deploy_cmd = f"`edgenn deploy {advised} --port {port}`"
     if info.mpy is None:
         problems.append(
             "the board does not report its .mpy format (MicroPython < 1.19?): flash a current "
@@ -119,28 +140,40 @@ def diagnose(
     installed = any(s.stem + ".mpy" in info.files or s.name in info.files for s in sources)
     if not installed:
         runtime = None
-        problems.append("the edgenn runtime is not installed: run `edgenn deploy MODEL.enn --port PORT`")
+        problems.append(f"the edgenn runtime is not installed: run {deploy_cmd}")
     elif str(runtime).startswith("import failed"):
-        problems.append(f"the runtime does not import on the board ({runtime}): run deploy again")
+        problems.append(f"the runtime does not import on the board ({runtime}): run {deploy_cmd}")
     elif not runtime_ok:
-        problems.append("the runtime on the board differs from this checkout's: run `edgenn deploy`")
+        problems.append(f"the runtime on the board differs from this checkout's: run {deploy_cmd}")
 
     model = info.files.get(MODEL_NAME)
     kernel = model_name = load_error = None
     if net is not None:
         kernel, model_name, _n_in, _n_out, load_error = net
         load_error = load_error or None
+    if main_py is None:
+        problems.append(
+            f"no main.py: the board does not start the prediction server at power-on; run {deploy_cmd}"
+        )
+    elif main_py == "other":
+        problems.append(
+            "main.py on the board runs another program, not edgenn's prediction server (predict and "
+            f"eval-device need it): {deploy_cmd} puts it back"
+        )
     if model is None:
-        problems.append("no model.enn on the board: run `edgenn deploy MODEL.enn --port PORT`")
+        problems.append(f"no model.enn on the board: run {deploy_cmd}")
     elif load_error:
         problems.append(f"model.enn does not load on the board: {load_error}")
     model_name = model_name or header_name
     if kernel is None and runtime is not None:
         kernel = "viper" if viper else "portable"  # what the runtime picks, as far as the board can tell
-    matches = None
+    matches = fits = None
     if local_bytes is not None:
         matches = model is not None and model[1] == sha256_hex(local_bytes)
-        if not matches:
+        fits = fitted.fits
+        if not fits:
+            problems.append(f"{local_model} {fitted.summary()}: deploying it would be refused")
+        elif not matches:
             problems.append(
                 f"the deployed model is not {local_model}: run `edgenn deploy {local_model} --port {port}`"
             )
@@ -165,6 +198,8 @@ def diagnose(
         model_size=model[0] if model else None,
         local_model=None if local_model is None else str(local_model),
         local_model_matches=matches,
+        local_model_fits=fits,
+        main_py=main_py,
         model_load_error=load_error,
         problems=problems,
     )

@@ -62,9 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_name(argv: list[str] | None) -> str:
+    """The subcommand named on the command line, for messages before the parser has run."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    return f"edgenn {words[0]}" if words else "edgenn"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        # Ctrl-C at any moment, start-up imports included, ends with one line, never a traceback.
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print(f"{_command_name(argv)}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
@@ -77,5 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def entry_point() -> None:
+    """The `edgenn` console script: a Ctrl-C even before main() runs ends in one line."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print(f"{_command_name(None)}: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

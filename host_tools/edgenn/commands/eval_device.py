@@ -64,11 +64,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--limit must be at least 1")
     if args.window < 0:
         raise UserError("--window must be 0 or more")
+    dataset = None
+    if args.model is not None:  # a local model: check DATA against it before talking to the board
+        dataset = load_data_for(modelfile.load(args.model), args.data, args.label)
     with client_from_args(args) as board:
         board.window_bytes = args.window
         info = board.connect(reset=args.reset)
         model = golden_model_for_board(board, info, args.model)
-        dataset = load_data_for(model, args.data, args.label)
+        dataset = dataset or load_data_for(model, args.data, args.label)
         X, y = dataset.X, dataset.y
         if args.limit is not None:
             X, y = X[: args.limit], y[: args.limit]

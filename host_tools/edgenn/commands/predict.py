@@ -1,66 +1,157 @@
-"""`edgenn predict --port P V1,V2,...`: one prediction from the board."""
+"""`edgenn predict --port P V1,V2,... [ROW2 ...]`: predictions from the board, one per row.
+
+Rows come as arguments (one row per argument, values comma- or space-separated; or one value per
+argument for a single row), from `--file ROWS.csv`, or one per line on stdin. Negative values work as
+typed: `predict -1.5,2,3` and `predict -- -1.5,2,3` alike.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
+from pathlib import Path
 
 from edgenn.device.client import add_port_arguments, client_from_args
 from edgenn.errors import UserError
 
 NAME = "predict"
-HELP = "ask the board for one prediction (values comma-separated; negative first value: put -- before it)"
+HELP = "ask the board for predictions: one row per argument (V1,V2,... or 'V1 V2 ...'), --file, or stdin"
+_SEPARATORS = re.compile(r"[,\s]+")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_port_arguments(parser)
     parser.add_argument(
         "values",
-        nargs="+",
-        metavar="V1,V2,...",
-        help="feature values in the model's input order, comma- or space-separated",
+        nargs="*",
+        metavar="ROW",
+        help="a row of feature values in the model's input order, comma- or space-separated (quote a "
+        "row with spaces); several arguments are several rows, or one value each for a single row",
     )
-    parser.add_argument("--json", action="store_true", help="print the board's JSON reply as is")
+    parser.add_argument(
+        "--file",
+        type=Path,
+        metavar="ROWS.csv",
+        help="rows from a file, one per line (a header line is skipped); '-' reads stdin",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: the board's reply (class id, label, int8 scores, us) for one row; "
+        '{"model", "predictions": [replies...]} for several',
+    )
     parser.add_argument("--reset", action="store_true", help="soft-reset the board first")
+    # "-1.5,2,3" is a row, not an option: any argument that starts with "-" and a digit (or "-.5") is
+    # taken as values (predict has no option that looks like that).
+    parser._negative_number_matcher = re.compile(r"^-\.?\d")
 
 
-def feature_line(values: list[str]) -> str:
-    """Join the values into one request line, checking each is a number so that a typo is caught here
-    with a clear message (the board would also refuse it)."""
-    parts = [p.strip() for v in values for p in v.split(",")]
-    parts = [p for p in parts if p]
-    if not parts:
-        raise UserError("no feature values given")
-    for i, p in enumerate(parts, 1):
+def split_values(text: str) -> list[str]:
+    return [p for p in _SEPARATORS.split(text.strip()) if p]
+
+
+def _check_numbers(values: list[str], row: int, rows: int) -> None:
+    where = f" in row {row}" if rows > 1 else ""
+    for i, p in enumerate(values, 1):
         try:
             x = float(p)
         except ValueError:
-            raise UserError(f"value {i} ({p!r}) is not a number") from None
+            raise UserError(f"value {i}{where} ({p!r}) is not a number") from None
         if x != x or x in (float("inf"), float("-inf")):
-            raise UserError(f"value {i} ({p!r}) is not finite")
-    return ",".join(parts)
+            raise UserError(f"value {i}{where} ({p!r}) is not finite")
+
+
+def rows_from_arguments(values: list[str], n_inputs: int) -> list[list[str]]:
+    """One row per argument when each holds n_inputs values; else all arguments together are one row."""
+    per_arg = [split_values(v) for v in values]
+    if all(len(t) == n_inputs for t in per_arg):
+        return per_arg
+    flat = [p for t in per_arg for p in t]
+    if len(flat) == n_inputs:
+        return [flat]
+    counts = ", ".join(str(len(t)) for t in per_arg)
+    raise UserError(
+        f"the model takes {n_inputs} values per row; got {len(flat)} value(s) in {len(per_arg)} "
+        f"argument(s) ({counts}): give one row per argument, or one value per argument for a single row"
+    )
+
+
+def rows_from_lines(lines: list[str], n_inputs: int, source: str) -> list[list[str]]:
+    rows = []
+    for number, line in enumerate(lines, 1):
+        values = split_values(line)
+        if not values:
+            continue
+        if number == 1 and not _is_number(values[0]):
+            continue  # a header line
+        if len(values) != n_inputs:
+            raise UserError(f"{source} line {number}: {len(values)} values, the model takes {n_inputs}")
+        rows.append(values)
+    if not rows:
+        raise UserError(f"{source}: no rows")
+    return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_lines(args: argparse.Namespace) -> tuple[list[str], str] | None:
+    if args.file is not None:
+        if str(args.file) == "-":
+            return sys.stdin.read().splitlines(), "stdin"
+        try:
+            return args.file.read_text().splitlines(), str(args.file)
+        except OSError as exc:
+            raise UserError(f"{args.file}: cannot read ({exc.strerror})") from None
+    if not args.values:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UserError(
+                "no feature values given: pass a row (V1,V2,...), --file ROWS.csv, or rows on stdin"
+            )
+        return sys.stdin.read().splitlines(), "stdin"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    line = feature_line(args.values)
+    if args.values and args.file is not None:
+        raise UserError("give rows as arguments or with --file, not both")
+    for value in args.values:  # typos are caught before the board is asked
+        _check_numbers(split_values(value), 1, 1)
+    lines = _read_lines(args)
     with client_from_args(args) as board:
         info = board.connect(reset=args.reset)
         if info.get("model") is None:
             raise UserError(f"the board has no working model: {info.get('error')}")
-        if line.count(",") + 1 != info["inputs"]:
-            raise UserError(
-                f"the model {info['model']!r} takes {info['inputs']} values, got {line.count(',') + 1}"
-            )
-        reply = board.request(line)
-    if "error" in reply:
-        raise UserError(f"the board refused it: {reply['error']}")
+        n_inputs = int(info["inputs"])
+        if lines is None:
+            rows = rows_from_arguments(args.values, n_inputs)
+        else:
+            rows = rows_from_lines(lines[0], n_inputs, lines[1])
+        for number, row in enumerate(rows, 1):
+            _check_numbers(row, number, len(rows))
+        replies = list(board.stream(",".join(row) for row in rows))
+    for number, reply in enumerate(replies, 1):
+        if "error" in reply:
+            where = f" row {number}" if len(replies) > 1 else " it"
+            raise UserError(f"the board refused{where}: {reply['error']}")
     if args.json:
-        print(json.dumps(reply))
-    elif "class" in reply:
         print(
-            f"{reply['label']}  (class {reply['class']}; int8 scores {reply['scores']}; "
-            f"{reply['us']} us on the board)"
+            json.dumps(replies[0] if len(replies) == 1 else {"model": info["model"], "predictions": replies})
         )
-    else:
-        print(f"{reply['value']}  (int8 outputs {reply['scores']}; {reply['us']} us on the board)")
+        return 0
+    for reply in replies:
+        if "class" in reply:
+            print(
+                f"{reply['label']}  (class {reply['class']}; int8 scores {reply['scores']}; "
+                f"{reply['us']} us on the board)"
+            )
+        else:
+            print(f"{reply['value']}  (int8 outputs {reply['scores']}; {reply['us']} us on the board)")
     return 0

@@ -82,6 +82,9 @@ def load_data_for(model: QuantModel, data: str, label: str | None) -> Dataset:
 
         table = read_table(bundled_path(data) or data)
         others = [h for h in table.header if h not in model.feature_names]
+        if others and any(f not in table.header for f in model.feature_names):
+            # columns that do not match the model: say that first, in evaluate's words
+            load_for_model(data, model.feature_names, others[-1], model.task, model.labels)
         if len(others) != 1:
             raise UserError(
                 f"{data}: which column is the label? pass --label COLUMN "

@@ -11,13 +11,13 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
-import os
 import time
 from dataclasses import dataclass, field
 
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
+from edgenn.device.client import port_problem
 from edgenn.errors import UserError
 
 # sys.implementation._mpy bits 10..13 (MP_NATIVE_ARCH_*), named as mpy-cross -march names them.
@@ -80,28 +80,13 @@ class BoardInfo:
         return ARCH_TO_BOARD.get(self.mpy.arch, "esp32")
 
 
-def _port_problem(port: str) -> str:
-    if port.startswith(("socket://", "rfc2217://")):
-        return f"cannot connect to {port}"
-    if not os.path.exists(port):
-        return f"serial port {port} does not exist: is the board plugged in (or `edgenn vboard` running)?"
-    try:
-        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        os.close(fd)
-    except PermissionError:
-        return f"no permission to open {port}: add yourself to the dialout group (or uucp), then log in again"
-    except OSError as exc:
-        return f"cannot open {port}: {exc.strerror}"
-    return f"{port} is busy: close the other program using it (mpremote, a serial monitor, edgenn monitor)"
-
-
 def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> SerialTransport:
     """Connect and enter the raw REPL. A soft reset first stops main.py and frees the heap."""
     try:
         # A read timeout: on a pty mpremote reads byte by byte, and without one a silent port hangs forever.
         transport = SerialTransport(port, baudrate=baud, timeout=READ_TIMEOUT_S)
     except TransportError:
-        raise UserError(_port_problem(port)) from None
+        raise UserError(port_problem(port)) from None
     for attempt in range(RAW_REPL_ATTEMPTS):
         printed = io.StringIO()  # mpremote prints what it read instead of the prompt; keep it off stdout
         try:

@@ -13,8 +13,10 @@ sits at the REPL), and sends requests one at a time (`request`) or pipelined (`s
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +33,11 @@ DEFAULT_WINDOW_BYTES = 192
 CTRL_B = b"\x02"  # raw REPL -> friendly REPL
 CTRL_C = b"\x03"  # interrupt whatever runs
 CTRL_D = b"\x04"  # at the friendly REPL: soft reset (boot.py, then main.py)
+_REPL_CHATTER = ("MPY: soft reboot", "MicroPython v", 'Type "help()"', ">>>", "raw REPL")
+
+
+class _AtPrompt(Exception):
+    """The board printed its friendly REPL prompt after a soft reset: nothing runs main.py's server."""
 
 
 class BoardClient:
@@ -53,6 +60,8 @@ class BoardClient:
         self._pending = b""
         self.bytes_out = 0  # link traffic, for rows/s against what the baud rate allows
         self.bytes_in = 0
+        self._rebooted = False  # "soft reboot" seen since the last reset
+        self._stop_at_prompt = False  # while waiting for the ready line: a REPL prompt ends the wait
 
     # ---- connection ----------------------------------------------------------------------------
 
@@ -60,11 +69,8 @@ class BoardClient:
         try:
             # exclusive: a second edgenn command on the same port fails here instead of stealing replies
             self._serial = serial.serial_for_url(self.port, baudrate=self.baud, timeout=0.05, exclusive=True)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise UserError(
-                f"cannot open serial port {self.port}: {exc}. Is the board plugged in (or `edgenn vboard` "
-                "running), and is no other program (mpremote, a terminal) holding the port?"
-            ) from None
+        except (serial.SerialException, OSError, ValueError):
+            raise UserError(port_problem(self.port)) from None
         return self
 
     def close(self) -> None:
@@ -119,11 +125,25 @@ class BoardClient:
         for attempt in range(3):
             self.send_soft_reset(echo=False)
             wait = (deadline - time.monotonic()) / (3 - attempt)
+            self._rebooted = False
+            self._stop_at_prompt = True
+            self.noise.clear()
             try:
                 self.banner = self._read_until(lambda d: "ready" in d, max(wait, 0.5), "ready banner")
                 return self.banner
+            except _AtPrompt:
+                # the board rebooted and came back to its REPL: no main.py, or one that ended
+                said = [n for n in self.noise if not n.startswith(_REPL_CHATTER)]
+                ended = f"; it printed {_shorten(said[-1])!r}" if said else ""
+                raise UserError(
+                    f"no edgenn server on {self.port}: after a soft reset the board is at the MicroPython "
+                    f"REPL (no main.py, or main.py ended{ended}). Deploy one with "
+                    f"`edgenn deploy MODEL.enn --port {self.port}`"
+                ) from None
             except UserError:
                 continue
+            finally:
+                self._stop_at_prompt = False
         raise UserError(
             f"no edgenn server on {self.port}: the board did not print the ready line within "
             f"{timeout:.0f} s of a soft reset{self._noise_hint()}. Deploy one with "
@@ -208,7 +228,11 @@ class BoardClient:
             cut = self._pending.find(b"\n")
             if cut >= 0:
                 line, self._pending = self._pending[: cut + 1], self._pending[cut + 1 :]
+                if b"soft reboot" in line:
+                    self._rebooted = True
                 return line
+            if self._stop_at_prompt and self._rebooted and self._pending.endswith(b">>> "):
+                raise _AtPrompt
             if deadline is not None and time.monotonic() > deadline:
                 return None
             try:
@@ -290,6 +314,33 @@ def _number_text(v: float) -> str:
     if v.is_integer() and abs(v) < 1e15:
         return str(int(v))
     return repr(v)
+
+
+def port_problem(port: str) -> str:
+    """Why a port cannot be opened, in one line that says what to do; the same in every command."""
+    if "://" in port:
+        return f"cannot connect to {port}: is the server behind it running?"
+    if not os.path.exists(port):
+        return f"serial port {port} does not exist: is the board plugged in (or `edgenn vboard` running)?"
+    if not stat.S_ISCHR(os.stat(port).st_mode):
+        return (
+            f"{port} is not a serial device: pass the board's port (/dev/ttyUSB0, /dev/ttyACM0, COM3) or "
+            "the path `edgenn vboard` printed"
+        )
+    try:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except PermissionError:
+        return f"no permission to open {port}: add yourself to the dialout group (or uucp), then log in again"
+    except OSError as exc:
+        return f"cannot open {port}: {exc.strerror}"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what pyserial's exclusive=True takes
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        return f"{port} is busy: close the other program using it (mpremote, a terminal, edgenn monitor)"
+    finally:
+        os.close(fd)
+    return f"cannot open {port}: is another program (mpremote, a serial monitor, edgenn monitor) using it?"
 
 
 def add_port_argument(parser: argparse.ArgumentParser) -> None:

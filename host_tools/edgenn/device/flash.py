@@ -7,7 +7,6 @@ that does not boot, so the image is checked against the board profile before esp
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import serial
 
 from edgenn.boards import BoardProfile, list_boards
+from edgenn.device.client import port_problem
 from edgenn.errors import UserError
 
 IMAGE_MAGIC = 0xE9
@@ -86,20 +86,10 @@ def check_port(port: str) -> None:
     """One clear line when the port is missing or held by another program."""
     if "://" in port:
         return
-    if not os.path.exists(port):
-        raise UserError(
-            f"serial port {port} does not exist: plug the board in (USB data cable) and check "
-            "`ls /dev/ttyUSB* /dev/ttyACM*`"
-        )
     try:
         serial.Serial(port, exclusive=True).close()
-    except serial.SerialException as exc:
-        if "lock" in str(exc).lower() or "busy" in str(exc).lower():
-            raise UserError(
-                f"{port} is busy: close the other program using it (mpremote, a serial "
-                "monitor, edgenn monitor, `edgenn vboard`?)"
-            ) from None
-        raise UserError(f"cannot open {port}: {exc}") from None
+    except (serial.SerialException, OSError, ValueError):
+        raise UserError(port_problem(port)) from None
 
 
 def flash(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import fcntl
 import io
 import time
 from dataclasses import dataclass, field
@@ -86,6 +87,14 @@ def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> Serial
         # A read timeout: on a pty mpremote reads byte by byte, and without one a silent port hangs forever.
         transport = SerialTransport(port, baudrate=baud, timeout=READ_TIMEOUT_S)
     except TransportError:
+        raise UserError(port_problem(port)) from None
+    try:
+        # the lock pyserial's exclusive=True takes: edgenn's other commands see the port as busy
+        fcntl.flock(transport.serial.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (AttributeError, ValueError, TypeError):
+        pass  # socket:// and rfc2217:// have no descriptor to lock
+    except OSError:
+        _close_quietly(transport)
         raise UserError(port_problem(port)) from None
     for attempt in range(RAW_REPL_ATTEMPTS):
         printed = io.StringIO()  # mpremote prints what it read instead of the prompt; keep it off stdout

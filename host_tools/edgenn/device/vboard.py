@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import selectors
 import shutil
@@ -177,10 +178,12 @@ class VirtualBoard:
         self._interp: _Interpreter | None = None
         self.restarts = 0  # soft resets + crashes, for tests and diagnostics
         self._reset_pressed = threading.Event()
+        self._lock_fd: int | None = None
 
     # -- public API ----------------------------------------------------------------------------
     def start(self) -> str:
         self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self._take_flash()
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo, no line editing: the pty is a plain byte pipe like a UART
         self.port = os.ttyname(slave)
@@ -189,7 +192,27 @@ class VirtualBoard:
         self._master = master
         self._thread = threading.Thread(target=self._loop, name="vboard", daemon=True)
         self._thread.start()
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, f"{self.port} {os.getpid()}\n".encode(), 0)
         return self.port
+
+    def _take_flash(self) -> None:
+        """One flash, one board: an exclusive lock on a file beside the flash directory, held while the
+        board runs (the kernel lets go of it when the process dies, however it dies). It names the
+        port and pid of the board holding it."""
+        lock_path = self.flash_dir.parent / f".{self.flash_dir.name}.vboard-lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+            os.close(fd)
+            port, pid = (holder + ["?", "?"])[:2]
+            raise UserError(
+                f"the flash directory {self.flash_dir} is in use by another virtual board on {port} "
+                f"(pid {pid}): one flash, one board. Stop that one (kill {pid}) or pass another --dir"
+            ) from None
+        self._lock_fd = fd
 
     def press_reset(self) -> None:
         """The EN/RESET button: power the interpreter off and on, even one stuck in a viper loop
@@ -207,6 +230,9 @@ class VirtualBoard:
         if self._master is not None:
             os.close(self._master)
             self._master = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flash
+            self._lock_fd = None
 
     def __enter__(self) -> VirtualBoard:
         self.start()

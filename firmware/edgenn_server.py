@@ -373,7 +373,9 @@ class Server:
             p = _put(r, 0, b'{"q": [')
         elif self.regress:
             p = _put(r, 0, b'{"value": ')
-            p = _put(r, p, repr(self.value(out)).encode())  # one float: allocates, regression only
+            # one float (allocates; regression only), to 7 significant digits: the float32 the value
+            # came from has no more, and 155.1 reads better than 155.0999999999999
+            p = _put(r, p, ("%.7g" % self.value(out)).encode())
             p = _put(r, p, b', "scores": [')
         else:
             p = _put(r, 0, b'{"class": ')

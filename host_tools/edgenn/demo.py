@@ -82,10 +82,14 @@ def run_demo(out: Path) -> int:
     step("Quantize to integers (int8 weights, int32 biases) and write the .enn model file")
     model_path = out / f"{DATASET}.enn"
     size = modelfile.save(qm, model_path)
-    golden_acc = float(np.mean(golden.predict(qm, dataset.X) == dataset.y))
-    float_acc = float(np.mean(fm.predict(dataset.X) == dataset.y))
+    # the same held-out rows as step 1: float and integer side by side, never all rows next to held-out
+    split = split_for_model(fm, dataset)
+    rows = split.test if split is not None and len(split.test) else np.arange(dataset.n_rows)
+    which = f"the same {len(rows)} held-out rows" if len(rows) < dataset.n_rows else "all rows"
+    golden_acc = float(np.mean(golden.predict(qm, dataset.X[rows]) == dataset.y[rows]))
+    float_acc = float(np.mean(fm.predict(dataset.X[rows]) == dataset.y[rows]))
     print(
-        f"  {modelfile.describe(qm)}, {size} bytes; accuracy on all rows: float {100 * float_acc:.1f}%, "
+        f"  {modelfile.describe(qm)}, {size} bytes; accuracy on {which}: float {100 * float_acc:.1f}%, "
         f"integer (golden) {100 * golden_acc:.1f}%; wrote {model_path}"
     )
     for w in warnings:

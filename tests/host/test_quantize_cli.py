@@ -144,3 +144,20 @@ def test_console_script_exit_code_and_no_traceback(tmp_path) -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_model_trained_on_every_row_calibrates_on_all_rows_and_says_so(tmp_path, capsys) -> None:
+    npz = tmp_path / "cv.npz"
+    train(load_dataset("iris"), TrainConfig(hidden=(8,), epochs=40, seed=0)).save(npz)
+    code, out, _ = run_cli([str(npz), "--data", "iris", "-o", str(tmp_path / "cv.enn")], capsys)
+    assert code == 0 and "calibrated on 150 rows" in out and "accuracy on all 150 rows" in out
+    assert "rows the model was trained on" in out and "quantization-aware fine-tuning:" in out
+    code, out, _ = run_cli([str(npz), "--data", "iris", "-o", str(tmp_path / "cv.enn"), "--json"], capsys)
+    result = json.loads(out)
+    assert result["calibrated_on"] == "all" and result["trained_on_evaluated_rows"] is True
+    assert (
+        result["qat"]["calibration_score_qat"] >= result["qat"]["calibration_score_plain"]
+        or not result["qat"]["used"]
+    )
+    code, out, _ = run_cli([str(npz), "--data", "iris", "-o", str(tmp_path / "x.enn"), "--no-qat"], capsys)
+    assert "fine-tuning: off (--no-qat)" in out

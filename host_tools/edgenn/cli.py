@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "train",
     "quantize",
     "evaluate",
+    "tune",
     "boards",
     "vboard",
     "flash",

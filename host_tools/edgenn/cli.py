@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "predict",
     "eval_device",
     "monitor",
+    "estimate",
 ]
 
 EXIT_USER_ERROR = 2

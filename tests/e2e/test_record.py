@@ -151,7 +151,7 @@ def test_windows_stride_append_and_damage(sensor_board, tmp_path: Path) -> None:
         "record", "--port", sensor_board.port, "--label", "c", "--samples", "50", "--window", "4",
         "--append", "-o", str(out),
     )  # fmt: skip
-    assert refused.returncode == 2 and "another window length" in refused.stderr
+    assert refused.returncode == 2 and "windows of 8 samples (x0..x7, ...), not --window 4" in refused.stderr
     assert "Traceback" not in refused.stderr and out.read_bytes() == before
     assert sorted(p.name for p in out.parent.iterdir()) == ["windows.csv"]  # no temporary file left
 

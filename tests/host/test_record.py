@@ -166,11 +166,12 @@ def test_append_layout_from_an_existing_header() -> None:
         Recorder("w", window=3, fixed=layout).feed("# x,y")
     with pytest.raises(UserError, match="prints 3 value"):
         Recorder("w", window=3, fixed=layout).feed("1,2,3")
-    with pytest.raises(UserError, match="another window length"):
-        Layout.from_columns(cols.columns, 2, "f.csv")
-    with pytest.raises(UserError, match="not windows"):
+    for other in (2, 4, 6):
+        with pytest.raises(UserError, match=r"windows of 3 samples \(ax0..ax2, ...\), not --window"):
+            Layout.from_columns(cols.columns, other, "f.csv")
+    with pytest.raises(UserError, match="not windows of 4"):
         Layout.from_columns(["t_ms", "a0", "label"], 4, "f.csv")
-    with pytest.raises(UserError, match="recorded with --window"):
+    with pytest.raises(UserError, match="windows of 3 samples .* not one row per sample"):
         Layout.from_columns(cols.columns, None, "f.csv")
     with pytest.raises(UserError, match="no `edgenn record` file"):
         Layout.from_columns(["a", "b"], None, "f.csv")

@@ -8,12 +8,12 @@ import json
 import sys
 from pathlib import Path
 
+from edgenn.cli import EXIT_INTERRUPTED
 from edgenn.device.client import DEFAULT_BAUD, BoardClient, add_port_argument, require_port
 from edgenn.device.record import ProgressLine, format_summary, record
 
 NAME = "record"
 HELP = "record the samples the board's program prints (one per line) as labelled CSV rows or windows"
-EXIT_INTERRUPTED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,23 +62,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    progress = ProgressLine() if sys.stderr.isatty() else None
+    progress = ProgressLine(windows=args.window is not None) if sys.stderr.isatty() else None
+    board = BoardClient(require_port(args.port), baud=args.baud, timeout=args.timeout)
     try:
-        with BoardClient(require_port(args.port), baud=args.baud, timeout=args.timeout) as board:
-            result = record(
-                board,
-                Path(args.output),
-                args.label,
-                seconds=args.seconds,
-                samples=args.samples,
-                window=args.window,
-                stride=args.stride,
-                reset=args.reset,
-                append=args.append,
-                stall_timeout=args.timeout,
-                progress=progress,
-            )
+        result = record(
+            board,
+            Path(args.output),
+            args.label,
+            seconds=args.seconds,
+            samples=args.samples,
+            window=args.window,
+            stride=args.stride,
+            reset=args.reset,
+            append=args.append,
+            stall_timeout=args.timeout,
+            progress=progress,
+        )
     finally:
+        board.close()
         if progress is not None:
             progress.done()
     if args.json:

@@ -17,7 +17,6 @@ its own text, a traceback) is skipped and counted. Two parts:
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import sys
@@ -26,7 +25,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from io import StringIO
 from pathlib import Path
+from typing import TextIO
 
 import serial
 
@@ -81,32 +82,39 @@ class Layout:
         if window is None:
             if columns[0] != "t_ms" or len(columns) < 3:
                 raise UserError(
-                    f"{where}: has columns {_short_list(columns)}, not one row per sample (t_ms, axes, "
-                    "label); was it recorded with --window? Pass the same --window, or another -o"
+                    f"{where}: {_file_window(columns)}, not one row per sample (t_ms, axes, label): "
+                    f"{_SAME_OR_OTHER}"
                 )
             return cls(columns[1:-1], None)
         if columns[0] == "t_ms":
             raise UserError(
-                f"{where}: holds one row per sample (t_ms, axes, label), not windows; drop --window to "
-                "append to it, or choose another -o"
+                f"{where}: holds one row per sample (t_ms, axes, label), not windows of {window}: "
+                f"{_SAME_OR_OTHER} (no --window)"
             )
         n_values = len(columns) - 1
-        if n_values % window:
-            raise UserError(
-                f"{where}: has {n_values} value columns, not a multiple of --window {window}: it was "
-                "recorded with another window length"
-            )
         axes = []
         for start in range(0, n_values, window):
             block = columns[start : start + window]
-            prefix = block[0][:-1] if block[0].endswith("0") else None
-            if prefix is None or block != [f"{prefix}{i}" for i in range(window)]:
-                raise UserError(
-                    f"{where}: columns {_short_list(block)} are not one axis of a {window}-sample window "
-                    "(e.g. x0..x31): it was recorded with another window length"
-                )
+            prefix = block[0][:-1] if block[0].endswith("0") else ""
+            if block != [f"{prefix}{i}" for i in range(window)]:
+                raise UserError(f"{where}: {_file_window(columns)}, not --window {window}: {_SAME_OR_OTHER}")
             axes.append(prefix)
         return cls(axes, window)
+
+
+_SAME_OR_OTHER = "record with the file's settings, or choose another -o"
+
+
+def _file_window(columns: list[str]) -> str:
+    """What an existing file's columns hold, in words, for a refusal."""
+    first = columns[0]
+    prefix = first[:-1] if first.endswith("0") else None
+    length = 0
+    while prefix is not None and length < len(columns) and columns[length] == f"{prefix}{length}":
+        length += 1
+    if length and (len(columns) - 1) % length == 0:
+        return f"its rows are windows of {length} samples ({prefix}0..{prefix}{length - 1}, ...)"
+    return f"its columns ({_short_list(columns)}) are no windows of this length"
 
 
 class Recorder:
@@ -320,7 +328,7 @@ class CsvSink:
 
 
 def _csv_text(rows: list[list[str]]) -> bytes:
-    out = io.StringIO()
+    out = StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue().encode("utf-8")
 
@@ -387,11 +395,13 @@ def record(
     append: bool = False,
     stall_timeout: float = 5.0,
     progress: Callable[[RecordStats, float], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
 ) -> RecordResult:
-    """Record from an open board until `samples` samples or `seconds` seconds (or Ctrl-C, or no sample
-    for `stall_timeout` seconds), writing rows to `output` atomically. Ctrl-C keeps what was recorded and
-    sets `interrupted`; the caller decides the exit status."""
+    """Record from a board until `samples` samples or `seconds` seconds have been read (or Ctrl-C, or
+    no sample for `stall_timeout` seconds, or the port closes), writing rows to `output` atomically.
+
+    The settings are checked before the port is opened (`board.serial` opens it). Ctrl-C keeps what
+    was recorded (`stopped == "interrupted"`); the caller decides the exit status. A board that stops
+    printing samples, or a port that goes away, keeps what was recorded and raises UserError saying so."""
     if seconds is None and samples is None:
         raise UserError("how long? pass --seconds S or --samples N")
     if seconds is not None and seconds <= 0:
@@ -416,7 +426,7 @@ def record(
     if reset:
         board.send_soft_reset(echo=False)  # what the old program printed up to the reset is thrown away
     sink: CsvSink | None = None
-    start = clock()
+    start = time.monotonic()
     deadline = float("inf") if seconds is None else start + seconds
     last_sample = start
     last_text = ""  # the last line that was no sample, for error messages
@@ -426,15 +436,14 @@ def record(
         while True:
             # one line at a time: the stall deadline moves with every sample
             line = next(board.lines(until=min(deadline, last_sample + stall_timeout)), None)
-            now = clock()
+            now = time.monotonic()
             if line is None:
-                stopped = (
-                    "seconds"
-                    if now >= deadline
-                    else "stalled"
-                    if now >= last_sample + stall_timeout
-                    else "port closed"
-                )
+                if now >= deadline:
+                    stopped = "seconds"
+                elif now >= last_sample + stall_timeout:
+                    stopped = "stalled"
+                else:
+                    stopped = "port closed"
                 break
             if partial_first:
                 partial_first = False
@@ -455,13 +464,16 @@ def record(
             if samples is not None and recorder.stats.samples >= samples:
                 stopped = "samples"
                 break
+            if now >= deadline:
+                stopped = "seconds"
+                break
     except KeyboardInterrupt:
         stopped = "interrupted"
     except BaseException:
         if sink is not None:
             sink.abandon()
         raise
-    elapsed = max(clock() - start, 1e-9)
+    elapsed = max(time.monotonic() - start, 1e-9)
     stats = recorder.stats
     last = f" (last thing it printed: {last_text[:60]!r})" if last_text else ""
 
@@ -493,6 +505,11 @@ def record(
         raise UserError(
             f"the board stopped printing samples (none for {stall_timeout:g} s, --timeout){last}; "
             f"kept the {stats.rows} row(s) recorded before in {output}"
+        )
+    if stopped == "port closed":
+        raise UserError(
+            f"the port {board.port} went away (board unplugged or reset, or `edgenn vboard` stopped) "
+            f"after {stats.samples} samples; kept the {stats.rows} row(s) recorded in {output}"
         )
     return result
 
@@ -538,7 +555,8 @@ def format_summary(result: RecordResult) -> str:
 class ProgressLine:
     """A one-line progress display on a terminal (stderr), refreshed a few times a second."""
 
-    def __init__(self, stream: io.TextIOBase | None = None, every: float = 0.25):
+    def __init__(self, windows: bool, stream: TextIO | None = None, every: float = 0.25):
+        self.windows = windows
         self.stream = stream if stream is not None else sys.stderr
         self.every = every
         self._last = -1.0
@@ -549,11 +567,15 @@ class ProgressLine:
             return
         self._last = elapsed
         rate = stats.samples / elapsed if elapsed > 0 else 0.0
-        text = (
-            f"\r{elapsed:6.1f} s  {stats.samples} samples  {rate:.0f} samples/s  {stats.rows} rows  "
+        made = (
+            f"{stats.rows} windows ({stats.discarded_windows} discarded)"
+            if self.windows
+            else f"{stats.rows} rows"
+        )
+        self.stream.write(
+            f"\r{elapsed:6.1f} s  {stats.samples} samples  {rate:.0f} samples/s  {made}  "
             f"{stats.skipped} skipped  {stats.damaged} damaged "
         )
-        self.stream.write(text)
         self.stream.flush()
         self.shown = True
 

@@ -429,6 +429,7 @@ def record(
     start = time.monotonic()
     deadline = float("inf") if seconds is None else start + seconds
     last_sample = start
+    first_sample = None  # arrival times of the first and last samples give the board's rate
     last_text = ""  # the last line that was no sample, for error messages
     stopped = ""
     partial_first = not reset  # the port opened mid-line: the first line is the tail of some line
@@ -452,6 +453,7 @@ def record(
             rows = recorder.feed(line, round((now - start) * 1000))
             if recorder.stats.samples != before:
                 last_sample = now
+                first_sample = now if first_sample is None else first_sample
             elif line.strip():
                 last_text = line.strip()
             if rows:
@@ -496,7 +498,7 @@ def record(
         damaged=stats.damaged,
         discarded_windows=stats.discarded_windows,
         seconds=round(elapsed, 3),
-        samples_per_s=round(stats.samples / elapsed, 1),
+        samples_per_s=round(_rate(stats.samples, first_sample, last_sample, elapsed), 1),
         appended=sink.rows_before > 0,
         rows_in_file=sink.rows_before + sink.rows,
         stopped=stopped,
@@ -512,6 +514,14 @@ def record(
             f"after {stats.samples} samples; kept the {stats.rows} row(s) recorded in {output}"
         )
     return result
+
+
+def _rate(samples: int, first: float | None, last: float, elapsed: float) -> float:
+    """Samples per second as the board prints them: from the first sample to the last (a reset's boot
+    time is not the board's rate), over the whole recording when there are too few to tell."""
+    if first is not None and samples > 10 and last - first > 0.1:
+        return (samples - 1) / (last - first)
+    return samples / elapsed
 
 
 def _nothing_recorded(port: str, recorder: Recorder, stopped: str, elapsed: float, last: str) -> str:

@@ -116,6 +116,32 @@ def test_damage_with_overlapping_windows_counts_every_window_in_progress() -> No
     assert rec.stats.discarded_windows == 2
 
 
+@pytest.mark.parametrize("window,stride", [(1, 1), (4, 1), (4, 3), (5, 2), (3, 7), (32, 32), (32, 8)])
+def test_windows_in_progress_at_any_point_of_a_run(window: int, stride: int) -> None:
+    for run in range(0, 80):
+        rec = Recorder("w", window=window, stride=stride)
+        rec.feed_all(samples(0, run))
+        begun_not_done = [b for b in range(0, run, stride) if b + window > run]
+        assert rec._in_progress() == len(begun_not_done), run
+        rec.feed("1,2")
+        assert rec.stats.discarded_windows == len(begun_not_done)
+
+
+def test_progress_line_on_a_terminal() -> None:
+    from io import StringIO
+
+    from edgenn.device.record import ProgressLine, RecordStats
+
+    out = StringIO()
+    progress = ProgressLine(windows=True, stream=out)
+    progress(RecordStats(samples=200, rows=6, skipped=3, damaged=1, discarded_windows=1), 2.0)
+    progress(RecordStats(samples=201), 2.1)  # too soon: not redrawn
+    progress.done()
+    text = out.getvalue()
+    assert text.startswith("\r") and text.endswith("\n") and text.count("\r") == 1
+    assert "200 samples  100 samples/s  6 windows (1 discarded)  3 skipped  1 damaged" in text
+
+
 def test_one_row_per_sample_drops_only_the_damaged_line() -> None:
     rec = Recorder("x")
     rows = rec.feed_all(["1,2", "3,4,5", "6,7"])

@@ -58,11 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="give up when no sample arrives for S seconds (default 5); rows recorded are kept",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object (the summary) on stdout")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object (the summary) on stdout, no progress"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    progress = ProgressLine(windows=args.window is not None) if sys.stderr.isatty() else None
+    progress = (
+        ProgressLine(windows=args.window is not None) if not args.json and sys.stderr.isatty() else None
+    )
     board = BoardClient(require_port(args.port), baud=args.baud, timeout=args.timeout)
     try:
         result = record(

@@ -238,9 +238,12 @@ class Recorder:
 
     def _in_progress(self) -> int:
         """Windows begun in this run and not complete yet (a window begins every `stride` samples)."""
-        if self.window is None:
+        if self.window is None or self._run == 0:
             return 0
-        return sum(1 for begin in range(0, self._run, self.stride) if begin + self.window > self._run)
+        # begins j*stride with run - window < j*stride <= run - 1
+        first = max(0, (self._run - self.window) // self.stride + 1)
+        last = (self._run - 1) // self.stride
+        return max(0, last - first + 1)
 
     def _break_run(self) -> None:
         self.stats.discarded_windows += self._in_progress()

@@ -96,6 +96,8 @@ def test_text_between_samples_does_not_break_a_window() -> None:
         "20,21,22hello",  # a sample glued to text
         "2\ufffd,21,22",  # undecodable bytes
         "20,\x0021,22",
+        "20,nan,22",  # a sample that cannot be stored is a gap too
+        "-inf 21 22",
     ],
 )
 def test_a_damaged_line_discards_the_window_being_filled(damaged: str) -> None:
@@ -148,12 +150,24 @@ def test_one_row_per_sample_drops_only_the_damaged_line() -> None:
     assert values(rows) == [[0, 1, 2], [0, 6, 7]] and rec.stats.damaged == 1
 
 
-def test_a_restart_breaks_the_window() -> None:
+@pytest.mark.parametrize(
+    "restart", ["Traceback (most recent call last):", "MPY: soft reboot", "rst:0x1 (POWERON)"]
+)
+def test_a_restart_breaks_the_window(restart: str) -> None:
     rec = Recorder("w", window=4)
-    lines = ["# x,y,z", *samples(0, 6), "Traceback (most recent call last):", "MPY: soft reboot"]
-    rows = rec.feed_all([*lines, "# x,y,z", *samples(100, 104)])
+    rows = rec.feed_all(["# x,y,z", *samples(0, 6), restart, "# x,y,z", *samples(100, 104)])
     assert values(rows) == [window_row(0, 4), window_row(100, 4)]
     assert rec.stats.discarded_windows == 1  # samples 4, 5
+    assert rec.columns[0] == "x0"
+
+
+def test_a_header_printed_again_does_not_break_the_window() -> None:
+    rec = Recorder("w", window=4)
+    lines = ["# x,y,z"]
+    for i in range(12):
+        lines += samples(i, i + 1) + (["# x,y,z"] if i % 3 == 1 else [])
+    assert values(rec.feed_all(lines)) == [window_row(0, 4), window_row(4, 4), window_row(8, 4)]
+    assert rec.stats.skipped == 0 and rec.stats.discarded_windows == 0
 
 
 def test_comments_are_not_headers() -> None:
@@ -188,8 +202,13 @@ def test_append_layout_from_an_existing_header() -> None:
     rows = rec.feed_all(samples(0, 3, axes=2))
     assert rec.columns == cols.columns and values(rows) == [window_row(0, 3, axes=2)]
 
-    with pytest.raises(UserError, match="the board names its axes x,y"):
+    with pytest.raises(UserError, match="the board names its axes x,y, the file has ax,ay"):
         Recorder("w", window=3, fixed=layout).feed("# x,y")
+    # a file recorded without a header (a0_0..) takes the samples of a board that names its axes
+    unnamed = Layout(Layout.default_axes(2, 3), 3)
+    rec = Recorder("w", window=3, fixed=unnamed)
+    rec.feed_all(["# x,y", *samples(0, 3, axes=2)])
+    assert rec.columns == unnamed.columns
     with pytest.raises(UserError, match="prints 3 value"):
         Recorder("w", window=3, fixed=layout).feed("1,2,3")
     for other in (2, 4, 6):

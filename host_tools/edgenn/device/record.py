@@ -38,11 +38,13 @@ NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 SEPARATORS = re.compile(r"[\s,]+")
 # A line that starts like a number but is no valid sample is damage, not text: lost bytes glue the
 # halves of two lines together ("12,3" + "4,56" -> "12,34,56") or cut a number ("1.2" + "5" -> "1.25").
-STARTS_LIKE_A_NUMBER = re.compile(r"[+-]?\.?\d")
+STARTS_LIKE_A_NUMBER = re.compile(r"[+-]?\.?\d|[+-]?(nan|inf)\b", re.IGNORECASE)
+# A sample with nan or inf in it is a sample that was taken but cannot be stored: a gap, like damage.
+NOT_FINITE = re.compile(r"[+-]?(nan|inf|infinity)\Z", re.IGNORECASE)
 AXIS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Lines after which the samples no longer continue the ones before (the program restarted or died):
 # a window is never stitched across them.
-RESTART_MARKERS = ("soft reboot", "Traceback (most recent call last)", "rst:0x")
+RESTART_MARKERS = ("soft reboot", "Traceback (most recent call last)", "rst:0x", "[vboard: ")
 RESERVED_COLUMNS = ("t_ms", "label")
 
 
@@ -160,7 +162,10 @@ class Recorder:
             self._damage()  # bytes that are no text: line noise, so bytes were lost or garbled
             return []
         tokens = SEPARATORS.split(text.strip(", \t"))
-        if all(NUMBER.match(t) for t in tokens):
+        if all(NUMBER.match(t) or NOT_FINITE.match(t) for t in tokens):
+            if any(NOT_FINITE.match(t) for t in tokens):
+                self._damage()
+                return []
             if self.layout is None:
                 self._fix_layout(len(tokens))
             if len(tokens) != len(self.layout.axes):
@@ -195,18 +200,20 @@ class Recorder:
         if not valid or (self.layout is not None and len(names) != len(self.layout.axes)):
             self.stats.skipped += 1  # a comment, not a header naming these axes
             return
-        if self.header is not None or self.stats.samples:
-            self._break_run()  # printed again: the program started over
-        if self.layout is None:
-            if self.fixed is not None and self.fixed.axes != names:
-                raise UserError(
-                    f"the board names its axes {','.join(names)}, the file has "
-                    f"{','.join(self.fixed.axes)}: append to a file recorded from the same program, "
-                    "or choose another -o"
-                )
-            self.header = names
-        elif self.header is None:
-            self.header = names  # after the first sample: the columns in use keep their names
+        if self.layout is not None:
+            return  # printed again, or late: the columns in use keep their names
+        fixed = self.fixed
+        if (
+            fixed is not None
+            and fixed.axes != names
+            and fixed.axes != Layout.default_axes(len(fixed.axes), fixed.window)
+        ):
+            raise UserError(
+                f"the board names its axes {','.join(names)}, the file has "
+                f"{','.join(a.rstrip('_') for a in fixed.axes)}: append to a file recorded from the same "
+                "program, or choose another -o"
+            )
+        self.header = names
 
     def _fix_layout(self, n: int) -> None:
         if self.fixed is not None:

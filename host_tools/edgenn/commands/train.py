@@ -8,10 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from edgenn import frontend
 from edgenn.data import load_dataset
 from edgenn.errors import UserError
 from edgenn.floatmodel import ACTIVATIONS, TASKS
-from edgenn.nn import OPTIMIZERS, EpochReport, TrainConfig, train
+from edgenn.nn import OPTIMIZERS, EpochReport, TrainConfig, train, train_windows
 
 NAME = "train"
 HELP = "train a float MLP on a CSV file or bundled dataset and save it as .npz"
@@ -57,6 +58,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     parser.add_argument("--json", action="store_true", help="print one JSON object, no progress")
+    sensor = parser.add_argument_group(
+        "sensor windows",
+        "DATA rows are windows of raw readings, axis-major (all samples of axis 0, then axis 1, ...); "
+        "the model computes its features itself, on the host and on the board (docs/model-format.md)",
+    )
+    sensor.add_argument(
+        "--features",
+        choices=frontend.KINDS,
+        default="raw",
+        help="raw: the values are the features (default); stats: per axis (and the magnitude "
+        "|x|+|y|+... if --axes > 1) mean, std, min, max, mean |change| after mean removal; "
+        "spectral: stats plus FFT band amplitudes per axis",
+    )
+    sensor.add_argument(
+        "--axes", type=int, default=1, metavar="N", help="axes per window (with --features stats|spectral)"
+    )
+    sensor.add_argument(
+        "--bands",
+        type=int,
+        default=frontend.DEFAULT_BANDS,
+        metavar="K",
+        help=f"spectral: equal-width frequency bands per axis (default {frontend.DEFAULT_BANDS})",
+    )
 
 
 class ProgressLine:
@@ -111,9 +135,13 @@ def run(args: argparse.Namespace) -> int:
     if not output.parent.exists():
         raise UserError(f"-o {output}: directory {output.parent} does not exist")
     dataset = load_dataset(args.data, args.label, args.task)
+    front_end = make_front_end(args, dataset.feature_names)
     progress = ProgressLine(sys.stderr) if not args.json and sys.stderr.isatty() else None
     try:
-        model = train(dataset, config, progress)
+        if front_end is None:
+            model = train(dataset, config, progress)
+        else:
+            model = train_windows(dataset, front_end, config, progress)
     finally:
         if progress is not None:
             progress.close()
@@ -134,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             "train_seconds": meta["train_seconds"],
             "metrics": meta["metrics"],
             "split": meta["split"],
+            "features": frontend.describe(front_end),
         }
         summary.update({f"test_{k}": v for k, v in test.items() if k != "n"})
         print(json.dumps(summary))
@@ -147,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         f"lr {config.learning_rate:g}, {meta['epochs_run']} epochs (best {meta['best_epoch']}), "
         f"{meta['train_seconds']:.2f} s"
     )
+    if front_end is not None:
+        print(f"front end: {frontend.describe(front_end)}")
     print(f"rows: {counts} (stratified, seed {config.seed})")
     if "accuracy" in test:
         print(f"test accuracy: {100 * test['accuracy']:.2f}% on {test['n']} held-out rows")
@@ -159,3 +190,22 @@ def run(args: argparse.Namespace) -> int:
         print("no test rows (--test-fraction 0)")
     print(f"wrote {output}")
     return 0
+
+
+def make_front_end(args: argparse.Namespace, columns: list[str]) -> frontend.FrontEnd | None:
+    """--features/--axes/--bands over DATA's value columns; a UserError says what does not fit."""
+    if args.features == "raw":
+        if args.axes != 1:
+            raise UserError("--axes needs --features stats or spectral (raw windows need no axes)")
+        return None
+    if args.bands < 1:
+        raise UserError(f"--bands {args.bands}: need at least 1 band")
+    if args.axes < 1 or len(columns) % args.axes:
+        raise UserError(
+            f"--axes {args.axes}: DATA has {len(columns)} value columns, which do not split into "
+            f"{args.axes} axes of equal length (rows are axis-major windows: x0..xW-1, y0.., ...)"
+        )
+    try:
+        return frontend.make(args.features, args.axes, columns, args.bands)
+    except ValueError as exc:
+        raise UserError(f"--features {args.features} --axes {args.axes}: {exc}") from None

@@ -19,7 +19,6 @@ rounded to the nearest integer (halves up: floor(x + 0.5)); NaN and infinity are
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 

@@ -275,9 +275,7 @@ def to_bytes(model: QuantModel) -> bytes:
     length = HEADER.size + len(body) + CRC_SIZE
     flags = FLAG_REGRESS if model.task == "regress" else 0
     version = FORMAT_VERSION if model.frontend is None else FRONTEND_VERSION
-    header = HEADER.pack(
-        MAGIC, version, flags, len(model.layers), model.n_inputs, length, model.n_outputs, 0
-    )
+    header = HEADER.pack(MAGIC, version, flags, len(model.layers), model.n_inputs, length, model.n_outputs, 0)
     data = header + bytes(body)
     return data + struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
 

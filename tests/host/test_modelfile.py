@@ -121,7 +121,6 @@ def test_unknown_version() -> None:
     struct.pack_into("<H", data, 4, 3)
     expected = r"^format version 3 not supported \(reader knows 1 and 2\)$"
     with pytest.raises(mf.ModelFormatError, match=expected):
-    with pytest.raises(mf.ModelFormatError, match=expected):
         mf.from_bytes(bytes(data))
 
 

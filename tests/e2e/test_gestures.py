@@ -38,9 +38,8 @@ def test_gesture_walk_through_on_the_virtual_board(vboard, tmp_path, capsys):
     data = tmp_path / "g.csv"
     data.write_text(csv)
     npz, enn = tmp_path / "g.npz", tmp_path / "g.enn"
-    code, out, err = edgenn(
-        capsys, "train", str(data), "--label", "label", "--axes", "3", "--features", "spectral", "-o", str(npz)
-    )
+    train = ["train", str(data), "--label", "label", "--axes", "3", "--features", "spectral"]
+    code, out, err = edgenn(capsys, *train, "-o", str(npz))
     assert code == 0, err
     assert "front end: spectral 3x32 -> 44 features (FFT 32, 8 bands)" in out
     code, out, err = edgenn(capsys, "quantize", str(npz), "--data", str(data), "-o", str(enn))
@@ -68,7 +67,8 @@ def test_gesture_walk_through_on_the_virtual_board(vboard, tmp_path, capsys):
     with BoardClient(vboard.port) as board:
         board.connect()  # let the server finish starting before mpremote's Ctrl-C
     mpremote(vboard.port, "cp", str(EXAMPLE), ":main.py")
-    code, out, err = edgenn(capsys, "monitor", "--port", vboard.port, "--reset", "--lines", "40", "--seconds", "30")
+    watch = ["monitor", "--port", vboard.port, "--reset", "--lines", "40", "--seconds", "30"]
+    code, out, err = edgenn(capsys, *watch)
     assert code == 0, err
     lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert lines[0]["ready"] is True and lines[0]["sensor"] == "simulated"

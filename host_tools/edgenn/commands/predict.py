@@ -50,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
         expected = info.get("values", info["inputs"])  # a front end takes a raw window
         if line.count(",") + 1 != expected:
             what = "raw window values" if info.get("frontend") else "values"
-            raise UserError(
-                f"the model {info['model']!r} takes {expected} {what}, got {line.count(',') + 1}"
-            )
+            raise UserError(f"the model {info['model']!r} takes {expected} {what}, got {line.count(',') + 1}")
         reply = board.request(line)
     if "error" in reply:
         raise UserError(f"the board refused it: {reply['error']}")

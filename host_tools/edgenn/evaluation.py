@@ -64,7 +64,7 @@ def load_model(path: str | Path) -> LoadedModel:
             str(path),
             "integer",
             qm.task,
-            qm.feature_names,
+            qm.input_names,
             qm.labels,
             label_column,
             lambda x: golden.predict(qm, x),

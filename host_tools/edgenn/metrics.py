@@ -161,7 +161,8 @@ def layer_errors(fm: FloatModel, qm: QuantModel, x_raw: np.ndarray) -> list[Laye
     (output step = accumulator step * 2**shift / mult), a sigmoid/tanh layer's fixed table scale, and
     the output's from the file's out_scale/out_zero_point. `clipped` counts values whose integer form
     hit the end of its range before the clamp (inputs outside the calibrated range, ReLU outputs above
-    the top code, pre-activations beyond the table's or the int8 output's range)."""
+    the top code, pre-activations beyond the int8 output's range or beyond a table's range where the
+    function has not flattened out yet), by more than one code (one code is rounding noise)."""
     x = np.asarray(x_raw, dtype=np.float64)
     floats = fm.forward_layers(x)
     codes_f = x * np.asarray(qm.in_scale, np.float32).astype(np.float64)
@@ -193,13 +194,16 @@ def layer_errors(fm: FloatModel, qm: QuantModel, x_raw: np.ndarray) -> list[Laye
         if layer.activation == "relu":
             scale = s_acc * np.exp2(layer.shift.astype(np.float64)) / layer.mult
             zero = np.zeros(layer.n_out)
-            clipped = int(np.sum(v > 255))
+            clipped = int(np.sum(v > 256))
         elif layer.activation in LUT_OUTPUT:
             s, z = LUT_OUTPUT[layer.activation]
             scale, zero = np.full(layer.n_out, s), np.full(layer.n_out, float(z))
-            clipped = int(np.sum((v < -128) | (v > 127)))
+            # beyond the table's ends only counts when the table has not reached (within a code) the
+            # function's limit there: the quantizer stops the range where sigmoid/tanh flatten out
+            table = np.frombuffer(bytes(layer.lut), dtype=np.uint8)
+            clipped = int(np.sum((v < -129) & (table[0] > 1)) + np.sum((v > 128) & (table[255] < 254)))
         else:  # identity: the network's output, dequantized as the file says
-            clipped = int(np.sum((v < -128) | (v > 127)))
+            clipped = int(np.sum((v < -129) | (v > 128)))
         if i == last:
             real_int = golden.dequantize(qm, u)
             real_float = a_float

@@ -14,6 +14,7 @@ from edgenn import golden, modelfile
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column
+from edgenn.metrics import layer_error_lines, layer_errors
 from edgenn.nn import accuracy, rmse, split_for_model
 from edgenn.quantize import quantize
 
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{out_path}: cannot write ({exc.strerror})") from None
 
     x_eval, y_eval = dataset.X[eval_rows], dataset.y[eval_rows]
+    layers = layer_errors(fm, qm, x_eval)
     result = {
         "model": str(out_path),
         "source": str(model_path),
@@ -103,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "bytes": size,
         "float32_bytes": modelfile.float32_bytes(qm),
         "warnings": warnings,
+        "layers": [e.as_dict() for e in layers],  # integer vs float activations per tensor
     }
     if args.json:
         print(json.dumps(result))
@@ -110,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"edgenn quantize: warning: {warning}", file=sys.stderr)
     _print_human(result)
+    print(f"  per layer, integer vs float activations on the {result['n']} rows:")
+    print("\n".join(layer_error_lines(layers)))
     return 0
 
 

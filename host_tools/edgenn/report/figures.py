@@ -83,7 +83,7 @@ def feature_ranges(
     n = len(names)
     width = np.where(cal_hi > cal_lo, cal_hi - cal_lo, 1.0)
     a, b = (lo - cal_lo) / width, (hi - cal_lo) / width
-    fig, ax = plt.subplots(figsize=(6.0, 0.19 * n + 0.9))
+    fig, ax = plt.subplots(figsize=(6.0, (0.19 if n <= 20 else 0.12) * n + 0.9))
     ypos = np.arange(n)
     ax.barh(ypos, np.ones(n), left=0, color="#e8e8e8", height=0.8, label="calibrated range (codes 0..255)")
     outside = (a < 0) | (b > 1)
@@ -92,8 +92,8 @@ def feature_ranges(
     )
     ax.axvline(0, color="#555", lw=0.6)
     ax.axvline(1, color="#555", lw=0.6)
-    ax.set_yticks(ypos, names, fontsize=7 if n > 20 else 8)
-    ax.invert_yaxis()
+    ax.set_yticks(ypos, names, fontsize=6 if n > 20 else 8)
+    ax.set_ylim(n - 0.5, -0.5)  # first feature on top, no empty rows at either end
     ax.set_xlim(min(-0.1, float(a.min()) - 0.05), max(1.1, float(b.max()) + 0.05))
     ax.set_xlabel("position in the calibrated range (0 = code 0, 1 = code 255)")
     ax.legend(loc="lower right", fontsize=7, frameon=False, bbox_to_anchor=(1.0, 1.0), ncol=2)
@@ -141,7 +141,8 @@ def confusion_matrices(matrices: dict[str, np.ndarray], labels: list[str]) -> st
     so small classes read as clearly as big ones, each cell showing its count."""
     plt = require_matplotlib()
     n = len(labels)
-    side = min(max(2.6, 0.38 * n + 1.4), 5.5)
+    # the page is ~11 inches wide at 100 dpi: fit the row there so the browser does not shrink the text
+    side = min(max(2.6, 0.38 * n + 1.4), 5.5, 10.4 / len(matrices))
     fig, axes = plt.subplots(1, len(matrices), figsize=(side * len(matrices) + 0.6, side), squeeze=False)
     small = n > 12
     for ax, (name, cm) in zip(axes[0], matrices.items()):
@@ -215,7 +216,15 @@ def layer_histograms(rows: list[tuple[str, np.ndarray | None, np.ndarray, tuple[
     for (name, weights, codes, (cmin, cmax)), (ax_w, ax_a) in zip(rows, axes):
         if weights is None:
             ax_w.axis("off")
-            ax_w.text(0.5, 0.5, f"{name}: no weights", ha="center", va="center", transform=ax_w.transAxes)
+            ax_w.text(
+                0.5,
+                0.5,
+                "raw features -> input codes\n(no weights)",
+                ha="center",
+                va="center",
+                transform=ax_w.transAxes,
+                color="#666",
+            )
         else:
             ax_w.hist(np.asarray(weights).ravel(), bins=np.arange(-128, 129, 4), color="#7f7f7f")
             ax_w.set_xlim(-130, 130)

@@ -42,6 +42,7 @@ nav a { margin-right: 14px; color: #0b57d0; text-decoration: none; }
 table { border-collapse: collapse; margin: 8px 0 12px; font-size: 13px; }
 th, td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: #f4f4f4; font-weight: 600; }
+table.facts td:first-child { color: var(--muted); }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .bad { color: var(--bad); font-weight: 600; }
 .ok { color: var(--ok); }
@@ -319,8 +320,9 @@ def _quantization_section(r: ReportData) -> str:
             "Each tensor of the integer pipeline, mapped back to real units with the scales the quantizer "
             "chose, against the float model's on every row of DATA. SNR = 10 log10(signal power / error "
             "power): 20 dB is an error of 10% of the signal's RMS, 40 dB of 1%. Clipped values hit the end "
-            "of their code range (input outside the calibrated range, ReLU above its top code, "
-            "pre-activations beyond a table's or the output's int8 range)."
+            "of their code range by more than one code (input outside the calibrated range, ReLU above "
+            "its top code, pre-activations beyond the output's int8 range, or beyond a sigmoid/tanh "
+            "table's range where the function has not flattened out yet)."
         )
     )
     body.append(layer_table(r.layers))
@@ -380,7 +382,7 @@ def _board_section(r: ReportData) -> str:
                     f"{s['input_rounding_rows']} rows scaled to a neighbouring code by 32-bit floats",
                 ]
             )
-        body.append(table(["", ""], rows))
+        body.append(table(None, rows, "facts"))
         if virtual:
             body.append(
                 _p(

@@ -13,8 +13,9 @@ from edgenn.metrics import LayerError, confusion_matrix, per_class
 Cell = Any  # str (escaped), or a (text, css_class) pair
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[Cell]], css: str = "") -> str:
-    """A plain <table>: numbers right-aligned by the stylesheet (class "num"), text escaped."""
+def table(header: Sequence[str] | None, rows: Sequence[Sequence[Cell]], css: str = "") -> str:
+    """A plain <table> (no header row when `header` is None): numbers right-aligned by the stylesheet
+    (class "num"), text escaped."""
 
     def cell(tag: str, value: Cell) -> str:
         cls = ""
@@ -25,10 +26,10 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Cell]], css: str = "") 
         attr = f' class="{cls}"' if cls else ""
         return f"<{tag}{attr}>{html.escape(str(value))}</{tag}>"
 
-    head = "<tr>" + "".join(cell("th", h) for h in header) + "</tr>"
+    head = "" if header is None else "<thead><tr>" + "".join(cell("th", h) for h in header) + "</tr></thead>"
     body = "".join("<tr>" + "".join(cell("td", v) for v in row) + "</tr>" for row in rows)
     cls = f' class="{css}"' if css else ""
-    return f"<table{cls}><thead>{head}</thead><tbody>{body}</tbody></table>"
+    return f"<table{cls}>{head}<tbody>{body}</tbody></table>"
 
 
 def pct(value: float | None, digits: int = 1) -> Cell:

@@ -49,14 +49,27 @@ def require_matplotlib() -> Any:
     return _plt
 
 
-def to_img(fig: Any, alt: str, css_class: str = "fig") -> str:
-    """Close `fig` and return it as an inline SVG <img> (a data URI keeps each figure's ids apart)."""
+def to_img(fig: Any, alt: str, css_class: str = "fig", png: bool = False) -> str:
+    """Close `fig` and return it as an inline <img>: SVG (a data URI keeps each figure's ids apart),
+    or a palette PNG at twice the screen resolution for figures of thousands of markers (smaller)."""
     plt = require_matplotlib()
     buf = io.BytesIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    if png:
+        from PIL import Image  # matplotlib's own dependency
+
+        raw = io.BytesIO()
+        fig.savefig(raw, format="png", dpi=200, bbox_inches="tight", metadata={"Software": None})
+        # a 32-colour palette: a figure has a handful of colours and their antialiased edges; ~8x smaller
+        image = Image.open(raw).convert("RGB").quantize(colors=32, method=Image.Quantize.MEDIANCUT)
+        image.save(buf, format="PNG", optimize=True)
+    else:
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    width_px = int(round(fig.get_size_inches()[0] * 100))
     plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img class="{css_class}" alt="{html.escape(alt)}" src="data:image/svg+xml;base64,{data}">'
+    kind = "png" if png else "svg+xml"
+    size = f' style="width:{width_px}px"' if png else ""
+    return f'<img class="{css_class}"{size} alt="{html.escape(alt)}" src="data:image/{kind};base64,{data}">'
 
 
 def class_balance(labels: list[str], counts: np.ndarray) -> str:
@@ -181,20 +194,27 @@ def confusion_matrices(matrices: dict[str, np.ndarray], labels: list[str]) -> st
 
 
 def regression_plots(y: np.ndarray, predictions: dict[str, np.ndarray], target: str) -> str:
-    """Predicted against true (the diagonal is perfect) and the residuals against true."""
+    """Predicted against true (the diagonal is perfect) and the residuals against true. The board
+    computes the integer model exactly, so its points are drawn only where they differ from it."""
     plt = require_matplotlib()
     fig, (ax_p, ax_r) = plt.subplots(1, 2, figsize=(9.0, 3.6))
     lo, hi = float(np.min(y)), float(np.max(y))
-    markers = {"float": "o", "integer": "x", "board": "+"}
+    styles = {
+        "float": {"s": 22, "marker": "o", "facecolors": "none", "edgecolors": COLORS["float"], "lw": 0.7},
+        "integer": {"s": 10, "marker": "x", "color": COLORS["integer"], "lw": 0.8},
+        "board": {"s": 40, "marker": "+", "color": COLORS["board"], "lw": 1.0},
+    }
     for name, pred in predictions.items():
         ok = np.isfinite(pred)
-        kw = {"s": 12, "marker": markers.get(name, "o"), "color": COLORS.get(name), "label": name, "lw": 0.8}
-        if kw["marker"] == "o":
-            kw.update(facecolors="none", edgecolors=COLORS.get(name))
-            kw.pop("color")
-        ax_p.scatter(y[ok], pred[ok], **kw)
-        ax_r.scatter(y[ok], pred[ok] - y[ok], **kw)
-        lo, hi = min(lo, float(np.min(pred[ok], initial=lo))), max(hi, float(np.max(pred[ok], initial=hi)))
+        label = name
+        if name == "board" and "integer" in predictions:
+            ok &= ~np.isclose(pred, predictions["integer"], rtol=0, atol=1e-9 * max(1.0, abs(hi)))
+            label = f"board, where it differs from integer ({int(ok.sum())} rows)"
+        style = styles.get(name, {"s": 10})
+        ax_p.scatter(y[ok], pred[ok], label=label, **style)
+        ax_r.scatter(y[ok], pred[ok] - y[ok], **style)
+        if ok.any():
+            lo, hi = min(lo, float(np.min(pred[ok]))), max(hi, float(np.max(pred[ok])))
     ax_p.plot([lo, hi], [lo, hi], color="#555", lw=0.8)
     ax_p.set_xlabel(f"true {target}")
     ax_p.set_ylabel(f"predicted {target}")
@@ -205,7 +225,7 @@ def regression_plots(y: np.ndarray, predictions: dict[str, np.ndarray], target: 
     ax_r.set_title("residuals")
     ax_p.legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    return to_img(fig, "predicted vs true and residual plots")
+    return to_img(fig, "predicted vs true and residual plots", png=True)
 
 
 def layer_histograms(rows: list[tuple[str, np.ndarray | None, np.ndarray, tuple[int, int]]]) -> str:
@@ -226,10 +246,20 @@ def layer_histograms(rows: list[tuple[str, np.ndarray | None, np.ndarray, tuple[
                 color="#666",
             )
         else:
-            ax_w.hist(np.asarray(weights).ravel(), bins=np.arange(-128, 129, 4), color="#7f7f7f")
+            ax_w.hist(
+                np.asarray(weights).ravel(),
+                bins=np.arange(-128, 129, 4),
+                color="#7f7f7f",
+                histtype="stepfilled",
+            )
             ax_w.set_xlim(-130, 130)
             ax_w.set_title(f"{name}: int8 weights", fontsize=8, loc="left")
-        ax_a.hist(np.asarray(codes).ravel(), bins=np.arange(cmin, cmax + 2, 4), color="#d62728")
+        ax_a.hist(
+            np.asarray(codes).ravel(),
+            bins=np.arange(cmin, cmax + 2, 4),
+            color="#d62728",
+            histtype="stepfilled",
+        )
         ax_a.set_xlim(cmin - 2, cmax + 3)
         ax_a.set_yscale("log")
         ax_a.set_title(f"{name}: activation codes on DATA (log count)", fontsize=8, loc="left")
@@ -242,7 +272,7 @@ def layer_histograms(rows: list[tuple[str, np.ndarray | None, np.ndarray, tuple[
 def latency_histogram(latency_us: np.ndarray) -> str:
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(5.0, 2.2))
-    ax.hist(latency_us, bins=40, color=COLORS["board"])
+    ax.hist(latency_us, bins=40, color=COLORS["board"], histtype="stepfilled")
     for q, ls in ((50, "-"), (95, "--")):
         ax.axvline(np.percentile(latency_us, q), color="black", lw=0.8, ls=ls, label=f"p{q}")
     ax.set_xlabel("inference time on the board (us)")

@@ -113,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"edgenn quantize: warning: {warning}", file=sys.stderr)
     _print_human(result)
-    print(f"  per layer, integer vs float activations on the {result['n']} rows:")
+    rows = (
+        f"{result['n']} held-out test rows" if result["evaluated_on"] == "test" else f"all {result['n']} rows"
+    )
+    print(f"  per layer, integer vs float activations on the {rows} (SNR; values clipped at a range end):")
     print("\n".join(layer_error_lines(layers)))
     return 0
 

@@ -1,0 +1,130 @@
+"""rv32imc machine code (ESP32-C3, C6) under PyPI `unicorn` (RV32), in-process, counted exactly.
+
+The memory of `memory.place_program` is mapped as one RWX region; each call sets the standard RISC-V
+calling convention by hand (a0..a3 = fun_obj, n_args, n_kw = 0, args; ra = a return address that stops
+the emulator; sp = a fresh stack) and runs until the function returns there. mp_fun_table's conversion
+entries point to `c.jr ra` (identity: a0 in, a0 out); every other entry to its own `ebreak`, which stops
+the run with an error naming the entry.
+
+Counting: a block hook restricted to the function's code; unicorn reports each executed block's start
+and byte size, and the block is split into 16-bit (compressed) and 32-bit instructions by the RISC-V
+length rule (low two bits 11 = 32-bit). Tests check this against a per-instruction hook.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from edgenn.machinecode.memory import (
+    FUN_TABLE_SIZE,
+    JOB_WORDS,
+    NATIVE_FROM_OBJ,
+    NATIVE_TO_OBJ,
+    Call,
+    Layout,
+    MachineCodeError,
+    Result,
+    place_program,
+    read_back,
+)
+from edgenn.machinecode.mpy import Mpy
+
+BASE = 0x0001_0000
+STACK_TOP = 0x7FF0_0000
+STACK_SIZE = 0x10_0000
+C_JR_RA = struct.pack("<H", 0x8082)
+EBREAK = struct.pack("<I", 0x0010_0073)
+MAX_INSTRUCTIONS = 2_000_000_000  # per call; a kernel that loops forever fails instead of hanging
+
+
+def available() -> bool:
+    try:
+        import unicorn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _instruction_count(code: bytes, start: int, addr: int, size: int) -> int:
+    off = addr - start
+    end = off + size
+    n = 0
+    while off < end:
+        off += 4 if code[off] & 3 == 3 else 2
+        n += 1
+    return n
+
+
+def run(
+    module: Mpy, functions: list[str], buffers: list[bytes], calls: list[Call], count: bool = True
+) -> Result:
+    try:
+        from unicorn import UC_ARCH_RISCV, UC_HOOK_BLOCK, UC_MODE_RISCV32, Uc, UcError
+        from unicorn import riscv_const as rc
+    except ImportError as exc:
+        raise MachineCodeError("PyPI unicorn is not installed (pip install unicorn)") from exc
+    layout = Layout(BASE)
+    identity = layout.alloc(C_JR_RA)
+    stubs = []
+    for i in range(FUN_TABLE_SIZE):
+        stubs.append(identity if i in (NATIVE_FROM_OBJ, NATIVE_TO_OBJ) else layout.alloc(EBREAK))
+    trap_index = {addr: i for i, addr in enumerate(stubs)}
+    returned = layout.alloc(EBREAK)  # ra: the emulator stops when the function returns here
+    placed = place_program(layout, module, functions, stubs, buffers, calls)
+    image = bytes(layout.image)
+    size = (len(image) + 0xFFF) & ~0xFFF
+    uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV32)
+    uc.mem_map(BASE, size)
+    uc.mem_write(BASE, image)
+    uc.mem_map(STACK_TOP - STACK_SIZE, STACK_SIZE)
+
+    counts = [0]
+    hooks = []
+    lengths: dict[tuple[int, int], int] = {}
+    if count:
+        for start, end in placed.functions.values():
+            code = image[start - BASE : end - BASE]
+
+            def on_block(uc, addr, size, user, code=code, start=start):
+                key = (addr, size)
+                n = lengths.get(key)
+                if n is None:
+                    n = lengths[key] = _instruction_count(code, start, addr, size)
+                counts[0] += n
+
+            hooks.append(uc.hook_add(UC_HOOK_BLOCK, on_block, begin=start, end=end - 1))
+
+    returns, instructions = [], []
+    for i, call in enumerate(calls):
+        job = placed.jobs + JOB_WORDS * 4 * i
+        func = placed.functions[call.function][0]
+        for reg, value in (
+            (rc.UC_RISCV_REG_A0, placed.fun_obj),
+            (rc.UC_RISCV_REG_A1, len(call.args)),
+            (rc.UC_RISCV_REG_A2, 0),
+            (rc.UC_RISCV_REG_A3, job + 8),
+            (rc.UC_RISCV_REG_RA, returned),
+            (rc.UC_RISCV_REG_SP, STACK_TOP - 64),
+        ):
+            uc.reg_write(reg, value)
+        counts[0] = 0
+        try:
+            uc.emu_start(func, returned, count=MAX_INSTRUCTIONS)
+        except UcError as exc:
+            pc = uc.reg_read(rc.UC_RISCV_REG_PC)
+            if pc in trap_index:
+                raise MachineCodeError(
+                    f"the machine code called mp_fun_table[{trap_index[pc]}], which the harness does not "
+                    "provide (only argument conversion and the return value are stubbed)"
+                ) from exc
+            raise MachineCodeError(f"rv32 emulation failed at pc 0x{pc:08x}: {exc}") from exc
+        pc = uc.reg_read(rc.UC_RISCV_REG_PC)
+        if pc != returned:
+            raise MachineCodeError(f"{call.function} did not return within {MAX_INSTRUCTIONS} instructions")
+        a0 = uc.reg_read(rc.UC_RISCV_REG_A0)
+        uc.mem_write(job + 24, struct.pack("<I", a0 & 0xFFFFFFFF))
+        returns.append(a0 & 0xFFFFFFFF)
+        instructions.append(counts[0])
+    data = bytes(uc.mem_read(placed.data_start, BASE + len(image) - placed.data_start))
+    buffers_out, _ = read_back(placed, data, [len(b) for b in buffers])
+    return Result(buffers_out, returns, instructions, [0] * len(calls))

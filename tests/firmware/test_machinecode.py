@@ -6,6 +6,7 @@ must equal one-instruction-at-a-time counts."""
 
 from __future__ import annotations
 
+import json
 import struct
 import subprocess
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from mpy_helpers import FIRMWARE
 
 from edgenn import golden, zoo
-from edgenn.machinecode import kernels, mpy, rv32, xtensa
+from edgenn.machinecode import estimate, kernels, mpy, rv32, xtensa
 from edgenn.machinecode.memory import Call, MachineCodeError
 
 ARCHES = list(kernels.ARCHES)
@@ -208,7 +209,10 @@ def test_rv32_block_counts_equal_per_instruction_counts(monkeypatch):
 
     monkeypatch.setattr(Uc, "hook_add", both_hooks)
     run = kernels.run_layers("rv32imc", viper_mpy, [kernels.quant_layer_job(layer, rows)])[0]
-    assert per_instruction[0] == run.prepare_instructions + sum(run.instructions)
+    stubs = sum(run.other_instructions)  # the identity stub (c.jr ra) per argument conversion
+    assert stubs == 4 * len(rows)
+    prepare_stubs = 3  # prepare converts two arguments and its int return value
+    assert per_instruction[0] == run.prepare_instructions + sum(run.instructions) + stubs + prepare_stubs
     assert all(n > 100 for n in run.instructions)
 
 
@@ -240,3 +244,56 @@ def test_prepare_rejections_come_back_as_on_the_board(arch, viper_mpy):
     with pytest.raises(MachineCodeError, match="neuron 2, problem 2"):
         kernels.run_layers(arch, viper_mpy, [(bytes(bad_shift), header, xs)])
     assert struct.unpack("<4i", header)[:3] == (37, 5, 0)
+
+
+def test_a_kernel_without_prepare_gets_the_host_preparation(arch, monkeypatch, zoo_models):
+    """The registry contract other kernels (e.g. inline assembler) use: no `prepare`, same bytes."""
+    kernel = kernels.Kernel("no-prepare", {arch: "edgenn_viper.py"}, prepare=None)
+    monkeypatch.setitem(kernels.KERNELS, kernel.name, kernel)
+    code = kernels.kernel_mpy(kernels.get_kernel("no-prepare"), arch)
+    model = zoo_models["mixed_3"]
+    jobs, want, where = layer_jobs({"mixed_3": model}, zoo_rows)
+    runs = kernels.run_layers(arch, code, jobs, kernel=kernel)
+    assert mismatches(runs, want, where) == {}
+    assert all(r.prepare_instructions == 0 for r in runs)
+
+
+def test_edgenn_estimate_json(arch, tmp_path, capsys):
+    from edgenn import modelfile
+    from edgenn.cli import main
+
+    board = {"xtensawin": "esp32", "rv32imc": "esp32c3"}[arch]
+    model = zoo.random_model(np.random.default_rng(7), 64, [32], ["relu"], 10, "classify")
+    path = tmp_path / "m.enn"
+    modelfile.save(model, path)
+    assert main(["estimate", str(path), "--board", board, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["arch"] == arch and out["kernel"] == "viper" and out["board"] == board
+    assert out["macs"] == 64 * 32 + 32 * 10
+    assert out["kernel_instructions"] == sum(layer["kernel_instructions"] for layer in out["layers"])
+    assert out["instructions"] >= out["kernel_instructions"]
+    assert sum(out["instruction_classes"].values()) == pytest.approx(out["kernel_instructions"], abs=8)
+    assert 8 < out["instructions_per_mac"] < 30
+    assert out["us"] == pytest.approx(out["cycles"] / out["clock_mhz"], abs=0.1) and out["us_is_estimate"]
+    # the same count as running the layers directly on the same rows
+    rows = estimate.input_rows(model)
+    outs = golden.forward_layers_q(model, rows)
+    code = kernels.kernel_mpy(kernels.get_kernel("viper"), arch)
+    runs = kernels.run_layers(arch, code, [kernels.quant_layer_job(model.layers[0], rows)])
+    assert round(sum(runs[0].instructions) / len(rows)) == out["layers"][0]["kernel_instructions"]
+    assert outs[0].shape == (len(rows), 32)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [(["--board", "esp32"], "no such file"), (["--board", "virtual"], "invalid choice")],
+)
+def test_edgenn_estimate_user_errors(argv, fragment, tmp_path, capsys):
+    from edgenn.cli import main
+
+    try:
+        code = main(["estimate", str(tmp_path / "missing.enn"), *argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    assert code == 2
+    assert fragment in capsys.readouterr().err

@@ -150,6 +150,8 @@ class LayerRun:
     outputs: list[bytes]  # one per input row
     instructions: list[int]  # kernel instructions per row
     prepare_instructions: int  # 0 when the host prepared the blob
+    other_instructions: list[int]  # per row, in the stubs standing in for MicroPython's conversions
+    classes: list[dict[str, int]]  # per row, the kernel's instructions by class (empty if not counted)
 
 
 def run_layers(
@@ -195,6 +197,8 @@ def run_layers(
                 outputs=[result.buffers[o] for _, o in outs],
                 instructions=[result.instructions[c] for c, _ in outs],
                 prepare_instructions=result.instructions[prep] if prep is not None else 0,
+                other_instructions=[result.other_instructions[c] for c, _ in outs],
+                classes=[result.classes[c] for c, _ in outs] if result.classes else [],
             )
         )
     return runs

@@ -51,7 +51,8 @@ class Result:
     buffers: list[bytes]  # every buffer after all calls
     returns: list[int]  # each call's raw return word (None comes back as CONST_NONE)
     instructions: list[int]  # instructions executed inside the function's own code, per call
-    other_instructions: list[int] = field(default_factory=list)  # in stubs/driver, per call (0 if unknown)
+    other_instructions: list[int] = field(default_factory=list)  # in the mp_fun_table stubs, per call
+    classes: list[dict[str, int]] = field(default_factory=list)  # the function's instructions by class
 
 
 class Layout:

@@ -8,13 +8,15 @@ the run with an error naming the entry.
 
 Counting: a block hook restricted to the function's code; unicorn reports each executed block's start
 and byte size, and the block is split into 16-bit (compressed) and 32-bit instructions by the RISC-V
-length rule (low two bits 11 = 32-bit). Tests check this against a per-instruction hook.
+length rule (low two bits 11 = 32-bit) and classed by opcode. Tests check the count against a
+per-instruction hook.
 """
 
 from __future__ import annotations
 
 import struct
 
+from edgenn.machinecode.counting import Block, Tally, summarise
 from edgenn.machinecode.memory import (
     FUN_TABLE_SIZE,
     JOB_WORDS,
@@ -45,14 +47,46 @@ def available() -> bool:
     return True
 
 
-def _instruction_count(code: bytes, start: int, addr: int, size: int) -> int:
+def instruction_class(code: bytes, off: int) -> tuple[str, int]:
+    """The cycle-model class of the RISC-V instruction at code[off], and its length in bytes."""
+    half = code[off] | (code[off + 1] << 8)
+    if half & 3 == 3:
+        word = half | (code[off + 2] << 16) | (code[off + 3] << 24)
+        opcode = word & 0x7F
+        if opcode == 0x03:
+            return "load", 4
+        if opcode == 0x23:
+            return "store", 4
+        if opcode == 0x63:
+            return "branch", 4
+        if opcode in (0x6F, 0x67):
+            return "jump", 4
+        if opcode == 0x33 and word >> 25 == 1:
+            return "mul", 4  # M extension (mul, div and remainder alike)
+        return "alu", 4
+    quadrant, funct3 = half & 3, half >> 13
+    if quadrant == 0:
+        return {2: "load", 6: "store"}.get(funct3, "alu"), 2
+    if quadrant == 1:
+        return {1: "jump", 5: "jump", 6: "branch", 7: "branch"}.get(funct3, "alu"), 2
+    if funct3 == 2:
+        return "load", 2  # c.lwsp
+    if funct3 == 6:
+        return "store", 2  # c.swsp
+    if funct3 == 4 and (half >> 2) & 0x1F == 0 and (half >> 7) & 0x1F:
+        return "jump", 2  # c.jr / c.jalr
+    return "alu", 2
+
+
+def _block(code: bytes, start: int, addr: int, size: int) -> Block:
     off = addr - start
     end = off + size
-    n = 0
+    kinds = []
     while off < end:
-        off += 4 if code[off] & 3 == 3 else 2
-        n += 1
-    return n
+        kind, length = instruction_class(code, off)
+        kinds.append(kind)
+        off += length
+    return summarise(kinds, addr + size)
 
 
 def run(
@@ -78,23 +112,31 @@ def run(
     uc.mem_write(BASE, image)
     uc.mem_map(STACK_TOP - STACK_SIZE, STACK_SIZE)
 
-    counts = [0]
-    hooks = []
-    lengths: dict[tuple[int, int], int] = {}
+    blocks: dict[int, Block] = {}
+    state: dict = {"tally": Tally(), "previous": None}
     if count:
         for start, end in placed.functions.values():
             code = image[start - BASE : end - BASE]
 
             def on_block(uc, addr, size, user, code=code, start=start):
-                key = (addr, size)
-                n = lengths.get(key)
-                if n is None:
-                    n = lengths[key] = _instruction_count(code, start, addr, size)
-                counts[0] += n
+                block = blocks.get(addr)
+                if block is None:
+                    block = blocks[addr] = _block(code, start, addr, size)
+                tally = state["tally"]
+                previous = state["previous"]
+                if previous is not None and blocks[previous].branch_end not in (None, addr):
+                    tally.taken[previous] += 1
+                tally.runs[addr] += 1
+                state["previous"] = addr
 
-            hooks.append(uc.hook_add(UC_HOOK_BLOCK, on_block, begin=start, end=end - 1))
+            uc.hook_add(UC_HOOK_BLOCK, on_block, begin=start, end=end - 1)
 
-    returns, instructions = [], []
+        def on_stub(uc, addr, size, user):
+            state["stub"] += 1  # the identity stub is one instruction (c.jr ra)
+
+        uc.hook_add(UC_HOOK_BLOCK, on_stub, begin=identity, end=identity + 1)
+
+    returns, tallies, stubs_run = [], [], []
     for i, call in enumerate(calls):
         job = placed.jobs + JOB_WORDS * 4 * i
         func = placed.functions[call.function][0]
@@ -107,7 +149,7 @@ def run(
             (rc.UC_RISCV_REG_SP, STACK_TOP - 64),
         ):
             uc.reg_write(reg, value)
-        counts[0] = 0
+        state["tally"], state["previous"], state["stub"] = Tally(), None, 0
         try:
             uc.emu_start(func, returned, count=MAX_INSTRUCTIONS)
         except UcError as exc:
@@ -124,7 +166,14 @@ def run(
         a0 = uc.reg_read(rc.UC_RISCV_REG_A0)
         uc.mem_write(job + 24, struct.pack("<I", a0 & 0xFFFFFFFF))
         returns.append(a0 & 0xFFFFFFFF)
-        instructions.append(counts[0])
+        tallies.append(state["tally"])
+        stubs_run.append(state.get("stub", 0))
     data = bytes(uc.mem_read(placed.data_start, BASE + len(image) - placed.data_start))
     buffers_out, _ = read_back(placed, data, [len(b) for b in buffers])
-    return Result(buffers_out, returns, instructions, [0] * len(calls))
+    return Result(
+        buffers_out,
+        returns,
+        [t.instructions(blocks) for t in tallies],
+        stubs_run,
+        [t.classes(blocks) for t in tallies] if count else [],
+    )

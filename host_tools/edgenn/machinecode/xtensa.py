@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from edgenn.machinecode.counting import Block, Tally, summarise
 from edgenn.machinecode.memory import (
     FUN_TABLE_SIZE,
     NATIVE_FROM_OBJ,
@@ -189,42 +190,88 @@ def build(module: Mpy, functions: list[str], buffers: list[bytes], calls: list[C
 _TRACE = re.compile(rb"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/", re.M)
 
 
-def count_log(log: bytes, loop: int, functions: dict[str, tuple[int, int]], n_jobs: int) -> tuple[list, list]:
-    """Per job: instructions inside the called functions' code, and elsewhere (stubs, driver excluded)."""
-    lengths: dict[int, int] = {}
-    inside = [0] * n_jobs
-    outside = [0] * n_jobs
+_LOADS = {"l8ui", "l16ui", "l16si", "l32i", "l32r", "l32ai"}
+_STORES = {"s8i", "s16i", "s32i", "s32ri"}
+_JUMPS = {"j", "jx", "call0", "call4", "call8", "call12", "callx0", "callx4", "callx8", "callx12"}
+_JUMPS |= {"ret", "retw", "syscall"}
+
+
+def instruction_class(mnemonic: str) -> str:
+    """The cycle-model class of an xtensa instruction, by its mnemonic as qemu prints it."""
+    m = mnemonic.removesuffix(".n")
+    if m in _LOADS:
+        return "load"
+    if m in _STORES:
+        return "store"
+    if m.startswith(("mul", "mula", "muls")):
+        return "mul"
+    if m in _JUMPS:
+        return "jump"
+    if m.startswith("b") and m not in ("break",):
+        return "branch"
+    return "alu"  # incl. entry, loop setup, moves, shifts, adds
+
+
+def _block(lines: list[bytes]) -> tuple[int, Block]:
+    kinds = []
+    first = last = 0
+    last_mnemonic = ""
+    for k, line in enumerate(lines):
+        addr_text, _, rest = line.partition(b":")
+        addr = int(addr_text, 16)
+        if k == 0:
+            first = addr
+        last = addr
+        last_mnemonic = rest.split()[0].decode()
+        kinds.append(instruction_class(last_mnemonic))
+    fallthrough = last + (2 if last_mnemonic.endswith(".n") else 3)
+    return first, summarise(kinds, fallthrough)
+
+
+def count_log(
+    log: bytes, loop: int, functions: dict[str, tuple[int, int]], n_jobs: int
+) -> tuple[list[Tally], list[Tally], dict[int, Block]]:
+    """Per job: block executions inside the called functions' code, and in the stubs (driver excluded)."""
+    blocks: dict[int, Block] = {}
+    inside = [Tally() for _ in range(n_jobs)]
+    outside = [Tally() for _ in range(n_jobs)]
     ranges = list(functions.values())
     job = -1
+    previous: Block | None = None
+    previous_pc = 0
+    tally: Tally | None = None
     lines = log.split(b"\n")
-    i = 0
-    n = len(lines)
+    i, n = 0, len(lines)
     while i < n:
         line = lines[i]
         if line.startswith(b"IN:"):
-            i += 1
-            first = None
-            count = 0
-            while i < n and lines[i].startswith(b"0x"):
-                if first is None:
-                    first = int(lines[i][2:10], 16)
-                count += 1
-                i += 1
-            if first is not None:
-                lengths[first] = count
+            j = i + 1
+            while j < n and lines[j].startswith(b"0x"):
+                j += 1
+            if j > i + 1:
+                pc, block = _block(lines[i + 1 : j])
+                blocks[pc] = block
+            i = j
             continue
         if line.startswith(b"Trace"):
-            m = _TRACE.match(line)
-            pc = int(m.group(1), 16)
+            pc = int(_TRACE.match(line).group(1), 16)
+            if previous is not None and previous.branch_end is not None and pc != previous.branch_end:
+                tally.taken[previous_pc] += 1
+            previous = None
             if pc == loop:
                 job += 1
             elif 0 <= job < n_jobs:
                 if any(a <= pc < b for a, b in ranges):
-                    inside[job] += lengths[pc]
+                    tally = inside[job]
                 elif pc < loop:  # stubs sit below the driver
-                    outside[job] += lengths[pc]
+                    tally = outside[job]
+                else:
+                    tally = None
+                if tally is not None:
+                    tally.runs[pc] += 1
+                    previous, previous_pc = blocks[pc], pc
         i += 1
-    return inside, outside
+    return inside, outside, blocks
 
 
 def run(
@@ -255,7 +302,10 @@ def run(
             )
         placed = info["placed"]
         buffers_out, returns = read_back(placed, proc.stdout, [len(b) for b in buffers])
-        inside = outside = [0] * len(calls)
+        result = Result(buffers_out, returns, [0] * len(calls), [0] * len(calls))
         if count:
-            inside, outside = count_log(log.read_bytes(), info["loop"], placed.functions, len(calls))
-    return Result(buffers_out, returns, inside, outside)
+            inside, outside, blocks = count_log(log.read_bytes(), info["loop"], placed.functions, len(calls))
+            result.instructions = [t.instructions(blocks) for t in inside]
+            result.other_instructions = [t.instructions(blocks) for t in outside]
+            result.classes = [t.classes(blocks) for t in inside]
+    return result

@@ -40,6 +40,10 @@ class Call:
 
     function: str
     args: list[int]
+    # True: pass each buffer as MicroPython passes a bytearray/array to viper-kind code that reads the
+    # object itself (the inline-assembler kernels): a pointer to an mp_obj_array_t whose word 3 is the
+    # data address. False: the "objects" are the buffer addresses (native_from_obj is an identity stub).
+    objects: bool = False
 
 
 @dataclass
@@ -113,7 +117,8 @@ def place_program(
     for i, value in enumerate((CONST_NONE, CONST_FALSE, CONST_TRUE)):
         layout.put_word(fun_table + 4 * i, value)
     obj_table = layout.alloc(4 * max(1, len(module.objects)))
-    layout.put_word(obj_table + 4 * module.fun_table_index, fun_table)
+    if "<mp_fun_table>" in module.objects:  # inline-assembler modules reach no mp_fun_table
+        layout.put_word(obj_table + 4 * module.fun_table_index, fun_table)
     qstr_table = layout.alloc(2 * max(2, len(module.qstrs)))
     context = layout.alloc(struct.pack("<4I", 0, 0, qstr_table, obj_table))
     fun_obj = layout.alloc(struct.pack("<4I", 0, context, 0, 0))
@@ -136,7 +141,10 @@ def place_program(
         layout.put_word(job, placed_functions[call.function][0])
         layout.put_word(job + 4, len(call.args))
         for k, b in enumerate(call.args):
-            layout.put_word(job + 8 + 4 * k, addrs[b])
+            arg = addrs[b]
+            if call.objects:
+                arg = layout.alloc(struct.pack("<4I", 0, 0, len(buffers[b]), arg), align=16)
+            layout.put_word(job + 8 + 4 * k, arg)
     layout.alloc(b"", align=16)
     return Placed(fun_obj, placed_functions, addrs, jobs, data_start, len(calls))
 

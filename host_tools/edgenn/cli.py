@@ -33,7 +33,6 @@ COMMAND_MODULES = [
     "predict",
     "eval_device",
     "monitor",
-    "report",
 ]
 
 EXIT_USER_ERROR = 2

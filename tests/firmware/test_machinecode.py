@@ -20,8 +20,8 @@ from edgenn.machinecode import estimate, kernels, mpy, rv32, xtensa
 from edgenn.machinecode.memory import Call, MachineCodeError
 
 ARCHES = list(kernels.ARCHES)
-RANDOM_ROWS = 24  # per model, beside the edge rows (all 0, all 255, real 0, alternating, some one-hots)
-ONE_HOTS = 8
+RANDOM_ROWS = 32  # per model, beside the edge rows (all 0, all 255, real 0, alternating, some one-hots)
+ONE_HOTS = 12
 
 
 def need_emulator(arch: str) -> None:
@@ -92,7 +92,13 @@ def test_mpy_reader_finds_the_kernels(arch, viper_mpy):
         mpy.read((FIRMWARE / "edgenn_viper.py").read_bytes())
 
 
-def test_viper_machine_code_is_bit_exact_on_the_zoo(arch, viper_mpy, zoo_models):
+@pytest.mark.parametrize("kernel_name", sorted(kernels.KERNELS))
+def test_machine_code_is_bit_exact_on_the_zoo(arch, kernel_name, zoo_models):
+    """Every registered kernel (viper, and any other registered in edgenn.machinecode.kernels)."""
+    kernel = kernels.get_kernel(kernel_name)
+    if arch not in kernel.sources:
+        pytest.skip(f"kernel {kernel_name} has no {arch} source")
+    code = kernels.kernel_mpy(kernel, arch)
     jobs, want, where = layer_jobs(zoo_models, zoo_rows)
     assert len(jobs) >= 100 and {layer.activation for m in zoo_models.values() for layer in m.layers} == {
         "identity",
@@ -100,7 +106,7 @@ def test_viper_machine_code_is_bit_exact_on_the_zoo(arch, viper_mpy, zoo_models)
         "sigmoid",
         "tanh",
     }
-    runs = kernels.run_layers(arch, viper_mpy, jobs, count=False)
+    runs = kernels.run_layers(arch, code, jobs, kernel=kernel, count=False)
     assert mismatches(runs, want, where) == {}
     assert sum(len(r.outputs) for r in runs) == sum(len(j[2]) for j in jobs)
 
@@ -132,7 +138,7 @@ def test_an_off_by_one_in_the_rounding_is_caught(arch, zoo_models, tmp_path):
     broken = tmp_path / "edgenn_viper.py"
     broken.write_text(source.replace(exact, "+ (1 << (t - 16)) + 1) >> (t - 15)"))
     broken_mpy = kernels.compile_source(broken, arch)
-    jobs, want, where = layer_jobs(zoo_models, zoo_rows)
+    jobs, want, where = layer_jobs(zoo_models, lambda model: zoo_rows(model)[:12])
     bad = mismatches(kernels.run_layers(arch, broken_mpy, jobs, count=False), want, where)
     assert sum(bad.values()) > 0, "the machine-code check did not notice a rounding error"
 

@@ -303,3 +303,40 @@ def test_edgenn_estimate_user_errors(argv, fragment, tmp_path, capsys):
         code = exc.code
     assert code == 2
     assert fragment in capsys.readouterr().err
+
+
+ASM_SOURCES = {
+    "xtensawin": """import micropython
+
+
+@micropython.asm_xtensa
+def bump(a2, a3):
+    l8ui(a4, a2, 0)
+    addi(a4, a4, 1)
+    s8i(a4, a3, 0)
+    mov(a2, a4)
+""",
+    "rv32imc": """import micropython
+
+
+@micropython.asm_rv32
+def bump(a0, a1):
+    lbu(a2, 0(a0))
+    addi(a2, a2, 1)
+    sb(a2, 0(a1))
+    mv(a0, a2)
+""",
+}
+
+
+def test_inline_assembler_functions_run_with_their_calling_convention(arch, tmp_path):
+    """@micropython.asm_* code is called like C with converted arguments (no function object)."""
+    src = tmp_path / "bump.py"
+    src.write_text(ASM_SOURCES[arch])
+    code = kernels.compile_source(src, arch)
+    assert mpy.read(code).function("bump").kind == "asm"
+    result = kernels.run_calls(arch, code, ["bump"], [b"\x29", b"\x00"], [Call("bump", [0, 1])] * 2)
+    assert result.buffers[1] == b"\x2a" and result.returns == [42, 42]
+    body = {"xtensawin": 4, "rv32imc": 4}[arch]  # the four instructions written, plus prologue/return
+    assert all(n > body for n in result.instructions)
+    assert result.classes[0]["load"] >= 1 and result.classes[0]["store"] >= 1

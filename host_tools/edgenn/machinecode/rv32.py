@@ -19,6 +19,8 @@ import struct
 from edgenn.machinecode.counting import Block, Tally, summarise
 from edgenn.machinecode.memory import (
     FUN_TABLE_SIZE,
+    JOB_REGS,
+    JOB_RET,
     JOB_WORDS,
     NATIVE_FROM_OBJ,
     NATIVE_TO_OBJ,
@@ -137,19 +139,16 @@ def run(
 
         uc.hook_add(UC_HOOK_BLOCK, on_stub, begin=identity, end=identity + 1)
 
+    arg_regs = (rc.UC_RISCV_REG_A0, rc.UC_RISCV_REG_A1, rc.UC_RISCV_REG_A2, rc.UC_RISCV_REG_A3)
     returns, tallies, stubs_run = [], [], []
     for i, call in enumerate(calls):
         job = placed.jobs + JOB_WORDS * 4 * i
         func = placed.functions[call.function][0]
-        for reg, value in (
-            (rc.UC_RISCV_REG_A0, placed.fun_obj),
-            (rc.UC_RISCV_REG_A1, len(call.args)),
-            (rc.UC_RISCV_REG_A2, 0),
-            (rc.UC_RISCV_REG_A3, job + 8),
-            (rc.UC_RISCV_REG_RA, returned),
-            (rc.UC_RISCV_REG_SP, STACK_TOP - 64),
-        ):
+        regs = struct.unpack_from("<4I", image, job - BASE + JOB_REGS)
+        for reg, value in zip(arg_regs, regs):
             uc.reg_write(reg, value)
+        uc.reg_write(rc.UC_RISCV_REG_RA, returned)
+        uc.reg_write(rc.UC_RISCV_REG_SP, STACK_TOP - 64)
         state["tally"], state["previous"], state["stub"] = Tally(), None, 0
         try:
             uc.emu_start(func, returned, timeout=TIMEOUT_US)
@@ -165,7 +164,7 @@ def run(
         if pc != returned:
             raise MachineCodeError(f"{call.function} did not return within {TIMEOUT_US // 1_000_000} s")
         a0 = uc.reg_read(rc.UC_RISCV_REG_A0)
-        uc.mem_write(job + 24, struct.pack("<I", a0 & 0xFFFFFFFF))
+        uc.mem_write(job + JOB_RET, struct.pack("<I", a0 & 0xFFFFFFFF))
         returns.append(a0 & 0xFFFFFFFF)
         tallies.append(state["tally"])
         stubs_run.append(state.get("stub", 0))

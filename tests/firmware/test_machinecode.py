@@ -337,6 +337,5 @@ def test_inline_assembler_functions_run_with_their_calling_convention(arch, tmp_
     assert mpy.read(code).function("bump").kind == "asm"
     result = kernels.run_calls(arch, code, ["bump"], [b"\x29", b"\x00"], [Call("bump", [0, 1])] * 2)
     assert result.buffers[1] == b"\x2a" and result.returns == [42, 42]
-    body = {"xtensawin": 4, "rv32imc": 4}[arch]  # the four instructions written, plus prologue/return
-    assert all(n > body for n in result.instructions)
+    assert all(n > 4 for n in result.instructions)  # the four instructions written, prologue, return
     assert result.classes[0]["load"] >= 1 and result.classes[0]["store"] >= 1

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgenn.device import mpy as mpy_cross
 from edgenn.errors import UserError
-from edgenn.machinecode import mpy, rv32, xtensa
+from edgenn.machinecode import asmpack, mpy, rv32, xtensa
 from edgenn.machinecode.memory import Call, MachineCodeError, Result
 from edgenn.modelfile import ACTIVATION_CODES, QuantLayer, layer_body
 from edgenn.resources import shipped_dir
@@ -44,6 +44,9 @@ class Kernel:
     layer: str = "layer"
     prepare: str | None = "prepare"  # None: the host offsets the weights
     description: str = ""
+    # inline assembler: the .mpy is re-tagged as viper code (asmpack, as deploy installs it) and the
+    # code reads its array objects itself (memory.Call.objects)
+    inline_asm: bool = False
 
 
 KERNELS: dict[str, Kernel] = {}
@@ -60,6 +63,15 @@ register(
         "viper",
         {"xtensawin": "edgenn_viper.py", "rv32imc": "edgenn_viper.py"},
         description="@micropython.viper, firmware/edgenn_viper.py (what the runtime uses today)",
+    )
+)
+register(
+    Kernel(
+        "asm",
+        {"xtensawin": "edgenn_asm_xtensa.py", "rv32imc": "edgenn_asm_rv32.py"},
+        prepare=None,
+        description="inline assembler as viper-kind code, firmware/edgenn_asm_<arch>.py",
+        inline_asm=True,
     )
 )
 
@@ -98,7 +110,8 @@ def kernel_mpy(kernel: Kernel, arch: str) -> bytes:
         raise UserError(
             f"kernel {kernel.name!r} has no source for {arch} (it has {', '.join(kernel.sources)})"
         )
-    return compile_source(shipped_dir("firmware", "EDGENN_FIRMWARE_DIR") / kernel.sources[arch], arch)
+    data = compile_source(shipped_dir("firmware", "EDGENN_FIRMWARE_DIR") / kernel.sources[arch], arch)
+    return asmpack.retag_asm_as_viper(data) if kernel.inline_asm else data
 
 
 def run_calls(
@@ -169,7 +182,8 @@ def run_layers(
                 raise ValueError(f"input row of {len(row)} bytes for a layer of {n_in} inputs")
             buffers += [bytes(row), bytes(n_out)]
             outs.append((len(calls), len(buffers) - 1))
-            calls.append(Call(kernel.layer, [b, len(buffers) - 2, len(buffers) - 1, b + 1]))
+            args = [b, len(buffers) - 2, len(buffers) - 1, b + 1]
+            calls.append(Call(kernel.layer, args, objects=kernel.inline_asm))
         plan.append((prep, outs))
     functions = [kernel.layer] + ([kernel.prepare] if kernel.prepare else [])
     result = run_calls(arch, mpy_bytes, functions, buffers, calls, count=count)

@@ -44,6 +44,10 @@ class Call:
 
     function: str
     args: list[int]
+    # True: pass each buffer as MicroPython passes a bytearray/array to viper-kind code that reads the
+    # object itself (the inline-assembler kernels): a pointer to an mp_obj_array_t whose word 3 is the
+    # data address. False: the "objects" are the buffer addresses (native_from_obj is an identity stub).
+    objects: bool = False
 
 
 @dataclass
@@ -141,9 +145,14 @@ def place_program(
             raise ValueError(f"at most {MAX_ARGS} arguments per call")
         job = jobs + JOB_WORDS * 4 * i
         layout.put_word(job, placed_functions[call.function][0])
-        args = [addrs[b] for b in call.args]
-        for k, addr in enumerate(args):
-            layout.put_word(job + JOB_ARGS + 4 * k, addr)
+        args = []
+        for b in call.args:
+            arg = addrs[b]
+            if call.objects:
+                arg = layout.alloc(struct.pack("<4I", 0, 0, len(buffers[b]), arg), align=16)
+            args.append(arg)
+        for k, arg in enumerate(args):
+            layout.put_word(job + JOB_ARGS + 4 * k, arg)
         if kinds[call.function] == "viper":  # f(fun_obj, n_args, n_kw, args), args converted by the code
             regs = [fun_obj, len(args), 0, job + JOB_ARGS]
         else:  # inline asm: MicroPython converts the arguments and calls f(a0, a1, a2, a3) like C

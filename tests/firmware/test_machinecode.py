@@ -150,16 +150,18 @@ def small_layer() -> tuple:
     return model.layers[0], rows
 
 
-def test_xtensa_block_counts_equal_single_step_counts(tmp_path):
+@pytest.mark.parametrize("kernel_name", sorted(kernels.KERNELS))
+def test_xtensa_block_counts_equal_single_step_counts(kernel_name, tmp_path):
     need_emulator("xtensawin")
-    viper_mpy = kernels.compile_source(FIRMWARE / "edgenn_viper.py", "xtensawin")
+    kernel = kernels.get_kernel(kernel_name)
+    if "xtensawin" not in kernel.sources:
+        pytest.skip(f"kernel {kernel_name} has no xtensawin source")
+    module = mpy.read(kernels.kernel_mpy(kernel, "xtensawin"))
     layer, rows = small_layer()
-    blob, header, xs = kernels.quant_layer_job(layer, rows)
-    buffers = [blob, header, xs[0], bytes(layer.n_out)]
-    calls = [Call("prepare", [0, 1]), Call("layer", [0, 2, 3, 1])]
-    module = mpy.read(viper_mpy)
-    counted = xtensa.run(module, ["layer", "prepare"], buffers, calls)
-    elf, info = xtensa.build(module, ["layer", "prepare"], buffers, calls)
+    program = kernels.layer_program([kernels.quant_layer_job(layer, rows)], kernel)
+    args = (module, program.functions, program.buffers, program.calls)
+    counted = xtensa.run(*args)
+    elf, info = xtensa.build(*args)
     exe = tmp_path / "run.elf"
     exe.write_bytes(elf)
     exe.chmod(0o755)
@@ -176,13 +178,13 @@ def test_xtensa_block_counts_equal_single_step_counts(tmp_path):
         str(exe),
     ]
     subprocess.run(cmd, check=True, capture_output=True)
-    single = single_step_counts(log, info)
+    single = single_step_counts(log, info, len(program.calls))
     assert single == counted.instructions
     assert all(n > 100 for n in single)
 
 
-def single_step_counts(log: Path, info: dict) -> list[int]:
-    counts = [0, 0]
+def single_step_counts(log: Path, info: dict, n_calls: int) -> list[int]:
+    counts = [0] * n_calls
     job = -1
     for line in log.read_text().splitlines():
         if not line.startswith("Trace"):
@@ -190,7 +192,7 @@ def single_step_counts(log: Path, info: dict) -> list[int]:
         pc = int(line.split("[")[1].split("/")[1], 16)
         if pc == info["loop"]:
             job += 1
-        elif 0 <= job < 2 and any(a <= pc < b for a, b in info["placed"].functions.values()):
+        elif 0 <= job < n_calls and any(a <= pc < b for a, b in info["placed"].functions.values()):
             counts[job] += 1
     return counts
 

@@ -341,3 +341,21 @@ def test_inline_assembler_functions_run_with_their_calling_convention(arch, tmp_
     assert result.buffers[1] == b"\x2a" and result.returns == [42, 42]
     assert all(n > 4 for n in result.instructions)  # the four instructions written, prologue, return
     assert result.classes[0]["load"] >= 1 and result.classes[0]["store"] >= 1
+
+
+def test_a_missing_emulator_is_a_user_error_that_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    from edgenn import modelfile
+    from edgenn.cli import main
+
+    path = tmp_path / "m.enn"
+    modelfile.save(zoo.random_model(np.random.default_rng(1), 8, [4], ["relu"], 2, "classify"), path)
+    monkeypatch.setattr(xtensa, "qemu_path", lambda: None)
+    assert main(["estimate", str(path), "--board", "esp32"]) == 2
+    assert "apt-get install qemu-user" in capsys.readouterr().err
+
+
+def test_estimate_takes_a_board_name_as_the_report_calls_it(arch):
+    board = {"xtensawin": "esp32s3", "rv32imc": "esp32c6"}[arch]
+    model = zoo.random_model(np.random.default_rng(2), 8, [4], ["relu"], 2, "classify")
+    result = estimate.estimate(model, board)
+    assert result["arch"] == arch and result["board"] == board and result["us"] > 0

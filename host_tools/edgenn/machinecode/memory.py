@@ -22,6 +22,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from edgenn.errors import UserError
 from edgenn.machinecode.mpy import Mpy, RawCode
 
 FUN_TABLE_SIZE = 88  # entries of mp_fun_table_t in MicroPython 1.23-1.29 (nativeglue.h)
@@ -36,6 +37,10 @@ MAX_ARGS = 4
 
 class MachineCodeError(RuntimeError):
     """The machine code did something the harness does not provide (a trap stub, a fault)."""
+
+
+class EmulatorMissing(UserError):
+    """qemu-xtensa or unicorn is not installed: the message says how to install it."""
 
 
 @dataclass

@@ -25,6 +25,7 @@ from edgenn.machinecode.memory import (
     NATIVE_FROM_OBJ,
     NATIVE_TO_OBJ,
     Call,
+    EmulatorMissing,
     Layout,
     MachineCodeError,
     Result,
@@ -99,7 +100,7 @@ def run(
         from unicorn import UC_ARCH_RISCV, UC_HOOK_BLOCK, UC_MODE_RISCV32, Uc, UcError
         from unicorn import riscv_const as rc
     except ImportError as exc:
-        raise MachineCodeError("PyPI unicorn is not installed (pip install unicorn)") from exc
+        raise EmulatorMissing("PyPI unicorn is not installed (pip install unicorn)") from exc
     layout = Layout(BASE)
     identity = layout.alloc(C_JR_RA)
     stubs = []

@@ -36,6 +36,7 @@ from edgenn.machinecode.memory import (
     NATIVE_FROM_OBJ,
     NATIVE_TO_OBJ,
     Call,
+    EmulatorMissing,
     Layout,
     MachineCodeError,
     Result,
@@ -280,7 +281,7 @@ def run(
     """Run `calls` in one qemu-xtensa process; instructions per call when `count`."""
     qemu = qemu_path()
     if qemu is None:
-        raise MachineCodeError("qemu-xtensa is not installed (Debian: apt-get install qemu-user)")
+        raise EmulatorMissing("qemu-xtensa is not installed (Debian: apt-get install qemu-user)")
     elf, info = build(module, functions, buffers, calls)
     with tempfile.TemporaryDirectory(prefix="edgenn-xtensa-") as tmp:
         exe = Path(tmp) / "run.elf"

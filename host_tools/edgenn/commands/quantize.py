@@ -14,6 +14,7 @@ from edgenn import golden, modelfile
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column
+from edgenn.metrics import layer_error_lines, layer_errors
 from edgenn.nn import accuracy, rmse, split_for_model
 from edgenn.qat import EPOCHS as QAT_EPOCHS
 from edgenn.qat import fine_tune
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.test:
         test, _ = load_for_model(args.test, fm.feature_names, label, fm.task, fm.labels)
         x_eval, y_eval, eval_part = test.X, test.y, "test_file"
+    layers = layer_errors(fm, qm, x_eval)
     result = {
         "model": str(out_path),
         "source": str(model_path),
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         "task": fm.task,
         "architecture": modelfile.describe(qm),
         "calibration_rows": int(len(calib_rows)),
-        "calibrated_on": "train" if eval_part == "test" else "all",
+        "calibrated_on": "train" if split is not None and len(split.test) else "all",
         "evaluated_on": eval_part,
         "n": int(len(y_eval)),
         "trained_on_evaluated_rows": eval_part == "all" and split is not None,
@@ -146,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         "bytes": size,
         "float32_bytes": modelfile.float32_bytes(qm),
         "warnings": warnings,
+        "layers": [e.as_dict() for e in layers],  # integer vs float activations per tensor
     }
     if args.json:
         print(json.dumps(result))
@@ -153,13 +156,22 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"edgenn quantize: warning: {warning}", file=sys.stderr)
     _print_human(result)
+    print(
+        f"  per layer, integer vs float activations on {_rows_text(result)} (SNR; values clipped at a "
+        "range end):"
+    )
+    print("\n".join(layer_error_lines(layers)))
     return 0
 
 
-def _print_human(r: dict) -> None:
-    rows = {"test": f"{r['n']} held-out test rows", "test_file": f"{r['n']} rows of the --test file"}.get(
+def _rows_text(r: dict) -> str:
+    return {"test": f"{r['n']} held-out test rows", "test_file": f"{r['n']} rows of the --test file"}.get(
         r["evaluated_on"], f"all {r['n']} rows"
     )
+
+
+def _print_human(r: dict) -> None:
+    rows = _rows_text(r)
     calib = "training rows" if r["calibrated_on"] == "train" else "rows"
     print(
         f"{r['source']} -> {r['model']}: {r['architecture']}, calibrated on {r['calibration_rows']} {calib}"

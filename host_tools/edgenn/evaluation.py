@@ -65,7 +65,7 @@ def load_model(path: str | Path) -> LoadedModel:
             str(path),
             "integer",
             qm.task,
-            qm.feature_names,
+            qm.input_names,
             qm.labels,
             label_column,
             lambda x: golden.predict(qm, x),
@@ -114,6 +114,12 @@ def evaluate(model: LoadedModel, data: str, label: str | None = None, split: str
                 f"use --split all"
             )
         rows = getattr(trained_on, split)
+        if len(rows) == 0:
+            raise UserError(
+                f"--split {split}: the model has no {split} rows: `edgenn train` fitted it on every row of "
+                f"{data} (its estimate is the cross-validation score it printed); score it on a separate "
+                f"file with `edgenn evaluate MODEL TEST.csv`, or train with --test-fraction to hold rows out"
+            )
     predictions = model.predict(dataset.X[rows])
     result: dict = {
         "model": model.path,

@@ -82,14 +82,14 @@ def load_data_for(model: QuantModel, data: str, label: str | None) -> Dataset:
         from edgenn.data import bundled_path
 
         table = read_table(bundled_path(data) or data)
-        others = [h for h in table.header if h not in model.feature_names]
+        others = [h for h in table.header if h not in model.input_names]
         if len(others) != 1:
             raise UserError(
                 f"{data}: which column is the label? pass --label COLUMN "
                 f"(columns that are not model features: {', '.join(others) or 'none'})"
             )
         label = others[0]
-    dataset, _ = load_for_model(data, model.feature_names, label, model.task, model.labels)
+    dataset, _ = load_for_model(data, model.input_names, label, model.task, model.labels)
     return dataset
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
-from edgenn import modelfile
+from edgenn import fit, modelfile
 from edgenn.boards import BoardProfile, load_board
 from edgenn.device import mpy
 from edgenn.device.board_info import BoardInfo, close_board, open_board, probe
@@ -38,9 +38,7 @@ MODEL_BACKUP = "model.enn.bak"
 PART_SUFFIX = ".part"  # not ".enn": main.py looks for *.enn when model.enn is missing
 MAIN_NAME = "main.py"
 UPLOAD_CHUNK = 1536  # raw bytes per exec (2 KB of base64): small enough for an ESP32's heap
-FS_BLOCK = 4096
-# Heap the runtime needs besides the model and its code: main.py's buffers, parsing, JSON replies.
-RUNTIME_WORKING_HEAP = 16 * 1024
+FS_BLOCK = fit.FS_BLOCK
 
 
 def firmware_dir() -> Path:
@@ -70,8 +68,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def blocks(size: int) -> int:
-    return max(1, -(-size // FS_BLOCK))
+blocks = fit.flash_blocks
 
 
 @dataclass
@@ -133,24 +130,10 @@ def _twin(name: str) -> str | None:
     return None
 
 
-def load_peak_bytes(model_size: int) -> int:
-    """Peak heap of edgenn.load, as firmware/README.md states it: <= 1.25 x file size + 8 KB."""
-    return model_size * 5 // 4 + 8 * 1024
-
-
-def largest_layer_block(model: modelfile.QuantModel) -> int:
-    """The runtime keeps each layer in one contiguous block (firmware/README.md):
-    n_in * n_out + 7 * n_out bytes, + 256 for a sigmoid/tanh table."""
-    return max(
-        layer.n_in * layer.n_out + 7 * layer.n_out + (256 if layer.lut is not None else 0)
-        for layer in model.layers
-    )
-
-
-def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> None:
-    """Refuse (UserError) when the model cannot fit the board's flash or heap."""
+def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> fit.FitResult:
+    """Refuse (UserError) when the model cannot fit the board's flash or heap (edgenn.fit's arithmetic
+    with the board's measured free heap and flash)."""
     info, profile = plan.info, plan.profile
-    size = len(model_bytes)
     # Flash: every changed file is written next to its old version before the rename.
     need = sum(blocks(len(f.data)) for f in plan.files if f.changed) * FS_BLOCK
     reclaim = (
@@ -165,24 +148,10 @@ def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> No
             f"free (profile {profile.name}: {profile.flash_fs_bytes // 1024} KB filesystem). "
             "Delete files with `mpremote rm`, or make the model smaller (fewer hidden units)"
         )
-    # Heap: what edgenn.load needs at its peak + the runtime's code + main.py's working memory, against
-    # what the board has after a soft reset and the profile's budget.
-    load_peak = load_peak_bytes(size)
-    heap = min(info.heap_free, profile.heap_bytes)
-    heap_need = load_peak + runtime_bytes + RUNTIME_WORKING_HEAP
-    if heap_need > heap:
-        raise UserError(
-            f"model too big for the heap: loading it takes up to {load_peak} B, + {runtime_bytes} B runtime "
-            f"+ {RUNTIME_WORKING_HEAP} B working memory = {heap_need} B; the board has {info.heap_free} B "
-            f"free (profile {profile.name}: {profile.heap_bytes} B). Use fewer hidden units"
-        )
-    block = largest_layer_block(modelfile.from_bytes(model_bytes))
-    if block > profile.largest_block_bytes:
-        raise UserError(
-            f"the model's largest layer needs one {block} B block, but the {profile.name} heap's largest "
-            f"free block is about {profile.largest_block_bytes} B; use fewer hidden units "
-            "(or a board with PSRAM)"
-        )
+    result = fit.check_fit(model_bytes, profile, heap_free=info.heap_free, runtime_bytes=runtime_bytes)
+    if not result.fits:
+        raise UserError(f"model {result.summary()}; nothing was copied")
+    return result
 
 
 def make_plan(

@@ -234,9 +234,12 @@ def _training_section(r: ReportData) -> str:
             f"hidden {config.get('hidden')}, {config.get('activation')}, optimizer {config.get('optimizer')} "
             f"(learning rate {lr}), batch {config.get('batch_size')}, seed {config.get('seed')}"
         )
-    if "epochs_run" in meta:
+    if meta.get("cv"):  # cross-validation chose the epochs; the saved weights ran exactly that many
+        facts.append(f"final fit on every row: {meta.get('epochs_run')} epochs")
+    elif "epochs_run" in meta:
         facts.append(
-            f"{meta['epochs_run']} epochs run, best epoch {meta.get('best_epoch')} (weights kept from it)"
+            f"{meta['epochs_run']} epochs run, best validation epoch {meta.get('best_epoch')} "
+            "(its weights are the ones saved)"
         )
     if "train_seconds" in meta:
         facts.append(f"{meta['train_seconds']:.2f} s of training")
@@ -269,8 +272,8 @@ def _training_section(r: ReportData) -> str:
             [part, m.get("n", "-"), pct(m.get(key)) if key == "accuracy" else num(m.get(key))]
             for part, m in metrics.items()
         ]
-        body.append(_p("Scores recorded at training time (float model, the split `train` made):"))
-        body.append(table(["part", "rows", key], rows))
+        body.append(_p("Scores `edgenn train` recorded for the float model, by the rows it used:"))
+        body.append(table(["rows", "count", key], rows))
     return _section("training", "Training", "".join(body))
 
 
@@ -468,7 +471,7 @@ def _fit(r: ReportData) -> str:
                 [
                     ["estimated time per inference", f"{e['us']} us at {e['clock_mhz']} MHz ({e['core']})"],
                     ["kernel", f"{e['kernel']} ({e['arch']})"],
-                    ["multiply-accumulates", e["macs"]],
+                    ["multiply-accumulates", str(e["macs"])],
                     [
                         "kernel instructions",
                         f"{e['kernel_instructions']} ({e['instructions_per_mac']} per MAC)",

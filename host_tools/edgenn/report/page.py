@@ -218,6 +218,10 @@ def _data_section(r: ReportData) -> str:
     return _section("data", "Data", "".join(body))
 
 
+def _metric_name(name: str | None) -> str:
+    return {"rmse": "RMSE", "mae": "MAE"}.get(str(name), str(name))
+
+
 def _training_section(r: ReportData) -> str:
     body = []
     if r.fm is None:
@@ -252,9 +256,10 @@ def _training_section(r: ReportData) -> str:
         folds = ", ".join(f"{scale * v:.1f}{unit}" for v in cv.get("folds", []))
         body.append(
             _p(
-                f"{cv.get('k')}-fold cross-validation {cv.get('metric')}: {scale * cv['mean']:.2f}{unit} "
-                f"± {scale * cv['std']:.2f}{unit} (folds: {folds}); the final fit on every row ran "
-                f"{cv.get('epochs')} epochs, the median of the folds' best epochs {cv.get('best_epochs')}."
+                f"{cv.get('k')}-fold cross-validation {_metric_name(cv.get('metric'))}: "
+                f"{scale * cv['mean']:.2f}{unit} ± {scale * cv['std']:.2f}{unit} (folds: {folds}); "
+                f"the final fit on every row ran {cv.get('epochs')} epochs, the median of the folds' best "
+                f"epochs {cv.get('best_epochs')}."
             )
         )
     if r.histories:
@@ -314,8 +319,15 @@ def _results_section(r: ReportData) -> str:
             diff = np.abs(preds["integer"] - preds["float"])
             order = np.argsort(-diff)[:10]
             body.append("<h3>Rows where the integer model is furthest from the float model</h3>")
+            fmt = ".2f" if np.abs(y).max() >= 1 else ".4g"  # one format per column, like a spreadsheet
             rows2: list[list[Cell]] = [
-                [int(i), num(y[i]), num(preds["float"][i]), num(preds["integer"][i]), num(diff[i])]
+                [
+                    int(i),
+                    num(y[i], fmt),
+                    num(preds["float"][i], fmt),
+                    num(preds["integer"][i], fmt),
+                    num(diff[i], fmt),
+                ]
                 for i in order
             ]
             body.append(table(["row", "true", "float", "integer", "|integer - float|"], rows2))

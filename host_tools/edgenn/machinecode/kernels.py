@@ -27,7 +27,7 @@ import numpy as np
 
 from edgenn.device import mpy as mpy_cross
 from edgenn.errors import UserError
-from edgenn.machinecode import mpy, rv32, xtensa
+from edgenn.machinecode import asmpack, mpy, rv32, xtensa
 from edgenn.machinecode.memory import Call, MachineCodeError, Result
 from edgenn.modelfile import ACTIVATION_CODES, QuantLayer, layer_body
 from edgenn.resources import shipped_dir
@@ -44,6 +44,9 @@ class Kernel:
     layer: str = "layer"
     prepare: str | None = "prepare"  # None: the host offsets the weights
     description: str = ""
+    # inline assembler: the .mpy is re-tagged as viper code (asmpack, as deploy installs it) and the
+    # code reads its array objects itself (memory.Call.objects)
+    inline_asm: bool = False
 
 
 KERNELS: dict[str, Kernel] = {}
@@ -60,6 +63,15 @@ register(
         "viper",
         {"xtensawin": "edgenn_viper.py", "rv32imc": "edgenn_viper.py"},
         description="@micropython.viper, firmware/edgenn_viper.py (what the runtime uses today)",
+    )
+)
+register(
+    Kernel(
+        "asm",
+        {"xtensawin": "edgenn_asm_xtensa.py", "rv32imc": "edgenn_asm_rv32.py"},
+        prepare=None,
+        description="inline assembler as viper-kind code, firmware/edgenn_asm_<arch>.py",
+        inline_asm=True,
     )
 )
 
@@ -98,7 +110,8 @@ def kernel_mpy(kernel: Kernel, arch: str) -> bytes:
         raise UserError(
             f"kernel {kernel.name!r} has no source for {arch} (it has {', '.join(kernel.sources)})"
         )
-    return compile_source(shipped_dir("firmware", "EDGENN_FIRMWARE_DIR") / kernel.sources[arch], arch)
+    data = compile_source(shipped_dir("firmware", "EDGENN_FIRMWARE_DIR") / kernel.sources[arch], arch)
+    return asmpack.retag_asm_as_viper(data) if kernel.inline_asm else data
 
 
 def run_calls(
@@ -141,17 +154,20 @@ class LayerRun:
     classes: list[dict[str, int]]  # per row, the kernel's instructions by class (empty if not counted)
 
 
-def run_layers(
-    arch: str,
-    mpy_bytes: bytes,
-    jobs: list[tuple[bytes, bytes, list[bytes]]],
-    kernel: Kernel | None = None,
-    count: bool = True,
-) -> list[LayerRun]:
-    """Many layers, many input rows each, in ONE emulator session: `jobs` holds (blob as the file stores
-    it, header h, input rows). Each layer's blob is prepared once (by the kernel's `prepare` machine code
-    if it has one), then `layer` runs once per row on its own output buffer."""
-    kernel = kernel or KERNELS["viper"]
+@dataclass
+class LayerProgram:
+    """The calls `run_layers` makes: `plan` holds per layer (prepare's call index or None, and per row
+    (layer call index, output buffer index))."""
+
+    functions: list[str]
+    buffers: list[bytes]
+    calls: list[Call]
+    plan: list[tuple[int | None, list[tuple[int, int]]]]
+
+
+def layer_program(jobs: list[tuple[bytes, bytes, list[bytes]]], kernel: Kernel) -> LayerProgram:
+    """Each layer's blob prepared once (by the kernel's `prepare` if it has one, else on the host), then
+    `layer` once per row on its own output buffer."""
     buffers: list[bytes] = []
     calls: list[Call] = []
     plan = []
@@ -169,9 +185,24 @@ def run_layers(
                 raise ValueError(f"input row of {len(row)} bytes for a layer of {n_in} inputs")
             buffers += [bytes(row), bytes(n_out)]
             outs.append((len(calls), len(buffers) - 1))
-            calls.append(Call(kernel.layer, [b, len(buffers) - 2, len(buffers) - 1, b + 1]))
+            args = [b, len(buffers) - 2, len(buffers) - 1, b + 1]
+            calls.append(Call(kernel.layer, args, objects=kernel.inline_asm))
         plan.append((prep, outs))
     functions = [kernel.layer] + ([kernel.prepare] if kernel.prepare else [])
+    return LayerProgram(functions, buffers, calls, plan)
+
+
+def run_layers(
+    arch: str,
+    mpy_bytes: bytes,
+    jobs: list[tuple[bytes, bytes, list[bytes]]],
+    kernel: Kernel | None = None,
+    count: bool = True,
+) -> list[LayerRun]:
+    """Many layers, many input rows each, in ONE emulator session: `jobs` holds (blob as the file stores
+    it, header h, input rows); see `layer_program`."""
+    program = layer_program(jobs, kernel or KERNELS["viper"])
+    functions, buffers, calls, plan = program.functions, program.buffers, program.calls, program.plan
     result = run_calls(arch, mpy_bytes, functions, buffers, calls, count=count)
     runs = []
     for prep, outs in plan:

@@ -86,6 +86,10 @@ def collect(
     """Load MODEL (.npz or .enn) and DATA and compute every section's numbers."""
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
+    if board is not None:  # an unknown --board is a one-line error before any slow work
+        from edgenn.boards import load_board
+
+        load_board(board)
     loaded = load_model(model)
     fm: FloatModel | None = loaded.float_model
     qm: QuantModel | None = None

@@ -20,9 +20,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from edgenn import frontend
 from edgenn.data import Dataset, fit_scaling, stratified_folds, stratified_split, usable_folds
 from edgenn.errors import UserError
 from edgenn.floatmodel import ACTIVATIONS, FloatModel, activate
+from edgenn.frontend import FrontEnd
 
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LR = {"adam": 0.01, "sgd": 0.05}
@@ -631,3 +633,29 @@ def split_for_model(model: FloatModel, dataset: Dataset):
     if not split or model.meta.get("data_fingerprint") != dataset.fingerprint():
         return None
     return stratified_split(dataset, split["test_fraction"], split["val_fraction"], seed=split["seed"])
+
+
+def train_windows(
+    dataset: Dataset,
+    front_end: FrontEnd,
+    config: TrainConfig | None = None,
+    progress: Callable[[EpochReport], None] | None = None,
+    test: Dataset | None = None,
+) -> FloatModel:
+    """`train` on the front end's float features of DATA's raw windows; the model keeps the front end,
+    so it takes raw windows (predict, evaluate, quantize) and its feature names are DATA's columns."""
+
+    def featured(data: Dataset) -> Dataset:
+        try:
+            feats = frontend.features_float(front_end, data.X)
+        except ValueError as exc:
+            raise UserError(f"{data.source}: {exc}") from None
+        return replace(data, X=feats, feature_names=front_end.feature_names())
+
+    model = train(featured(dataset), config, progress, test=None if test is None else featured(test))
+    model.frontend = front_end
+    model.feature_names = list(dataset.feature_names)
+    # the split depends only on the labels and the seed: the raw data's fingerprint finds it again
+    model.meta["data_fingerprint"] = dataset.fingerprint()
+    model.meta["frontend"] = frontend.describe(front_end)
+    return model

@@ -14,6 +14,7 @@ from edgenn import golden, modelfile
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column
+from edgenn.metrics import layer_error_lines, layer_errors
 from edgenn.nn import accuracy, rmse, split_for_model
 from edgenn.qat import EPOCHS as QAT_EPOCHS
 from edgenn.qat import fine_tune
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.test:
         test, _ = load_for_model(args.test, fm.feature_names, label, fm.task, fm.labels)
         x_eval, y_eval, eval_part = test.X, test.y, "test_file"
+    layers = layer_errors(fm, qm, x_eval)
     result = {
         "model": str(out_path),
         "source": str(model_path),
@@ -146,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         "bytes": size,
         "float32_bytes": modelfile.float32_bytes(qm),
         "warnings": warnings,
+        "layers": [e.as_dict() for e in layers],  # integer vs float activations per tensor
     }
     if args.json:
         print(json.dumps(result))
@@ -153,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"edgenn quantize: warning: {warning}", file=sys.stderr)
     _print_human(result)
+    rows = (
+        f"{result['n']} held-out test rows" if result["evaluated_on"] == "test" else f"all {result['n']} rows"
+    )
+    print(f"  per layer, integer vs float activations on the {rows} (SNR; values clipped at a range end):")
+    print("\n".join(layer_error_lines(layers)))
     return 0
 
 

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from edgenn import frontend
 from edgenn.data import load_dataset, load_for_model
 from edgenn.errors import UserError
 from edgenn.floatmodel import ACTIVATIONS, TASKS, FloatModel
-from edgenn.nn import OPTIMIZERS, EpochReport, TrainConfig, metric_name, train
+from edgenn.nn import OPTIMIZERS, EpochReport, TrainConfig, metric_name, train, train_windows
 
 NAME = "train"
 HELP = "train a float MLP on a CSV file or bundled dataset and save it as .npz"
@@ -115,6 +116,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --folds 0: hold this fraction out for early stopping (default 0)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object, no progress")
+    sensor = parser.add_argument_group(
+        "sensor windows",
+        "DATA rows are windows of raw readings, axis-major (all samples of axis 0, then axis 1, ...); "
+        "the model computes its features itself, on the host and on the board (docs/model-format.md)",
+    )
+    sensor.add_argument(
+        "--features",
+        choices=frontend.KINDS,
+        default="raw",
+        help="raw: the values are the features (default); stats: per axis (and the magnitude "
+        "|x|+|y|+... if --axes > 1) mean, std, min, max, mean |change| after mean removal; "
+        "spectral: stats plus FFT band amplitudes per axis",
+    )
+    sensor.add_argument(
+        "--axes", type=int, default=1, metavar="N", help="axes per window (with --features stats|spectral)"
+    )
+    sensor.add_argument(
+        "--bands",
+        type=int,
+        default=frontend.DEFAULT_BANDS,
+        metavar="K",
+        help=f"spectral: equal-width frequency bands per axis (default {frontend.DEFAULT_BANDS})",
+    )
 
 
 class ProgressLine:
@@ -173,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     if not output.parent.exists():
         raise UserError(f"-o {output}: directory {output.parent} does not exist")
     dataset = load_dataset(args.data, args.label, args.task)
+    front_end = make_front_end(args, dataset.feature_names)
     test = None
     if args.test:
         test, _ = load_for_model(
@@ -180,7 +205,10 @@ def run(args: argparse.Namespace) -> int:
         )
     progress = ProgressLine(sys.stderr) if not args.json and sys.stderr.isatty() else None
     try:
-        model = train(dataset, config, progress, test=test)
+        if front_end is None:
+            model = train(dataset, config, progress, test=test)
+        else:
+            model = train_windows(dataset, front_end, config, progress, test=test)
     finally:
         if progress is not None:
             progress.close()
@@ -207,11 +235,15 @@ def run(args: argparse.Namespace) -> int:
             "split": meta["split"],
             "notes": meta["notes"],
             "warnings": meta["warnings"],
+            "features": frontend.describe(front_end),
         }
         summary.update({f"test_{k}": v for k, v in metrics.get("test", {}).items() if k != "n"})
         print(json.dumps(summary))
         return 0
-    for line in summary_lines(model, config):
+    lines = summary_lines(model, config)
+    if front_end is not None:
+        lines.insert(1, f"front end: {frontend.describe(front_end)}")
+    for line in lines:
         print(line)
     print(f"wrote {output}")
     return 0
@@ -257,3 +289,22 @@ def summary_lines(model: FloatModel, config: TrainConfig) -> list[str]:
         )
     lines += [f"warning: {w}" for w in meta["warnings"]]
     return lines
+
+
+def make_front_end(args: argparse.Namespace, columns: list[str]) -> frontend.FrontEnd | None:
+    """--features/--axes/--bands over DATA's value columns; a UserError says what does not fit."""
+    if args.features == "raw":
+        if args.axes != 1:
+            raise UserError("--axes needs --features stats or spectral (raw windows need no axes)")
+        return None
+    if args.bands < 1:
+        raise UserError(f"--bands {args.bands}: need at least 1 band")
+    if args.axes < 1 or len(columns) % args.axes:
+        raise UserError(
+            f"--axes {args.axes}: DATA has {len(columns)} value columns, which do not split into "
+            f"{args.axes} axes of equal length (rows are axis-major windows: x0..xW-1, y0.., ...)"
+        )
+    try:
+        return frontend.make(args.features, args.axes, columns, args.bands)
+    except ValueError as exc:
+        raise UserError(f"--features {args.features} --axes {args.axes}: {exc}") from None

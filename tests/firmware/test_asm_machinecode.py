@@ -1,5 +1,5 @@
 """The inline-assembler kernels (firmware/edgenn_asm_<arch>.py) as the board runs them: compiled by
-mpy-cross, re-tagged as viper code by asmpack (as deploy installs them), run in the emulators. Every
+mpy-cross, re-tagged as viper code (mpy.retag_asm_as_viper, as deploy installs them), run in the emulators. Every
 output byte must equal golden's on the zoo and on real models; a deliberately broken asm kernel must
 fail the same check; the instruction counts must meet the issue's goals."""
 
@@ -11,7 +11,7 @@ from mpy_helpers import FIRMWARE
 from test_machinecode import layer_jobs, mismatches, need_emulator, zoo_rows
 
 from edgenn import golden, zoo
-from edgenn.machinecode import asmpack, kernels, mpy
+from edgenn.machinecode import kernels, mpy
 
 ASM = kernels.get_kernel("asm")
 ASM_ARCHES = [a for a in kernels.ARCHES if (FIRMWARE / ASM.sources[a]).exists()]
@@ -40,13 +40,16 @@ def test_xtensawin_kernel_exists():
 def test_retag_turns_asm_into_viper_code(arch):
     raw = kernels.compile_source(FIRMWARE / ASM.sources[arch], arch)
     before = mpy.read(raw).function("layer")
-    after = mpy.read(asmpack.retag_asm_as_viper(raw)).function("layer")
+    after = mpy.read(mpy.retag_asm_as_viper(raw)).function("layer")
     assert before.kind == "asm" and after.kind == "viper" and before.code == after.code
-    assert asmpack.machine_code(asmpack.retag_asm_as_viper(raw))[0] == arch
-    with pytest.raises(asmpack.MpyError, match="no inline-assembler function"):
-        asmpack.retag_asm_as_viper(kernels.compile_source(FIRMWARE / "edgenn_viper.py", arch))
-    with pytest.raises(asmpack.MpyError, match="truncated"):
-        asmpack.retag_asm_as_viper(raw[:-3])
+    assert mpy.read(mpy.retag_asm_as_viper(raw)).arch == arch
+    assert len(mpy.retag_asm_as_viper(raw)) == len(raw) - 2  # n_pos_args and type_sig: one byte each
+    with pytest.raises(mpy.MpyError, match="no inline-assembler function"):
+        mpy.retag_asm_as_viper(kernels.compile_source(FIRMWARE / "edgenn_viper.py", arch))
+    with pytest.raises(mpy.MpyError, match="truncated"):
+        mpy.retag_asm_as_viper(raw[:-3])
+    with pytest.raises(mpy.MpyError, match="unexpected bytes"):
+        mpy.retag_asm_as_viper(raw + b"\0")
 
 
 def test_asm_is_bit_exact_on_the_zoo(arch, asm_mpy, zoo_models):
@@ -93,7 +96,7 @@ def broken_asm_source(arch: str, directory) -> object:
 
 
 def test_a_broken_asm_kernel_is_caught(arch, zoo_models, tmp_path):
-    broken = asmpack.retag_asm_as_viper(kernels.compile_source(broken_asm_source(arch, tmp_path), arch))
+    broken = mpy.retag_asm_as_viper(kernels.compile_source(broken_asm_source(arch, tmp_path), arch))
     jobs, want, where = layer_jobs(zoo_models, zoo_rows)
     bad = mismatches(kernels.run_layers(arch, broken, jobs, kernel=ASM, count=False), want, where)
     assert sum(bad.values()) > 0, "the machine-code check did not notice a rounding error"

@@ -406,10 +406,35 @@ def asm_status():
     vectors); otherwise why it does not. The self-test runs once, at the first load."""
     global _asm_verdict
     if _asm_verdict is None:
+        # A file beside the module marks a self-test in progress: if machine code crashes the board,
+        # the next boot finds the mark for this same module file and refuses it instead of crashing
+        # again (a boot loop). A redeployed module (other size or time) is tested afresh.
+        mark = ident = None
+        if _asm is not None:
+            try:
+                st = os.stat(_asm.__file__)
+                mark = _asm.__file__ + ".testing"
+                ident = "%d %d" % (st[6], st[8])
+                with open(mark) as f:
+                    if f.read() == ident:
+                        _asm_verdict = "refused: its self-test did not finish last time (crash or reset)"
+                        return _asm_verdict
+            except Exception:  # no mark (the usual case), or no file system to keep one
+                pass
+            try:
+                with open(mark, "w") as f:
+                    f.write(ident)
+            except Exception:
+                mark = None
         try:
             _asm_verdict = _asm_self_test()
         except Exception as e:
             _asm_verdict = "refused: %r" % (e,)
+        if mark is not None:
+            try:
+                os.remove(mark)
+            except Exception:
+                pass
     return _asm_verdict
 
 

@@ -190,3 +190,31 @@ def test_the_load_time_self_test_passes_the_kernel_and_refuses_a_broken_one(
     differing = sum(b.outputs != w for b, w in zip(broken, want))
     print(f"{arch}: the broken kernel differs from viper on {differing} of 64 self-test cases")
     assert differing >= 8, f"the self-test vectors hardly notice the broken asm kernel ({differing} of 64)"
+
+
+# What every chip of the arch has. xtensawin: the core ISA plus MUL32 (mull); the ESP32-S2 has no
+# zero-overhead loop and no MAC16, and an .mpy cannot tell an S2 from an S3. rv32imc: RV32IM + C.
+ALLOWED = {
+    "xtensawin": {
+        "entry", "retw.n", "add", "addi", "addx2", "addx4", "sub", "neg", "xor", "or", "mov.n", "movi.n",
+        "l32i", "l32i.n", "s32i", "s32i.n", "l8ui", "s8i", "slli", "srli", "srai", "sll", "sra", "ssl", "ssr",
+        "j", "beq", "bne", "bnez", "bbsi", "mull",
+    },
+    "rv32imc": {
+        "add", "addi", "sub", "neg", "or", "andi", "mv", "li", "lw", "lbu", "sb", "slli", "srli", "srai",
+        "sll", "sra", "snez", "j", "beqz", "bnez", "bne", "ret", "mul",
+    },
+}  # fmt: skip
+
+
+def test_the_kernels_use_only_instructions_every_chip_of_the_arch_has(arch, asm_mpy):
+    import capstone6pwndbg as cs
+
+    code = mpy.read(asm_mpy).function("layer").code
+    if arch == "xtensawin":
+        md = cs.Cs(cs.CS_ARCH_XTENSA, cs.CS_MODE_LITTLE_ENDIAN)
+    else:
+        md = cs.Cs(cs.CS_ARCH_RISCV, cs.CS_MODE_RISCV32 | cs.CS_MODE_RISCVC)
+    instructions = list(md.disasm(code, 0))
+    assert sum(i.size for i in instructions) == len(code)  # every byte decodes: no data in the code
+    assert {i.mnemonic for i in instructions} <= ALLOWED[arch]

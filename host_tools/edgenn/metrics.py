@@ -165,7 +165,8 @@ def layer_errors(fm: FloatModel, qm: QuantModel, x_raw: np.ndarray) -> list[Laye
     function has not flattened out yet), by more than one code (one code is rounding noise)."""
     x = np.asarray(x_raw, dtype=np.float64)
     floats = fm.forward_layers(x)
-    codes_f = x * np.asarray(qm.in_scale, np.float32).astype(np.float64)
+    feats = golden.features(qm, x)  # a front end's integer features of raw windows, else x itself
+    codes_f = feats * np.asarray(qm.in_scale, np.float32).astype(np.float64)
     codes_f = np.floor(codes_f + np.asarray(qm.in_offset, np.float32).astype(np.float64) + 0.5)
     u = golden.quantize_input(qm, x)
     scale, zero = input_tensor(qm, fm)

@@ -20,8 +20,8 @@ from edgenn.machinecode import estimate, kernels, mpy, rv32, xtensa
 from edgenn.machinecode.memory import Call, MachineCodeError
 
 ARCHES = list(kernels.ARCHES)
-RANDOM_ROWS = 24  # per model, beside the edge rows (all 0, all 255, real 0, alternating, some one-hots)
-ONE_HOTS = 8
+RANDOM_ROWS = 32  # per model, beside the edge rows (all 0, all 255, real 0, alternating, some one-hots)
+ONE_HOTS = 12
 
 
 def need_emulator(arch: str) -> None:
@@ -92,7 +92,13 @@ def test_mpy_reader_finds_the_kernels(arch, viper_mpy):
         mpy.read((FIRMWARE / "edgenn_viper.py").read_bytes())
 
 
-def test_viper_machine_code_is_bit_exact_on_the_zoo(arch, viper_mpy, zoo_models):
+@pytest.mark.parametrize("kernel_name", sorted(kernels.KERNELS))
+def test_machine_code_is_bit_exact_on_the_zoo(arch, kernel_name, zoo_models):
+    """Every registered kernel (viper, and any other registered in edgenn.machinecode.kernels)."""
+    kernel = kernels.get_kernel(kernel_name)
+    if arch not in kernel.sources:
+        pytest.skip(f"kernel {kernel_name} has no {arch} source")
+    code = kernels.kernel_mpy(kernel, arch)
     jobs, want, where = layer_jobs(zoo_models, zoo_rows)
     assert len(jobs) >= 100 and {layer.activation for m in zoo_models.values() for layer in m.layers} == {
         "identity",
@@ -100,7 +106,7 @@ def test_viper_machine_code_is_bit_exact_on_the_zoo(arch, viper_mpy, zoo_models)
         "sigmoid",
         "tanh",
     }
-    runs = kernels.run_layers(arch, viper_mpy, jobs, count=False)
+    runs = kernels.run_layers(arch, code, jobs, kernel=kernel, count=False)
     assert mismatches(runs, want, where) == {}
     assert sum(len(r.outputs) for r in runs) == sum(len(j[2]) for j in jobs)
 
@@ -132,7 +138,7 @@ def test_an_off_by_one_in_the_rounding_is_caught(arch, zoo_models, tmp_path):
     broken = tmp_path / "edgenn_viper.py"
     broken.write_text(source.replace(exact, "+ (1 << (t - 16)) + 1) >> (t - 15)"))
     broken_mpy = kernels.compile_source(broken, arch)
-    jobs, want, where = layer_jobs(zoo_models, zoo_rows)
+    jobs, want, where = layer_jobs(zoo_models, lambda model: zoo_rows(model)[:12])
     bad = mismatches(kernels.run_layers(arch, broken_mpy, jobs, count=False), want, where)
     assert sum(bad.values()) > 0, "the machine-code check did not notice a rounding error"
 
@@ -144,16 +150,18 @@ def small_layer() -> tuple:
     return model.layers[0], rows
 
 
-def test_xtensa_block_counts_equal_single_step_counts(tmp_path):
+@pytest.mark.parametrize("kernel_name", sorted(kernels.KERNELS))
+def test_xtensa_block_counts_equal_single_step_counts(kernel_name, tmp_path):
     need_emulator("xtensawin")
-    viper_mpy = kernels.compile_source(FIRMWARE / "edgenn_viper.py", "xtensawin")
+    kernel = kernels.get_kernel(kernel_name)
+    if "xtensawin" not in kernel.sources:
+        pytest.skip(f"kernel {kernel_name} has no xtensawin source")
+    module = mpy.read(kernels.kernel_mpy(kernel, "xtensawin"))
     layer, rows = small_layer()
-    blob, header, xs = kernels.quant_layer_job(layer, rows)
-    buffers = [blob, header, xs[0], bytes(layer.n_out)]
-    calls = [Call("prepare", [0, 1]), Call("layer", [0, 2, 3, 1])]
-    module = mpy.read(viper_mpy)
-    counted = xtensa.run(module, ["layer", "prepare"], buffers, calls)
-    elf, info = xtensa.build(module, ["layer", "prepare"], buffers, calls)
+    program = kernels.layer_program([kernels.quant_layer_job(layer, rows)], kernel)
+    args = (module, program.functions, program.buffers, program.calls)
+    counted = xtensa.run(*args)
+    elf, info = xtensa.build(*args)
     exe = tmp_path / "run.elf"
     exe.write_bytes(elf)
     exe.chmod(0o755)
@@ -170,13 +178,13 @@ def test_xtensa_block_counts_equal_single_step_counts(tmp_path):
         str(exe),
     ]
     subprocess.run(cmd, check=True, capture_output=True)
-    single = single_step_counts(log, info)
+    single = single_step_counts(log, info, len(program.calls))
     assert single == counted.instructions
     assert all(n > 100 for n in single)
 
 
-def single_step_counts(log: Path, info: dict) -> list[int]:
-    counts = [0, 0]
+def single_step_counts(log: Path, info: dict, n_calls: int) -> list[int]:
+    counts = [0] * n_calls
     job = -1
     for line in log.read_text().splitlines():
         if not line.startswith("Trace"):
@@ -184,7 +192,7 @@ def single_step_counts(log: Path, info: dict) -> list[int]:
         pc = int(line.split("[")[1].split("/")[1], 16)
         if pc == info["loop"]:
             job += 1
-        elif 0 <= job < 2 and any(a <= pc < b for a, b in info["placed"].functions.values()):
+        elif 0 <= job < n_calls and any(a <= pc < b for a, b in info["placed"].functions.values()):
             counts[job] += 1
     return counts
 
@@ -297,3 +305,57 @@ def test_edgenn_estimate_user_errors(argv, fragment, tmp_path, capsys):
         code = exc.code
     assert code == 2
     assert fragment in capsys.readouterr().err
+
+
+ASM_SOURCES = {
+    "xtensawin": """import micropython
+
+
+@micropython.asm_xtensa
+def bump(a2, a3):
+    l8ui(a4, a2, 0)
+    addi(a4, a4, 1)
+    s8i(a4, a3, 0)
+    mov(a2, a4)
+""",
+    "rv32imc": """import micropython
+
+
+@micropython.asm_rv32
+def bump(a0, a1):
+    lbu(a2, 0(a0))
+    addi(a2, a2, 1)
+    sb(a2, 0(a1))
+    mv(a0, a2)
+""",
+}
+
+
+def test_inline_assembler_functions_run_with_their_calling_convention(arch, tmp_path):
+    """@micropython.asm_* code is called like C with converted arguments (no function object)."""
+    src = tmp_path / "bump.py"
+    src.write_text(ASM_SOURCES[arch])
+    code = kernels.compile_source(src, arch)
+    assert mpy.read(code).function("bump").kind == "asm"
+    result = kernels.run_calls(arch, code, ["bump"], [b"\x29", b"\x00"], [Call("bump", [0, 1])] * 2)
+    assert result.buffers[1] == b"\x2a" and result.returns == [42, 42]
+    assert all(n > 4 for n in result.instructions)  # the four instructions written, prologue, return
+    assert result.classes[0]["load"] >= 1 and result.classes[0]["store"] >= 1
+
+
+def test_a_missing_emulator_is_a_user_error_that_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    from edgenn import modelfile
+    from edgenn.cli import main
+
+    path = tmp_path / "m.enn"
+    modelfile.save(zoo.random_model(np.random.default_rng(1), 8, [4], ["relu"], 2, "classify"), path)
+    monkeypatch.setattr(xtensa, "qemu_path", lambda: None)
+    assert main(["estimate", str(path), "--board", "esp32"]) == 2
+    assert "apt-get install qemu-user" in capsys.readouterr().err
+
+
+def test_estimate_takes_a_board_name_as_the_report_calls_it(arch):
+    board = {"xtensawin": "esp32s3", "rv32imc": "esp32c6"}[arch]
+    model = zoo.random_model(np.random.default_rng(2), 8, [4], ["relu"], 2, "classify")
+    result = estimate.estimate(model, board)
+    assert result["arch"] == arch and result["board"] == board and result["us"] > 0

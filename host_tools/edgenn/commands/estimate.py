@@ -60,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"  estimated {result['us']} us per inference at {result['clock_mhz']} MHz "
-        f"({result['cycles']} cycles from a per-instruction-class cycle model: an estimate, "
-        "see README 'edgenn estimate')"
+        f"({result['cycles']} cycles; an estimate from a cycle model per instruction class, see README)"
     )
     print(f"  not counted: {result['uncounted']}")
     return 0

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgenn import golden
-from edgenn.boards import BoardProfile
+from edgenn.boards import BoardProfile, load_board
 from edgenn.errors import UserError
 from edgenn.machinecode import kernels
 from edgenn.machinecode.counting import CLASSES
@@ -87,9 +87,11 @@ def input_rows(model: QuantModel, n: int = ROWS, seed: int = SEED) -> np.ndarray
 
 
 def estimate(
-    model: QuantModel, board: BoardProfile, kernel: str = "viper", rows: np.ndarray | None = None
+    model: QuantModel, board: BoardProfile | str, kernel: str = "viper", rows: np.ndarray | None = None
 ) -> dict:
-    """One inference of `model` on `board` with `kernel`: MACs, exact instruction counts, estimated µs."""
+    """One inference of `model` on `board` (a profile or a board name) with `kernel`: MACs, exact
+    instruction counts, estimated µs. UserError for a board without a cycle model or a missing emulator."""
+    board = load_board(board) if isinstance(board, str) else board
     core = core_for(board)
     arch = board.mpy_arch
     k = kernels.get_kernel(kernel)

@@ -154,17 +154,20 @@ class LayerRun:
     classes: list[dict[str, int]]  # per row, the kernel's instructions by class (empty if not counted)
 
 
-def run_layers(
-    arch: str,
-    mpy_bytes: bytes,
-    jobs: list[tuple[bytes, bytes, list[bytes]]],
-    kernel: Kernel | None = None,
-    count: bool = True,
-) -> list[LayerRun]:
-    """Many layers, many input rows each, in ONE emulator session: `jobs` holds (blob as the file stores
-    it, header h, input rows). Each layer's blob is prepared once (by the kernel's `prepare` machine code
-    if it has one), then `layer` runs once per row on its own output buffer."""
-    kernel = kernel or KERNELS["viper"]
+@dataclass
+class LayerProgram:
+    """The calls `run_layers` makes: `plan` holds per layer (prepare's call index or None, and per row
+    (layer call index, output buffer index))."""
+
+    functions: list[str]
+    buffers: list[bytes]
+    calls: list[Call]
+    plan: list[tuple[int | None, list[tuple[int, int]]]]
+
+
+def layer_program(jobs: list[tuple[bytes, bytes, list[bytes]]], kernel: Kernel) -> LayerProgram:
+    """Each layer's blob prepared once (by the kernel's `prepare` if it has one, else on the host), then
+    `layer` once per row on its own output buffer."""
     buffers: list[bytes] = []
     calls: list[Call] = []
     plan = []
@@ -186,6 +189,20 @@ def run_layers(
             calls.append(Call(kernel.layer, args, objects=kernel.inline_asm))
         plan.append((prep, outs))
     functions = [kernel.layer] + ([kernel.prepare] if kernel.prepare else [])
+    return LayerProgram(functions, buffers, calls, plan)
+
+
+def run_layers(
+    arch: str,
+    mpy_bytes: bytes,
+    jobs: list[tuple[bytes, bytes, list[bytes]]],
+    kernel: Kernel | None = None,
+    count: bool = True,
+) -> list[LayerRun]:
+    """Many layers, many input rows each, in ONE emulator session: `jobs` holds (blob as the file stores
+    it, header h, input rows); see `layer_program`."""
+    program = layer_program(jobs, kernel or KERNELS["viper"])
+    functions, buffers, calls, plan = program.functions, program.buffers, program.calls, program.plan
     result = run_calls(arch, mpy_bytes, functions, buffers, calls, count=count)
     runs = []
     for prep, outs in plan:

@@ -3,7 +3,9 @@ that stand in for `mp_fun_table`, the relocated machine code, the caller's buffe
 
 What a viper function needs from MicroPython (py/emitnative.c, py/objfun.h, py/bc.h, py/nativeglue.h):
 
-- It is called as `f(fun_obj, n_args, n_kw, args)`; `fun_obj` is an `mp_obj_fun_bc_t` whose word 1 is
+- A viper function is called as `f(fun_obj, n_args, n_kw, args)` (an inline-asm function as a plain C
+  function of up to 4 already converted arguments, `f(a0, a1, a2, a3)`, and its return word is converted
+  by MicroPython, not by the code); `fun_obj` is an `mp_obj_fun_bc_t` whose word 1 is
   the module context; the context's words 2 and 3 are its qstr table and constant table, and constant
   number `fun_table_index` is `&mp_fun_table`. The function loads that once into a register.
 - Each typed argument goes through `mp_fun_table[3]` (native_from_obj(obj, type)); an int return through
@@ -20,18 +22,25 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from edgenn.errors import UserError
 from edgenn.machinecode.mpy import Mpy, RawCode
 
 FUN_TABLE_SIZE = 88  # entries of mp_fun_table_t in MicroPython 1.23-1.29 (nativeglue.h)
 NATIVE_FROM_OBJ = 3
 NATIVE_TO_OBJ = 4
 CONST_NONE, CONST_FALSE, CONST_TRUE = 0x0000_001E, 0x0000_002E, 0x0000_003E  # sentinel "objects"
-JOB_WORDS = 8  # function, n_args, 4 arguments, return value, spare
+# A job: the function's address, the 4 argument registers of the call, the args array, the return word
+JOB_WORDS = 12
+JOB_REGS, JOB_ARGS, JOB_RET = 4, 20, 36  # byte offsets in a job
 MAX_ARGS = 4
 
 
 class MachineCodeError(RuntimeError):
     """The machine code did something the harness does not provide (a trap stub, a fault)."""
+
+
+class EmulatorMissing(UserError):
+    """qemu-xtensa or unicorn is not installed: the message says how to install it."""
 
 
 @dataclass
@@ -117,15 +126,17 @@ def place_program(
     for i, value in enumerate((CONST_NONE, CONST_FALSE, CONST_TRUE)):
         layout.put_word(fun_table + 4 * i, value)
     obj_table = layout.alloc(4 * max(1, len(module.objects)))
-    if "<mp_fun_table>" in module.objects:  # inline-assembler modules reach no mp_fun_table
+    if "<mp_fun_table>" in module.objects:  # viper code finds the table there; inline asm needs none
         layout.put_word(obj_table + 4 * module.fun_table_index, fun_table)
     qstr_table = layout.alloc(2 * max(2, len(module.qstrs)))
     context = layout.alloc(struct.pack("<4I", 0, 0, qstr_table, obj_table))
     fun_obj = layout.alloc(struct.pack("<4I", 0, context, 0, 0))
     tables = {"qstr_table": qstr_table, "obj_table": obj_table, "fun_table": fun_table}
     placed_functions = {}
+    kinds = {}
     for name in functions:
         rc = module.function(name)
+        kinds[name] = rc.kind
         if rc.kind not in ("viper", "asm"):
             raise MachineCodeError(f"{name} is {rc.kind} code; only viper and inline-asm functions run here")
         start = layout.alloc(rc.code, align=4)
@@ -139,12 +150,20 @@ def place_program(
             raise ValueError(f"at most {MAX_ARGS} arguments per call")
         job = jobs + JOB_WORDS * 4 * i
         layout.put_word(job, placed_functions[call.function][0])
-        layout.put_word(job + 4, len(call.args))
-        for k, b in enumerate(call.args):
+        args = []
+        for b in call.args:
             arg = addrs[b]
             if call.objects:
                 arg = layout.alloc(struct.pack("<4I", 0, 0, len(buffers[b]), arg), align=16)
-            layout.put_word(job + 8 + 4 * k, arg)
+            args.append(arg)
+        for k, arg in enumerate(args):
+            layout.put_word(job + JOB_ARGS + 4 * k, arg)
+        if kinds[call.function] == "viper":  # f(fun_obj, n_args, n_kw, args), args converted by the code
+            regs = [fun_obj, len(args), 0, job + JOB_ARGS]
+        else:  # inline asm: MicroPython converts the arguments and calls f(a0, a1, a2, a3) like C
+            regs = args + [0] * (MAX_ARGS - len(args))
+        for k, value in enumerate(regs):
+            layout.put_word(job + JOB_REGS + 4 * k, value)
     layout.alloc(b"", align=16)
     return Placed(fun_obj, placed_functions, addrs, jobs, data_start, len(calls))
 
@@ -158,6 +177,6 @@ def read_back(placed: Placed, data: bytes, sizes: list[int]) -> tuple[list[bytes
 
     buffers = [at(a, n) for a, n in zip(placed.buffers, sizes)]
     returns = [
-        struct.unpack("<I", at(placed.jobs + JOB_WORDS * 4 * i + 24, 4))[0] for i in range(placed.n_jobs)
+        struct.unpack("<I", at(placed.jobs + JOB_WORDS * 4 * i + JOB_RET, 4))[0] for i in range(placed.n_jobs)
     ]
     return buffers, returns

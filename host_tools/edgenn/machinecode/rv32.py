@@ -19,10 +19,13 @@ import struct
 from edgenn.machinecode.counting import Block, Tally, summarise
 from edgenn.machinecode.memory import (
     FUN_TABLE_SIZE,
+    JOB_REGS,
+    JOB_RET,
     JOB_WORDS,
     NATIVE_FROM_OBJ,
     NATIVE_TO_OBJ,
     Call,
+    EmulatorMissing,
     Layout,
     MachineCodeError,
     Result,
@@ -36,7 +39,8 @@ STACK_TOP = 0x7FF0_0000
 STACK_SIZE = 0x10_0000
 C_JR_RA = struct.pack("<H", 0x8082)
 EBREAK = struct.pack("<I", 0x0010_0073)
-MAX_INSTRUCTIONS = 2_000_000_000  # per call; a kernel that loops forever fails instead of hanging
+TIMEOUT_US = 120_000_000  # per call; a kernel that loops forever fails instead of hanging (a count
+# limit would make unicorn hook every instruction, several times slower)
 
 
 def available() -> bool:
@@ -96,7 +100,7 @@ def run(
         from unicorn import UC_ARCH_RISCV, UC_HOOK_BLOCK, UC_MODE_RISCV32, Uc, UcError
         from unicorn import riscv_const as rc
     except ImportError as exc:
-        raise MachineCodeError("PyPI unicorn is not installed (pip install unicorn)") from exc
+        raise EmulatorMissing("PyPI unicorn is not installed (pip install unicorn)") from exc
     layout = Layout(BASE)
     identity = layout.alloc(C_JR_RA)
     stubs = []
@@ -136,22 +140,19 @@ def run(
 
         uc.hook_add(UC_HOOK_BLOCK, on_stub, begin=identity, end=identity + 1)
 
+    arg_regs = (rc.UC_RISCV_REG_A0, rc.UC_RISCV_REG_A1, rc.UC_RISCV_REG_A2, rc.UC_RISCV_REG_A3)
     returns, tallies, stubs_run = [], [], []
     for i, call in enumerate(calls):
         job = placed.jobs + JOB_WORDS * 4 * i
         func = placed.functions[call.function][0]
-        for reg, value in (
-            (rc.UC_RISCV_REG_A0, placed.fun_obj),
-            (rc.UC_RISCV_REG_A1, len(call.args)),
-            (rc.UC_RISCV_REG_A2, 0),
-            (rc.UC_RISCV_REG_A3, job + 8),
-            (rc.UC_RISCV_REG_RA, returned),
-            (rc.UC_RISCV_REG_SP, STACK_TOP - 64),
-        ):
+        regs = struct.unpack_from("<4I", image, job - BASE + JOB_REGS)
+        for reg, value in zip(arg_regs, regs):
             uc.reg_write(reg, value)
+        uc.reg_write(rc.UC_RISCV_REG_RA, returned)
+        uc.reg_write(rc.UC_RISCV_REG_SP, STACK_TOP - 64)
         state["tally"], state["previous"], state["stub"] = Tally(), None, 0
         try:
-            uc.emu_start(func, returned, count=MAX_INSTRUCTIONS)
+            uc.emu_start(func, returned, timeout=TIMEOUT_US)
         except UcError as exc:
             pc = uc.reg_read(rc.UC_RISCV_REG_PC)
             if pc in trap_index:
@@ -162,9 +163,9 @@ def run(
             raise MachineCodeError(f"rv32 emulation failed at pc 0x{pc:08x}: {exc}") from exc
         pc = uc.reg_read(rc.UC_RISCV_REG_PC)
         if pc != returned:
-            raise MachineCodeError(f"{call.function} did not return within {MAX_INSTRUCTIONS} instructions")
+            raise MachineCodeError(f"{call.function} did not return within {TIMEOUT_US // 1_000_000} s")
         a0 = uc.reg_read(rc.UC_RISCV_REG_A0)
-        uc.mem_write(job + 24, struct.pack("<I", a0 & 0xFFFFFFFF))
+        uc.mem_write(job + JOB_RET, struct.pack("<I", a0 & 0xFFFFFFFF))
         returns.append(a0 & 0xFFFFFFFF)
         tallies.append(state["tally"])
         stubs_run.append(state.get("stub", 0))

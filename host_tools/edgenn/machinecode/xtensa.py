@@ -30,9 +30,13 @@ from pathlib import Path
 from edgenn.machinecode.counting import Block, Tally, summarise
 from edgenn.machinecode.memory import (
     FUN_TABLE_SIZE,
+    JOB_REGS,
+    JOB_RET,
+    JOB_WORDS,
     NATIVE_FROM_OBJ,
     NATIVE_TO_OBJ,
     Call,
+    EmulatorMissing,
     Layout,
     MachineCodeError,
     Result,
@@ -156,7 +160,6 @@ def build(module: Mpy, functions: list[str], buffers: list[bytes], calls: list[C
     end = layout.base + len(layout.image)
     lit_jobs = asm.literal(placed.jobs)
     lit_n = asm.literal(placed.n_jobs)
-    lit_fun_obj = asm.literal(placed.fun_obj)
     lit_data = asm.literal(placed.data_start)
     lit_len = asm.literal(end - placed.data_start)
     layout.alloc(b"", align=4)
@@ -165,14 +168,12 @@ def build(module: Mpy, functions: list[str], buffers: list[bytes], calls: list[C
     asm.l32r(A5, lit_n)
     enter = asm.emit(_b3(0))  # j loop: ends the first block, so every job starts at a block on `loop`
     loop = asm.emit(_b3(0x16 | (A5 << 8)))  # beqz a5, done (patched below)
-    asm.l32r(A10, lit_fun_obj)
     asm.emit(l32i(A7, A4, 0))
-    asm.emit(l32i(A11, A4, 4))
-    asm.emit(movi(A12, 0))
-    asm.emit(addi(A13, A4, 8))
+    for k, reg in enumerate((A10, A11, A12, A13)):  # become the callee's a2..a5
+        asm.emit(l32i(reg, A4, JOB_REGS + 4 * k))
     asm.emit(callx8(A7))
-    asm.emit(s32i(A10, A4, 24))
-    asm.emit(addi(A4, A4, 32))
+    asm.emit(s32i(A10, A4, JOB_RET))
+    asm.emit(addi(A4, A4, JOB_WORDS * 4))
     asm.emit(addi(A5, A5, -1))
     back = asm.emit(_b3(0))
     asm.patch_branch(back, loop, "j")
@@ -280,7 +281,7 @@ def run(
     """Run `calls` in one qemu-xtensa process; instructions per call when `count`."""
     qemu = qemu_path()
     if qemu is None:
-        raise MachineCodeError("qemu-xtensa is not installed (Debian: apt-get install qemu-user)")
+        raise EmulatorMissing("qemu-xtensa is not installed (Debian: apt-get install qemu-user)")
     elf, info = build(module, functions, buffers, calls)
     with tempfile.TemporaryDirectory(prefix="edgenn-xtensa-") as tmp:
         exe = Path(tmp) / "run.elf"

@@ -247,7 +247,7 @@ def _board_profile_name(board: BoardSection | None) -> str | None:
 
 def fit_section(qm: QuantModel, board_name: str) -> FitSection:
     from edgenn.boards import load_board
-    from edgenn.device.deploy import RUNTIME_WORKING_HEAP, largest_layer_block, load_peak_bytes
+    from edgenn.fit import WORKING_HEAP, largest_layer_block, load_peak_bytes
 
     profile = load_board(board_name)
     size = len(modelfile.to_bytes(qm))
@@ -256,7 +256,7 @@ def fit_section(qm: QuantModel, board_name: str) -> FitSection:
         board=profile.name,
         model_bytes=size,
         load_peak=load_peak_bytes(size),
-        working_heap=RUNTIME_WORKING_HEAP,
+        working_heap=WORKING_HEAP,
         heap=profile.heap_bytes,
         largest_layer_block=largest_layer_block(qm),
         largest_block=profile.largest_block_bytes,
@@ -272,10 +272,9 @@ def _estimate(qm: QuantModel, board_name: str) -> tuple[dict[str, Any] | None, s
         from edgenn.machinecode import estimate as mc_estimate  # type: ignore[attr-defined]
     except ImportError:
         return None, "not available: this edgenn has no `edgenn estimate` (machine-code emulation)"
-    run = getattr(mc_estimate, "estimate_model", None) or getattr(mc_estimate, "estimate", None)
-    if run is None:
-        return None, "not available: edgenn.machinecode.estimate has no estimate function"
+    from edgenn.boards import load_board
+
     try:
-        return dict(run(qm, board_name)), ""
+        return dict(mc_estimate.estimate(qm, load_board(board_name))), ""
     except UserError as exc:
         return None, f"not available for {board_name}: {exc}"

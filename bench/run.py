@@ -19,7 +19,6 @@ BENCHMARKS = {
     "training": "float training and integer accuracy vs scikit-learn",
     "runtime": "device runtime: viper vs portable vs float MicroPython MLP",
     "serial": "prediction rows per second over the serial link",
-    "kernels": "machine-code kernels: viper vs inline assembler, instructions/MAC and estimated µs",
     "report": "edgenn report build time and page size vs scoring alone",
 }
 

@@ -31,7 +31,7 @@ from edgenn.boards import BoardProfile, load_board
 from edgenn.device import mpy
 from edgenn.device.board_info import BoardInfo, close_board, open_board, probe
 from edgenn.errors import UserError
-from edgenn.machinecode import asmpack
+from edgenn.machinecode.mpy import MpyError, retag_asm_as_viper
 from edgenn.resources import shipped_dir
 
 MODEL_NAME = "model.enn"
@@ -136,8 +136,8 @@ def build_asm(info: BoardInfo, compiler: mpy.Compiler, warnings: list[str]) -> d
     if (info.mpy.version, info.mpy.sub_version) != (6, 3) or not source.is_file():
         return {}
     try:
-        return {ASM_NAME: asmpack.retag_asm_as_viper(mpy.compile_source(compiler, source, info.mpy.arch))}
-    except (UserError, asmpack.MpyError) as exc:
+        return {ASM_NAME: retag_asm_as_viper(mpy.compile_source(compiler, source, info.mpy.arch))}
+    except (UserError, MpyError) as exc:
         warnings.append(f"the asm kernel is not installed (viper serves): {exc}")
         return {}
 

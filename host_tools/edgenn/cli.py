@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "predict",
     "eval_device",
     "monitor",
+    "record",
 ]
 
 EXIT_USER_ERROR = 2

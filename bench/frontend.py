@@ -127,20 +127,22 @@ def _xtensa_loops() -> dict | None:
     return {f["function"]: f["loops"] for f in json.loads(proc.stdout)["functions"]}
 
 
-def xtensa_estimate(loops: dict, axes: int, window: int, kind: str) -> int:
-    """Instructions per window from the loops' per-pass counts (loop bodies only: a lower bound that
-    leaves out the per-series set-up, the same way the network's count leaves out per-neuron work).
-    fe_series loops in source order: pass 1 (samples), zeroing (FFT size), pass 2 (samples),
-    the butterfly, the band sums (bins); isqrt: ~15 passes of its second loop per call."""
-    load = loops["fe_load"][0]["insns"] * window
-    s = loops["fe_series"]
-    per_series = (s[0]["insns"] + s[3]["insns"]) * window + 15 * loops["isqrt"][1]["insns"]
-    total = axes * (load + per_series) + (per_series if axes > 1 else 0)
+def xtensa_estimate(loops: dict, axes: int, window: int, kind: str, n_bands: int = 8) -> int | None:
+    """Instructions per window from the viper loops' per-pass counts (loop bodies only, the way the
+    network's figure counts its MAC loop alone: per-series set-up and calls are left out). fe_series'
+    innermost loops in source order: pass 1 (per sample), zero padding, bit length, pass 2 (per
+    sample), isqrt x2, FFT stage 1 (per 2 points), stage 2 (per 4), the butterfly, band sums (per
+    bin), isqrt x2; an isqrt of a value below 2**26 takes ~13 passes."""
+    s = [lp["insns"] for lp in loops.get("fe_series", [])]
+    if len(s) != 12 or "fe_load" not in loops:
+        return None  # the kernel changed shape: the mapping above no longer holds
+    per_series = (s[0] + s[3]) * window + 12 * s[2] + 13 * s[5]
+    total = axes * (loops["fe_load"][0]["insns"] * window + per_series) + (per_series if axes > 1 else 0)
     if kind == "spectral":
         p = 1 << (window - 1).bit_length()
-        butterflies = (p // 2) * (p.bit_length() - 1)
-        total += axes * (s[1]["insns"] * p + s[4]["insns"] * butterflies + s[5]["insns"] * (p // 2))
-        total += axes * 8 * 15 * loops["isqrt"][1]["insns"]
+        general = (p // 2) * (p.bit_length() - 3)  # butterflies after stages 1 and 2
+        fft = s[1] * (p - window) + s[6] * p // 2 + s[7] * p // 4 + s[8] * general
+        total += axes * (fft + s[9] * (p // 2) + n_bands * 13 * s[11])
     return int(total)
 
 

@@ -186,23 +186,6 @@ def fe_load(win: ptr16, ws: ptr32, h: ptr32, a: int):
 
 
 @micropython.viper
-def isqrt(n: int) -> int:
-    """floor(sqrt(n)) for 0 <= n < 2**30, bit by bit."""
-    r = 0
-    bit = 1 << 28
-    while bit > n:
-        bit >>= 2
-    while bit != 0:
-        if n >= r + bit:
-            n -= r + bit
-            r = (r >> 1) + bit
-        else:
-            r >>= 1
-        bit >>= 2
-    return r
-
-
-@micropython.viper
 def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
     """Series k (axis k, or the magnitude when k == N): its 5 statistics into feats[5k..], and for an
     axis of a spectral front end its band amplitudes into feats[n_stats + k * n_bands ..]."""
@@ -248,11 +231,10 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
     pre = int(h[_H_RE])
     pim = int(h[_H_IM])
     prev = int(h[_H_REV])
-    if fft:
-        t = 0
+    if fft:  # the zero padding (every other position of re gets a sample below; im: stage 1)
+        t = w
         while t < p:
-            ws[pre + t] = _OFF
-            ws[pim + t] = _OFF
+            ws[pre + int(ws[prev + t])] = _OFF
             t += 1
     q = 0
     t = 0
@@ -266,7 +248,18 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
         if fft:
             ws[pre + int(ws[prev + t])] = v + _OFF
         t += 1
-    r = int(isqrt(q // w))
+    n2 = q // w  # isqrt, inline (a call would cost more than the loop)
+    r = 0
+    bit = 1 << 28
+    while bit > n2:
+        bit >>= 2
+    while bit != 0:
+        if n2 >= r + bit:
+            n2 -= r + bit
+            r = (r >> 1) + bit
+        else:
+            r >>= 1
+        bit >>= 2
     if sft >= 0:
         r = r << sft
     else:
@@ -279,10 +272,43 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
     feats[f + 4] = mac
     if not fft:
         return
+    # Stages 1 and 2 have the twiddles 1 and -i (cos/sin 16384 and 0): the general butterfly's
+    # products are then exact shifts, so these loops give the same integers with no multiplication.
+    # Stage 1 (half 1): im is still all zero.
+    j = pre
+    end = pre + p
+    while j < end:
+        ar = int(ws[j]) - _OFF
+        br = int(ws[j + 1]) - _OFF
+        ws[j] = ((ar + br) >> 1) + _OFF
+        ws[j + 1] = ((ar - br) >> 1) + _OFF
+        ws[j + p] = _OFF
+        ws[j + p + 1] = _OFF
+        j += 2
+    # Stage 2 (half 2): i, i + 2 with w = 1; i + 1, i + 3 with w = -i (tr = bi, ti = -br)
+    j = pre
+    while j < end:
+        ar = int(ws[j]) - _OFF
+        br = int(ws[j + 2]) - _OFF
+        ai = int(ws[j + p]) - _OFF
+        bi = int(ws[j + p + 2]) - _OFF
+        ws[j] = ((ar + br) >> 1) + _OFF
+        ws[j + 2] = ((ar - br) >> 1) + _OFF
+        ws[j + p] = ((ai + bi) >> 1) + _OFF
+        ws[j + p + 2] = ((ai - bi) >> 1) + _OFF
+        ar = int(ws[j + 1]) - _OFF
+        br = int(ws[j + 3]) - _OFF
+        ai = int(ws[j + p + 1]) - _OFF
+        bi = int(ws[j + p + 3]) - _OFF
+        ws[j + 1] = ((ar + bi) >> 1) + _OFF
+        ws[j + 3] = ((ar - bi) >> 1) + _OFF
+        ws[j + p + 1] = ((ai - br) >> 1) + _OFF
+        ws[j + p + 3] = ((ai + br) >> 1) + _OFF
+        j += 4
     pc = int(h[_H_COS])
     psn = int(h[_H_SIN])
-    half = 1
-    step = p >> 1
+    half = 4
+    step = p >> 3
     while half < p:
         st = 0
         while st < p:
@@ -321,7 +347,17 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
             xi = int(ws[pim + i]) - _OFF
             e += xr * xr + xi * xi
             i += 1
-        r = int(isqrt(e))
+        r = 0
+        bit = 1 << 28
+        while bit > e:
+            bit >>= 2
+        while bit != 0:
+            if e >= r + bit:
+                e -= r + bit
+                r = (r >> 1) + bit
+            else:
+                r >>= 1
+            bit >>= 2
         if sft >= 0:
             r = r << sft
         else:

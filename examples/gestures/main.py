@@ -99,7 +99,7 @@ class SimulatedIMU:
         self.param = (3.0 + 2.0 * random.random(), 1.0 + random.random(), 0.0,
                       0.0, 0.25 + 0.2 * random.random())[k]
         self.speed = 0.7 + 0.7 * random.random()
-        self.shift = 0.3 * random.random() - 0.15
+        self.shift = 0.6 * random.random() - 0.3
         self.amp = 0.5 + 1.5 * random.random()
         self.rot = _rotation()
         down = _rotation()

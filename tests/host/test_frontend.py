@@ -56,7 +56,8 @@ def test_float_features_track_the_integer_ones():
     X = np.round(3000 * np.sin(0.4 * t)[None, :].repeat(3, 0).reshape(1, -1) + rng.normal(0, 50, (40, 96)))
     ints, floats = frontend.features_int(fe, X), frontend.features_float(fe, X)
     scale = np.abs(floats).max(axis=0)
-    assert np.all(np.abs(ints - floats) <= 1.0 + 0.01 * scale)  # integers: 1 LSB, plus 1% of the range
+    # integers in the sensor's units: a few units of rounding (the FFT floors at every stage), plus 1%
+    assert np.all(np.abs(ints - floats) <= 3.0 + 0.01 * scale)
 
 
 def test_readings_are_rounded_and_saturated():

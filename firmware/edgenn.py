@@ -30,6 +30,12 @@ try:
 except Exception:  # SyntaxError on builds without the native emitter, ValueError for a foreign .mpy
     _viper = None
 
+try:  # machine code for this board's arch (edgenn_asm_<arch>.py), installed by deploy where it may run
+    import edgenn_asm as _asm
+except Exception:  # not installed, or a .mpy this firmware cannot load
+    _asm = None
+_asm_verdict = None  # "ok" once the asm kernel passed its self-test, else why it does not serve
+
 __version__ = "0.1.0"
 FORMAT_VERSION = const(1)
 _FRONTEND_VERSION = const(2)  # a .enn with a sensor front end (raw window -> features)
@@ -395,10 +401,71 @@ def _count(value, lo, hi, what):
         raise _malformed("%s is %d (must be %d..%d)" % (what, value, lo, hi))
 
 
+def asm_status():
+    """"ok" when the asm kernel serves (installed, native code here, equal to viper on the self-test
+    vectors); otherwise why it does not. The self-test runs once, at the first load."""
+    global _asm_verdict
+    if _asm_verdict is None:
+        try:
+            _asm_verdict = _asm_self_test()
+        except Exception as e:
+            _asm_verdict = "refused: %r" % (e,)
+    return _asm_verdict
+
+
+def _asm_self_test():
+    # Runs the asm kernel beside viper on fixed layers of every activation (widths that use the
+    # 16-wide loop, twice, and the tail) and compares every output byte; any difference refuses it.
+    if _asm is None:
+        return "not installed"
+    if _viper is None:
+        return "no viper kernel to check it against"
+    if type(_asm.layer) is not type(_viper.layer):  # e.g. asm-kind code on a firmware without asm
+        return "refused: not native code on this firmware"
+    # Shifts 15..18 with multipliers that keep most outputs inside the clamps, so that a rounding
+    # error of one shows in about a third of the bytes; all-255 and all-0 inputs drive the clamps.
+    s = 1
+    for n_in, n_out in ((21, 4), (40, 3)):
+        for act in range(4):
+            pb = n_out * n_in
+            blob = bytearray(pb + 7 * n_out + (256 if act >= 2 else 0))
+            for i in range(len(blob)):
+                s = (s * 75 + 74) % 65537
+                blob[i] = s & 0xFF
+            for c in range(n_out):
+                t = 15 + (c + act) % 4
+                b = (s + 977 * c) % 4001 - 2000
+                for k in range(4):
+                    blob[pb + 4 * c + k] = (b >> (8 * k)) & 0xFF
+                m = (75 << (t - 15)) + (s + c) % 64
+                blob[pb + 4 * n_out + 2 * c] = m & 0xFF
+                blob[pb + 4 * n_out + 2 * c + 1] = m >> 8
+                blob[pb + 6 * n_out + c] = t
+            head = array.array("i", (n_in, n_out, act, (act * 37) % 60 - 30 + _OFF))
+            if _viper.prepare(blob, head) >= 0:
+                return "refused: bad self-test layer"
+            x = bytearray(n_in)
+            want = bytearray(n_out)
+            got = bytearray(n_out)
+            for v in range(8):
+                for j in range(n_in):
+                    s = (s * 75 + 74) % 65537
+                    x[j] = 255 if v == 0 else 0 if v == 1 else s & 0xFF
+                _viper.layer(blob, x, want, head)
+                _asm.layer(blob, x, got, head)
+                if got != want:
+                    return "refused: differs from viper (activation %d, %d inputs)" % (act, n_in)
+    return "ok"
+
+
 def load(path, kernel=None):
-    """Load a .enn model. kernel: None (viper if this build has it), "viper" or "portable"."""
+    """Load a .enn model. kernel: None (asm if installed and self-tested, else viper if this build
+    has it), "asm", "viper" or "portable"."""
     if kernel is None:
-        kernel = KERNELS[0]
+        kernel = "asm" if asm_status() == "ok" else KERNELS[0]
+    elif kernel == "asm":
+        if asm_status() != "ok":
+            raise ValueError("kernel 'asm' not available here: " + asm_status())
     elif kernel not in KERNELS:
         raise ValueError("kernel %r not available here (have %s)" % (kernel, ", ".join(KERNELS)))
     size = os.stat(path)[6]
@@ -507,8 +574,8 @@ class Net:
         self.out_scale = src.floats(n_outputs, "out_scale")
         self.out_zero_point = src.floats(n_outputs, "out_zero_point")
 
-        prepare = _viper.prepare if kernel == "viper" else _prepare_portable
-        self._layer = _viper.layer if kernel == "viper" else _layer_portable
+        prepare = _prepare_portable if kernel == "portable" else _viper.prepare
+        self._layer = _asm.layer if kernel == "asm" else _viper.layer if kernel == "viper" else _layer_portable
         self._blobs = []
         self._heads = []
         self._outs = []
@@ -744,6 +811,12 @@ class Net:
         overwritten by the next call). Allocates nothing."""
         if len(xq) != self.n_inputs:
             raise ValueError("expected %d input codes, got %d" % (self.n_inputs, len(xq)))
+        if self.kernel == "asm" and type(xq) is not bytearray:
+            # the asm kernel reads a bytearray's data pointer itself (a memoryview's is elsewhere)
+            buf = self.xq
+            for j in range(self.n_inputs):
+                buf[j] = xq[j]
+            xq = buf
         layer = self._layer
         blobs = self._blobs
         heads = self._heads

@@ -247,6 +247,18 @@ def _pack_str(value: str) -> bytes:
     return bytes([len(raw)]) + raw
 
 
+def layer_body(layer: QuantLayer) -> bytes:
+    """A layer's parameters as the file stores them after its header (and as the device's layer blob
+    holds them before load-time preparation): weights, bias, mult, shift, [lut]."""
+    body = np.asarray(layer.weights, dtype=np.int8).tobytes(order="C")
+    body += np.asarray(layer.bias, dtype="<i4").tobytes()
+    body += np.asarray(layer.mult, dtype="<u2").tobytes()
+    body += np.asarray(layer.shift, dtype=np.uint8).tobytes()
+    if layer.lut is not None:
+        body += bytes(layer.lut)
+    return body
+
+
 def to_bytes(model: QuantModel) -> bytes:
     """The `.enn` bytes of a model (validated first: an invalid model raises ModelFormatError)."""
     validate(model)
@@ -264,12 +276,7 @@ def to_bytes(model: QuantModel) -> bytes:
         body += LAYER_HEADER.pack(
             layer.n_in, layer.n_out, ACTIVATION_CODES[layer.activation], 0, int(layer.out_zero)
         )
-        body += np.asarray(layer.weights, dtype=np.int8).tobytes(order="C")
-        body += np.asarray(layer.bias, dtype="<i4").tobytes()
-        body += np.asarray(layer.mult, dtype="<u2").tobytes()
-        body += np.asarray(layer.shift, dtype=np.uint8).tobytes()
-        if layer.lut is not None:
-            body += bytes(layer.lut)
+        body += layer_body(layer)
     if model.frontend is not None:
         body += _pack_frontend(model.frontend)
     length = HEADER.size + len(body) + CRC_SIZE

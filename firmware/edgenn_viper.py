@@ -161,11 +161,15 @@ _H_EDGE = const(13)
 _H_COS = const(14)
 _H_SIN = const(15)
 _H_NSTATS = const(16)
+_H_WSHIFT = const(18)  # log2(window) + 1 when the window is a power of two, else 0
+_H_SERIES_INDEX = const(17)  # which series fe_load / fe_series work on (an array field, not an
+# argument: pointer-only signatures, so the machine-code harness can run them as they are)
 
 
 @micropython.viper
-def fe_load(win: ptr16, ws: ptr32, h: ptr32, a: int):
-    """Axis a of the window into the series area; its |readings| added to the magnitude (N > 1)."""
+def fe_load(win: ptr16, ws: ptr32, h: ptr32):
+    """Axis a = h[17] of the window into the series area; its |readings| added to the magnitude."""
+    a = int(h[_H_SERIES_INDEX])
     n = int(h[_H_AXES])
     w = int(h[_H_WINDOW])
     o = int(h[_H_BASE]) + a * int(h[_H_STRIDE])
@@ -186,9 +190,10 @@ def fe_load(win: ptr16, ws: ptr32, h: ptr32, a: int):
 
 
 @micropython.viper
-def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
-    """Series k (axis k, or the magnitude when k == N): its 5 statistics into feats[5k..], and for an
-    axis of a spectral front end its band amplitudes into feats[n_stats + k * n_bands ..]."""
+def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
+    """Series k = h[17] (axis k, or the magnitude when k == N): its 5 statistics into feats[5k..], and
+    for an axis of a spectral front end its band amplitudes into feats[n_stats + k * n_bands ..]."""
+    k = int(h[_H_SERIES_INDEX])
     n = int(h[_H_AXES])
     w = int(h[_H_WINDOW])
     src = int(h[_H_SERIES]) if k < n else int(h[_H_MAG])
@@ -212,11 +217,16 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
         mac += dd
         prv = y
         t += 1
-    if s >= 0:  # floor division with non-negative operands only
-        m = s // w
-    else:
-        m = 0 - ((0 - s + w - 1) // w)
-    mac = mac // (w - 1)
+    lw = int(h[_H_WSHIFT]) - 1  # log2(w) for a power of two: floor division is a shift
+    if lw >= 0:
+        m = s >> lw
+        mac = mac >> lw
+    else:  # (`//` calls the runtime) floor division with non-negative operands only
+        if s >= 0:
+            m = s // w
+        else:
+            m = 0 - ((0 - s + w - 1) // w)
+        mac = mac // w
     lo -= m
     hi -= m
     amax = hi
@@ -248,7 +258,11 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
         if fft:
             ws[pre + int(ws[prev + t])] = v + _OFF
         t += 1
-    n2 = q // w  # isqrt, inline (a call would cost more than the loop)
+    if lw >= 0:
+        n2 = q >> lw
+    else:
+        n2 = q // w
+    # isqrt(n2), inline (a call would cost more than the loop)
     r = 0
     bit = 1 << 28
     while bit > n2:

@@ -160,10 +160,11 @@ def _prepare_portable(blob, h):
 # them exactly); the shared tables (bit reversal and band edges plain, twiddles + _OFF) are written
 # once by load(). Every intermediate stays below 2**30: small ints on a 32-bit board, no allocation.
 
-_H_SIZE = const(17)  # fields of the front end's header array h (the names are in edgenn_viper.py)
+_H_SIZE = const(19)  # fields of the front end's header array h (the names are in edgenn_viper.py)
 
 
-def _fe_load_portable(win, ws, h, a):
+def _fe_load_portable(win, ws, h):
+    a = h[17]
     n = h[0]
     w = h[1]
     o = h[7] + a * h[6]
@@ -196,7 +197,8 @@ def _isqrt(n):
     return r
 
 
-def _fe_series_portable(ws, feats, h, k):
+def _fe_series_portable(ws, feats, h):
+    k = h[17]
     n = h[0]
     w = h[1]
     src = h[8] if k < n else h[9]
@@ -213,7 +215,7 @@ def _fe_series_portable(ws, feats, h, k):
         mac += y - prv if y >= prv else prv - y
         prv = y
     m = s // w  # floor division
-    mac //= w - 1
+    mac //= w
     lo -= m
     hi -= m
     amax = hi if hi > -lo else -lo
@@ -721,15 +723,16 @@ class Net:
                 ws[prev + t] = r
         for j in range(axes * w):
             src.skip_str("column name")
-        bits = 0
-        while (1 << bits) < w:
-            bits += 1
-        bits = (29 - bits) // 2
+        bits_w = 0
+        while (1 << bits_w) < w:
+            bits_w += 1
+        bits = (29 - bits_w) // 2
         if bits > 12:
             bits = 12
         # h: axes, window, kind, fft, bands, bits, window stride, window base, then the ws offsets
         self._h = array.array("i", (axes, w, kind, p, nb, bits, w, 0, 0, w, pre, pre + p, prev, pedge,
-                                    pcos, psin, 5 * n_series))
+                                    pcos, psin, 5 * n_series, 0,
+                                    (bits_w + 1) if (1 << bits_w) == w else 0))
         self._ws = ws
         self._win = array.array("H", bytes(2 * axes * w))
         self.feats = array.array("i", bytes(4 * n_inputs))
@@ -751,10 +754,12 @@ class Net:
         ws = self._ws
         feats = self.feats
         for a in range(self.axes):
-            load(win, ws, h, a)
-            series(ws, feats, h, a)
+            h[17] = a  # the series to work on
+            load(win, ws, h)
+            series(ws, feats, h)
         if self.axes > 1:
-            series(ws, feats, h, self.axes)
+            h[17] = self.axes  # the magnitude
+            series(ws, feats, h)
         return feats
 
     def features(self, window):

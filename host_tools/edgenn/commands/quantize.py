@@ -209,6 +209,8 @@ def _qat_line(r: dict) -> str:
             f"{shown(q['calibration_score_plain'])})"
         )
     verdict = "used" if q["used"] else "not used, plain quantization kept"
+    if q["used"] and q["calibration_score_qat"] == q["calibration_score_plain"]:
+        verdict = "used: same agreement, outputs closer to the float model's"
     return (
         f"quantization-aware fine-tuning: {verdict} ({what} on the calibration rows: plain "
         f"{shown(q['calibration_score_plain'])}, fine-tuned {shown(q['calibration_score_qat'])}"

@@ -116,6 +116,10 @@ class Calibration:
     relu_percentile: float = 100.0  # per neuron: clip ReLU outputs at this percentile
     relu_margin: float = 0.25  # per neuron: widen the ReLU clip by this fraction
     lut_percentile: float = 100.0  # per layer: pre-activation range of sigmoid/tanh layers
+    # per layer: widen that range by this fraction on both sides (still within the table's active range):
+    # the integer pre-activation carries the rounding of the coarser inputs and may step a code past
+    # the calibrated float range
+    lut_margin: float = 0.05
     output_margin: float = 0.1  # widen the output range by this fraction on both sides
     bias_correction: bool = True  # remove each neuron's mean integer-vs-float error on the calibration rows
 
@@ -277,6 +281,8 @@ def _output_spec(act: str, task: str, z: np.ndarray, a: np.ndarray, cal: Calibra
         return _OutputSpec(np.where(hi > 0, hi, fallback) / 255.0, zeros, 0, act)
     if act in LUT_OUTPUT:  # int8 affine pre-activation, one scale for the layer (one table)
         lo, hi = _range(z, cal.lut_percentile)
+        pad = cal.lut_margin * (hi - lo)
+        lo, hi = lo - pad, hi + pad
         active_lo, active_hi = LUT_ACTIVE_RANGE[act]
         # 0 stays representable (out_zero then lies in -128..127 even for a one-sided or constant range)
         lo, hi = max(min(float(lo), 0.0), active_lo), min(max(float(hi), 0.0), active_hi)

@@ -156,11 +156,6 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"edgenn quantize: warning: {warning}", file=sys.stderr)
     _print_human(result)
-    print(
-        f"  per layer, integer vs float activations on {_rows_text(result)} (SNR; values clipped at a "
-        "range end):"
-    )
-    print("\n".join(layer_error_lines(layers)))
     return 0
 
 
@@ -199,6 +194,8 @@ def _print_human(r: dict) -> None:
         f"  size: {r['bytes']} bytes (.enn, everything included) vs {r['float32_bytes']} bytes of float32 "
         f"weights and biases ({ratio:.1f}x)"
     )
+    print(f"  per layer, integer vs float activations on {rows} (SNR; values clipped at a range end):")
+    print("\n".join(layer_error_lines(r["layers"])))
 
 
 def _qat_line(r: dict) -> str:

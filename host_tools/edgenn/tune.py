@@ -7,6 +7,7 @@ quantized with placeholder weights: the file size and layer blocks depend only o
 against the board profile with `edgenn.fit.check_fit`; models that do not fit are listed, not trained.
 Every candidate is scored by the same stratified k-fold cross-validation as `edgenn train` (same folds
 for every candidate, from `seed`), and the best is then trained on every row like `edgenn train` does.
+The top `estimate_top` candidates also get an estimated latency (`edgenn.machinecode.estimate`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from edgenn.data import Dataset
 from edgenn.errors import UserError
 from edgenn.fit import check_fit
 from edgenn.floatmodel import FloatModel
+from edgenn.modelfile import QuantModel
 from edgenn.nn import TrainConfig, cross_validate, train, usable_folds
 from edgenn.quantize import quantize
 
@@ -59,6 +61,8 @@ class Candidate:
     epochs: int | None = None
     seconds: float = 0.0
     is_default: bool = False
+    latency_us: float | None = None  # estimated on the board's core (edgenn estimate), top candidates only
+    shape_model: QuantModel | None = field(default=None, repr=False)  # placeholder weights: sizes only
 
     def as_dict(self) -> dict:
         return {
@@ -74,6 +78,7 @@ class Candidate:
             "epochs": self.epochs,
             "seconds": round(self.seconds, 3),
             "default": self.is_default,
+            "latency_us": self.latency_us,
         }
 
 
@@ -127,11 +132,26 @@ def _shape_fit(dataset: Dataset, candidate: Candidate, board: str | BoardProfile
         target_std=np.ones(1) if dataset.task == "regress" else np.ones(0),
     )
     qm, _ = quantize(placeholder, dataset.X[:64])
+    candidate.shape_model = qm
     result = check_fit(qm, board)
     candidate.fits = result.fits
     candidate.fit_summary = result.summary()
     candidate.model_bytes = len(modelfile.to_bytes(qm))
     candidate.macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def _latency(candidate: Candidate, board: str | BoardProfile) -> float | None:
+    """Estimated µs per inference from the board's own machine code in an emulator (the instruction
+    counts depend on the shape, not the weights); None when the board has no cycle model or the
+    emulator is missing."""
+    from edgenn.machinecode import MachineCodeError
+    from edgenn.machinecode.estimate import estimate, input_rows
+
+    try:
+        qm = candidate.shape_model
+        return float(estimate(qm, board, rows=input_rows(qm, n=4))["us"])
+    except (UserError, MachineCodeError):
+        return None
 
 
 def tune(
@@ -141,6 +161,7 @@ def tune(
     seed: int = 0,
     base: TrainConfig | None = None,
     max_candidates: int | None = None,
+    estimate_top: int = 0,
     progress: Callable[[Candidate, int], None] | None = None,
 ) -> TuneResult:
     """Search, then train the best candidate on every row. Stops starting new candidates once `budget_s`
@@ -182,6 +203,8 @@ def tune(
             "use fewer input features or a board with more memory"
         )
     result.best = board_ranked[0]
+    for candidate in board_ranked[:estimate_top]:
+        candidate.latency_us = _latency(candidate, board)
     best_config = replace(
         base,
         hidden=result.best.hidden,

@@ -15,6 +15,7 @@ from edgenn.floatmodel import TASKS
 from edgenn.tune import DEFAULT_BUDGET_S, Candidate, tune
 
 NAME = "tune"
+ESTIMATE_TOP = 5  # candidates whose latency is estimated in the emulator (about a second each)
 HELP = "find the best model (by cross-validation) whose integer form fits a board, and save it as .npz"
 
 
@@ -61,7 +62,14 @@ def run(args: argparse.Namespace) -> int:
             )
             sys.stderr.flush()
 
-    result = tune(dataset, args.board, budget_s=args.budget_s, seed=args.seed, progress=progress)
+    result = tune(
+        dataset,
+        args.board,
+        budget_s=args.budget_s,
+        seed=args.seed,
+        estimate_top=ESTIMATE_TOP,
+        progress=progress,
+    )
     if not args.json and sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 70 + "\r")
     result.model.save(output)
@@ -91,13 +99,14 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"{'rank':>4}  {'hidden':<12} {'act':<5} {'wd':>6}  {'cv ' + result.metric:<18} "
-        f"{'bytes':>6} {'MACs':>7}  fits"
+        f"{'bytes':>6} {'MACs':>7} {'est. µs':>8}  fits"
     )
     for rank, c in enumerate(board[:15], 1):
         mark = " (default)" if c.is_default else ""
         print(
             f"{rank:>4}  {','.join(map(str, c.hidden)):<12} {c.activation:<5} {c.weight_decay:>6g}  "
-            f"{_score(c, result.metric):<18} {c.model_bytes:>6} {c.macs:>7}  "
+            f"{_score(c, result.metric):<18} {c.model_bytes:>6} {c.macs:>7} "
+            f"{'-' if c.latency_us is None else f'{c.latency_us:.0f}':>8}  "
             f"{'yes' if c.fits else 'NO'}{mark}"
         )
     b = result.best

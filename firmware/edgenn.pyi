@@ -8,15 +8,16 @@ FORMAT_VERSION: int
 KERNELS: tuple[str, ...]  # ("viper", "portable") where the build has the native emitter, else ("portable",)
 
 def load(path: str, kernel: str | None = None) -> Net:
-    """Load a .enn model. kernel: None (viper if available), "viper" or "portable".
+    """Load a .enn model. kernel: None (asm if installed and self-tested, else viper if available),
+    "asm", "viper" or "portable".
     Raises ValueError ("file is empty", "not an edgenn model (bad magic)", "truncated header",
-    "format version N not supported (reader knows 1)", "truncated: ...", "trailing bytes: ...",
+    "format version N not supported (reader knows 1 and 2)", "truncated: ...", "trailing bytes: ...",
     "CRC mismatch: file is corrupted", "malformed: ...") and OSError if the file cannot be opened."""
 
 class Net:
     name: str
     task: str  # "classify" | "regress"
-    kernel: str  # "viper" | "portable"
+    kernel: str  # "asm" | "viper" | "portable"
     n_inputs: int
     n_outputs: int
     n_layers: int
@@ -25,6 +26,19 @@ class Net:
     out_scale: array  # array('f'), n_outputs
     out_zero_point: array  # array('f'), n_outputs
     xq: bytearray  # the preallocated input-code buffer (what quantize_input returns)
+    # Sensor front end (format version 2): the model takes a raw window and computes its features.
+    axes: int  # 0 without a front end
+    window: int  # samples per axis, 0 without a front end
+    n_raw: int  # values predict/forward/quantize_input take: axes * window, else n_inputs
+    feats: array  # array('i'), n_inputs: the front end's features (what features() returns)
+    @property
+    def frontend(self) -> str | None:
+        """"stats" or "spectral" when the model computes its features from a raw window, else None."""
+    def features(self, window: Sequence[int]) -> array:
+        """A raw window (axes x window readings, axis-major) -> the integer features (the preallocated
+        array('i')), bit-exact with the host's golden model. Readings saturate to int16; floats are
+        rounded to the nearest integer (halves up). Integer readings allocate nothing.
+        ValueError: no front end, wrong count, NaN or infinity."""
     out: array  # the preallocated int8 output buffer, array('b') (what forward_q returns)
     @property
     def labels(self) -> list[str]:
@@ -32,6 +46,7 @@ class Net:
     def label(self, k: int) -> str: ...
     def quantize_input(self, features: Sequence[float]) -> bytearray:
         """clamp(floor(x * in_scale + in_offset + 0.5), 0, 255) into the preallocated buffer.
+        With a front end, `features` is the raw window (n_raw readings): features() first.
         ValueError: wrong number of features, NaN or infinity. Integer features of a model from
         `edgenn quantize` allocate nothing (exact small-int path); float features allocate the
         float temporaries (5 per feature)."""
@@ -45,3 +60,24 @@ class Net:
         """Raw features -> class index (classify, ties to the lowest) or the first output's value (regress)."""
     def layer_output(self, i: int) -> bytearray | array:
         """Layer i's output bytes from the last forward_q (hidden: bytearray, last: array('b'))."""
+
+class Window:
+    """Windows from a sensor loop over a preallocated ring buffer (the model needs a front end).
+
+        w = edgenn.Window(net, stride=16)
+        k = w.push((ax, ay, az))    # None, or the class of the latest `net.window` samples
+    """
+
+    net: Net
+    axes: int
+    window: int
+    stride: int
+    def __init__(self, net: Net, stride: int = 0) -> None:
+        """stride: samples between predictions (0: net.window, back-to-back windows).
+        ValueError: the model has no front end, stride < 0."""
+    def push(self, sample: Sequence[int]) -> int | float | None:
+        """One sample (axes readings). Every `stride` samples, once a whole window is in: the front end
+        and the network on the latest window -> class index (classify) or the first output's value
+        (regress); else None. Integer readings allocate nothing (classify)."""
+    def reset(self) -> None:
+        """Forget the samples so far."""

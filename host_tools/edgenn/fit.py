@@ -7,9 +7,10 @@ measured on it), which is what deploy does.
 What the runtime needs on the board (measured on the virtual board, esp32 profile; an ESP32's 32-bit
 objects are smaller, so these figures are on the safe side):
 - flash: the model file (whole 4 KB filesystem blocks), written beside the old one before the swap;
-- heap: the runtime's and the server's code and buffers once imported (`RUNTIME_HEAP`, 24 KB for the
-  .mpy runtime), the model's arrays (`model_heap_bytes`: its layer blocks + small arrays, about the file
-  size + 3 KB), a little while loading (`LOAD_TRANSIENT`) and working memory for requests (`WORKING_HEAP`);
+- heap: the runtime's and the server's code and buffers once imported (`RUNTIME_HEAP`, 36 KB for the
+  .mpy runtime), the model's arrays and the server's per-input buffers (`model_heap_bytes`: the layer
+  blocks + small arrays, about the file size + 3 KB, + 40 B per input), a little while loading
+  (`LOAD_TRANSIENT`) and working memory for requests (`WORKING_HEAP`);
 - contiguity: the runtime keeps each layer in one block (`layer_block_bytes`), and once the runtime is
   imported the heap's free space is one large block and small holes, so the layer blocks together must
   fit the heap's largest free block (a two-layer 26 KB + 17 KB model fails where one 43 KB layer loads).
@@ -32,16 +33,19 @@ from edgenn.boards import BoardProfile, load_board
 FS_BLOCK = 4096
 LAYER_FILE_HEADER = modelfile.LAYER_HEADER.size
 LUT_BYTES = modelfile.LUT_SIZE
-# The runtime + server (.mpy) in the heap once imported, server buffers included: measured 24,256 B on
-# the virtual board. Per byte of .mpy file that is ~1.45 B of heap (deploy passes its real files).
-RUNTIME_HEAP = 24 * 1024
-RUNTIME_HEAP_PER_MPY_BYTE = 1.45
+# The runtime + server (.mpy) in the heap once imported, server buffers included, measured on the virtual
+# board: 24,256 B for 17,001 B of .mpy files, 36,128 B for 32,216 B (the asm/viper kernels and the front
+# end grew it): about 11 KB + 0.8 B per byte of .mpy (deploy passes its real files).
+RUNTIME_HEAP = 36 * 1024
+RUNTIME_HEAP_BASE = 11 * 1024
+RUNTIME_HEAP_PER_MPY_BYTE = 0.8
 DEFAULT_RUNTIME_BYTES = RUNTIME_HEAP  # the name in the first version of this module
 LOAD_TRANSIENT = 2 * 1024  # edgenn.load's temporaries on top of what it keeps
 WORKING_HEAP = 4 * 1024  # a request's parsing and reply; `info` builds a few small lists
 # Beside the layer blocks the model keeps: each layer's output buffer and header, the input scaling in
-# fixed point (about 24 B per input) and the labels (measured: +2.5..3.5 KB for 96 inputs).
-PER_INPUT_BYTES = 24
+# fixed point (about 24 B per input) and the labels (measured: +2.5..3.5 KB for 96 inputs); the server's
+# line, feature and reply buffers add about 40 B per input.
+PER_INPUT_BYTES = 64
 PER_LAYER_BYTES = 150
 MODEL_FIXED_BYTES = 512
 
@@ -73,7 +77,7 @@ def load_peak_bytes(model_size: int) -> int:
 
 def runtime_heap_bytes(mpy_bytes: int) -> int:
     """Heap the runtime and server take once imported, from the size of their .mpy files."""
-    return int(mpy_bytes * RUNTIME_HEAP_PER_MPY_BYTE)
+    return RUNTIME_HEAP_BASE + int(mpy_bytes * RUNTIME_HEAP_PER_MPY_BYTE)
 
 
 def largest_layer_block(model: modelfile.QuantModel) -> int:

@@ -85,17 +85,20 @@ def _deploy_and_judge(board, workdir: Path, model: modelfile.QuantModel, serving
 
 @pytest.mark.slow
 def test_sweep_around_the_esp32_limit(board, workdir: Path) -> None:
-    """Arithmetic limit (the profile's 45000 B largest block): 96-420 fits, 96-421 does not; the
-    issue's 256,64 model (which used to be copied and then not load) now loads."""
+    """Models from well inside to well beyond the esp32 profile's limit: deploy exits 0 exactly when the
+    board then serves the new model. What the arithmetic (edgenn.fit, the profile's figures) refuses is
+    refused before anything is copied; what it lets through the board checks itself."""
     serving = _model([16])
     assert _deploy_and_judge(board, workdir, serving, serving) is serving
     outcomes = {}
-    for hidden in ([256, 64], [420], [421], [256, 100], [400, 8], [480], [200, 64]):
+    for hidden in ([128, 64], [256, 64], [300], [380], [420], [421], [256, 100], [400, 8], [480], [200, 64]):
         model = _model(hidden)
         serving = _deploy_and_judge(board, workdir, model, serving)
         outcomes[tuple(hidden)] = serving is model
-        assert outcomes[tuple(hidden)] == fit.check_fit(model, "esp32").fits  # the same arithmetic
-    assert outcomes[(256, 64)] and outcomes[(420,)] and not outcomes[(421,)] and not outcomes[(480,)]
+        if not fit.check_fit(model, "esp32").fits:
+            assert not outcomes[tuple(hidden)]
+    assert outcomes[(128, 64)] and outcomes[(300,)]  # well inside: deployed
+    assert not outcomes[(421,)] and not outcomes[(480,)] and not outcomes[(256, 100)]  # beyond: refused
 
 
 FRAGMENTING_BOOT = """_kept = []

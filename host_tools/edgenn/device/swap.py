@@ -59,9 +59,12 @@ def board_exec(transport: SerialTransport, code: str) -> str:
 _VERIFY = """import gc
 gc.collect()
 import edgenn_server
-_s = edgenn_server.Server({name!r})
-_n = _s.net
-print(repr(('ok', list(_n.forward_q(bytes({codes!r}))), gc.mem_free()) if _n else ('fail', _s.problem)))
+try:
+    _s = edgenn_server.Server({name!r})
+    _n, _p = _s.net, _s.problem
+except MemoryError as _e:
+    _n, _p = None, 'the server itself does not fit beside it: %s' % _e
+print(repr(('ok', list(_n.forward_q(bytes({codes!r}))), gc.mem_free()) if _n else ('fail', _p)))
 """
 # After a failed load (the server still holds its buffers): the heap's largest free block.
 _LARGEST_BLOCK = """

@@ -23,8 +23,11 @@ def _package_modules() -> list[str]:
     return [dest for dest, _src in urls if dest.endswith(".py")]
 
 
-def test_mip_install_from_a_checkout_then_load_and_run_a_model(vboard, tmp_path: Path) -> None:
+def test_mip_install_from_a_checkout_then_load_and_run_a_model(start_vboard, tmp_path: Path) -> None:
+    """mip installs source, which the board compiles at import: edgenn.py (~40 KB) needs more heap for
+    that than an ESP32 without PSRAM has, so this board is an ESP32-S3 (see firmware/README.md)."""
     runtime_or_skip()
+    vboard = start_vboard(tmp_path / "flash", board="esp32s3")
     result = mpremote(vboard.port, "mip", "install", str(FIRMWARE / "package.json"), timeout=60)
     modules = _package_modules()
     for name in modules:

@@ -215,7 +215,9 @@ def _interpreters_on(flash_dir: Path) -> int:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(arg.endswith(b"vboard_repl.py") for arg in cmdline) and str(flash_dir).encode() in cmdline:
+        # the REPL runs as `-m vboard_repl` (compiled) or as the vboard_repl.py script
+        repl = any(arg.endswith(b"vboard_repl.py") or arg == b"vboard_repl" for arg in cmdline)
+        if repl and str(flash_dir).encode() in cmdline:
             count += 1
     return count
 

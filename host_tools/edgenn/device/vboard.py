@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tty
@@ -76,7 +77,7 @@ def _die_with_parent() -> None:
 class _Interpreter:
     """One power-on-to-reset lifetime of the MicroPython process."""
 
-    def __init__(self, argv: list[str], flash_dir: Path):
+    def __init__(self, argv: list[str], flash_dir: Path, env: dict[str, str] | None = None):
         status_r, status_w = os.pipe()
         ack_r, ack_w = os.pipe()
         # The supervisor keeps the read end of stdin too: input the interpreter never read before a
@@ -89,6 +90,7 @@ class _Interpreter:
             stderr=subprocess.STDOUT,
             pass_fds=(status_w, ack_r),
             cwd=flash_dir,
+            env=env,
             start_new_session=True,  # a Ctrl-C in the terminal running the supervisor is not for the board
             preexec_fn=_die_with_parent,
         )
@@ -179,11 +181,13 @@ class VirtualBoard:
         self.restarts = 0  # soft resets + crashes, for tests and diagnostics
         self._reset_pressed = threading.Event()
         self._lock_fd: int | None = None
+        self._repl_mpy_dir: str | None = None
 
     # -- public API ----------------------------------------------------------------------------
     def start(self) -> str:
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self._take_flash()
+        self._compile_repl()
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo, no line editing: the pty is a plain byte pipe like a UART
         self.port = os.ttyname(slave)
@@ -233,6 +237,9 @@ class VirtualBoard:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flash
             self._lock_fd = None
+        if self._repl_mpy_dir is not None:
+            shutil.rmtree(self._repl_mpy_dir, ignore_errors=True)
+            self._repl_mpy_dir = None
 
     def __enter__(self) -> VirtualBoard:
         self.start()
@@ -245,18 +252,48 @@ class VirtualBoard:
     def _spawn(self, mode: str, boot: str) -> _Interpreter:
         heap = self.profile.heap_bytes + REPL_HEAP_OVERHEAD
         # argv as vboard_repl.py reads it; _Interpreter appends the status and ack fds
+        env = None
+        script = [str(REPL_SCRIPT)]
+        if self._repl_mpy_dir is not None:  # the compiled REPL, imported as the main module
+            env = {**os.environ, "MICROPYPATH": self._repl_mpy_dir}
+            script = ["-m", REPL_SCRIPT.stem]
         argv = [
             self.interpreter,
             "-X",
             f"heapsize={heap}",
-            str(REPL_SCRIPT),
+            *script,
             str(self.flash_dir),
             mode,
             boot,
             self.profile.name,
             str(self.profile.flash_fs_bytes),
         ]
-        return _Interpreter(argv, self.flash_dir)
+        return _Interpreter(argv, self.flash_dir, env)
+
+    def _compile_repl(self) -> None:
+        """A board's REPL is C in flash; ours is Python in the heap. Compiled to .mpy it leaves the heap
+        about as a board's is after boot (compiling it from source at every power-on split the free
+        space in two halves: no block larger than ~50 KB on the esp32 profile). Falls back to the
+        source when no installed mpy-cross matches this MicroPython."""
+        from edgenn.device import mpy
+        from edgenn.device.board_info import MpyFormat
+
+        try:
+            out = subprocess.run(
+                [self.interpreter, "-c", "import sys; print(sys.implementation._mpy)"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+            compiler = mpy.compiler_for(MpyFormat.from_sys_mpy(int(out.strip())))
+            if compiler is None:
+                return
+            code = mpy.compile_source(compiler, REPL_SCRIPT, None)
+        except (OSError, ValueError, subprocess.SubprocessError, UserError):
+            return
+        directory = tempfile.mkdtemp(prefix="edgenn-vboard-")
+        (Path(directory) / (REPL_SCRIPT.stem + ".mpy")).write_bytes(code)
+        self._repl_mpy_dir = directory
 
     def _loop(self) -> None:
         # Interpreters are started from this thread: PR_SET_PDEATHSIG follows the thread that forked.

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from edgenn.commands.common import print_json
 from edgenn.errors import UserError
 from edgenn.evaluation import SPLITS, evaluate, load_model
 from edgenn.metrics import confusion_lines
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         if args.predictions:
             result["predictions"] = [model.labels[p] for p in predictions] if args.labels else predictions
-        print(json.dumps(result))
+        print_json(result)
         return 0
     rows = f"{result['n']} rows" + ("" if args.split == "all" else f" ({args.split} split)")
     if "accuracy" in result:

@@ -4,13 +4,13 @@ and say what quantization cost (float vs integer accuracy or RMSE, argmax agreem
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from edgenn import golden, modelfile
+from edgenn.commands.common import output_file, print_json
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column
@@ -65,11 +65,7 @@ def _output_path(model_path: Path, output: str | None) -> Path:
     path = Path(output) if output else model_path.with_suffix(".enn")
     if path.resolve() == model_path.resolve():
         raise UserError(f"{path}: the output would overwrite the float model; choose another -o")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory; -o takes a file name such as model.enn")
-    if not path.parent.is_dir():
-        raise UserError(f"{path.parent}: no such directory for -o")
-    return path
+    return output_file(str(path), ".enn")
 
 
 def _compare(task: str, y: np.ndarray, float_pred: np.ndarray, int_pred: np.ndarray) -> dict:
@@ -151,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         "layers": [e.as_dict() for e in layers],  # integer vs float activations per tensor
     }
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
         return 0
     for warning in warnings:
         print(f"edgenn quantize: warning: {warning}", file=sys.stderr)

@@ -4,11 +4,10 @@ cross-validation among the models whose integer form fits the board; print a lea
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from edgenn.boards import load_board
+from edgenn.commands.common import output_file, print_json
 from edgenn.data import load_dataset
 from edgenn.errors import UserError
 from edgenn.floatmodel import TASKS
@@ -50,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
     load_board(args.board)  # a wrong board name fails before any work
     if args.budget_s <= 0:
         raise UserError(f"--budget-s must be > 0, got {args.budget_s}")
-    output = Path(args.output)
-    if output.is_dir() or not output.parent.exists():
-        raise UserError(f"-o {output}: give a file name in an existing directory, such as best.npz")
+    output = output_file(args.output, ".npz")
     dataset = load_dataset(args.data, args.label, args.task)
 
     def progress(c: Candidate, total: int) -> None:
@@ -75,20 +72,18 @@ def run(args: argparse.Namespace) -> int:
     result.model.save(output)
     board = result.leaderboard()
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "model": str(output),
-                    "board": args.board,
-                    "metric": result.metric,
-                    "folds": result.folds,
-                    "seconds": round(result.seconds, 2),
-                    "stopped_by_budget": result.stopped_by_budget,
-                    "best": result.best.as_dict(),
-                    "default": next(c.as_dict() for c in result.candidates if c.is_default),
-                    "leaderboard": [c.as_dict() for c in board],
-                }
-            )
+        print_json(
+            {
+                "model": str(output),
+                "board": args.board,
+                "metric": result.metric,
+                "folds": result.folds,
+                "seconds": round(result.seconds, 2),
+                "stopped_by_budget": result.stopped_by_budget,
+                "best": result.best.as_dict(),
+                "default": next(c.as_dict() for c in result.candidates if c.is_default),
+                "leaderboard": [c.as_dict() for c in board],
+            }
         )
         return 0
     fitting = sum(c.fits for c in result.candidates)

@@ -21,6 +21,7 @@ from edgenn.data import load_dataset
 from edgenn.nn import TrainConfig, train
 from edgenn.quantize import quantize
 from edgenn.report import build_report, figures
+from edgenn.report.collect import collect
 
 sys.path.insert(0, str(Path(__file__).parent))
 from headless_chromium import find_chromium, render  # noqa: E402
@@ -300,3 +301,12 @@ def test_a_sensor_front_end_model_shows_its_features(tmp_path) -> None:
     ranges = _figure((tmp_path / "g.html").read_text(), "feature ranges")
     assert f">{qm.feature_names[0]}<" in ranges and ">x0<" not in ranges
     assert report.layers is not None and report.layers[0].width == len(qm.feature_names)
+
+
+def test_progress_mentions_the_emulated_latency_only_for_a_chip_with_a_cycle_model(iris) -> None:
+    _, enn, _ = iris
+    for board, emulated in (("esp32", True), ("virtual", False)):
+        heard: list[str] = []
+        collect(str(enn), "iris", board=board, progress=heard.append)
+        fit = [m for m in heard if m.startswith("memory fit on ")]
+        assert fit and ("estimated latency" in fit[0]) == emulated, heard

@@ -175,7 +175,14 @@ def collect(
 
     profile_name = board or _board_profile_name(report.board)
     if profile_name is not None:
-        say(f"memory fit on {profile_name}; estimated latency from its machine code (emulated)")
+        from edgenn.boards import load_board
+        from edgenn.machinecode.estimate import CORES
+
+        emulated = load_board(profile_name).chip in CORES  # the virtual board has no cycle model
+        say(
+            f"memory fit on {profile_name}"
+            + ("; estimated latency from its machine code (emulated)" if emulated else "")
+        )
         t = time.perf_counter()
         report.fit = fit_section(qm, profile_name)
         report.seconds["fit"] = time.perf_counter() - t

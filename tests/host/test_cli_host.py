@@ -204,6 +204,7 @@ def test_evaluate_enn_uses_the_golden_integer_model(capsys, tmp_path):
         (["train", "iris", "--epochs", "0", "-o", "m.npz"], "train", ["--epochs"]),
         (["train", "iris", "-o", "no/such/dir/m.npz"], "train", ["does not exist"]),
         (["train", "iris", "--folds", "-1", "-o", "m.npz"], "train", ["--folds"]),
+        (["train", "iris", "--folds", "1", "-o", "m.npz"], "train", ["--folds 1", "at least 2"]),
         (["evaluate", "missing.npz", "iris"], "evaluate", ["missing.npz", "no such file"]),
         (["evaluate", "CVMODEL", "iris", "--split", "test"], "evaluate", ["no test rows", "every row"]),
         (["evaluate", "MODEL", "wine"], "evaluate", ["columns do not match", "missing feature"]),

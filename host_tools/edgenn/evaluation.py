@@ -15,8 +15,8 @@ import numpy as np
 from edgenn.data import Dataset, bundled_path, list_datasets, load_for_model, read_table, resolve_data_path
 from edgenn.errors import UserError
 from edgenn.floatmodel import FloatModel
-from edgenn.metrics import classification_summary
-from edgenn.nn import accuracy, rmse, split_for_model
+from edgenn.metrics import classification_summary, regression_summary
+from edgenn.nn import accuracy, split_for_model
 
 SPLITS = ("all", "train", "val", "test")
 
@@ -139,8 +139,7 @@ def evaluate(model: LoadedModel, data: str, label: str | None = None, split: str
         result["predictions"] = [int(p) for p in predictions]
     else:
         values = np.asarray(predictions, dtype=np.float64).reshape(len(rows), -1)
-        result["rmse"] = rmse(values, y)
-        result["mae"] = float(np.mean(np.abs(values[:, 0] - y)))
+        result.update(regression_summary(values, y))  # rmse, mae of the first output
         result["predictions"] = [float(v[0]) if len(v) == 1 else [float(x) for x in v] for v in values]
     if split == "all" and trained_on is not None:
         result["includes_training_rows"] = int(len(trained_on.train))

@@ -169,8 +169,10 @@ def test_evaluate_regression_predictions_are_values(capsys, tmp_path):
     code, out, _ = run(capsys, "evaluate", str(path), "diabetes", "--json", "--predictions")
     result = json.loads(out)
     ds = load_dataset("diabetes")
-    assert np.allclose(result["predictions"], FloatModel.load(path).predict(ds.X)[:, 0])
-    assert result["rmse"] > 0
+    predicted = FloatModel.load(path).predict(ds.X)[:, 0]
+    assert np.allclose(result["predictions"], predicted)
+    assert result["rmse"] == pytest.approx(np.sqrt(np.mean((predicted - ds.y) ** 2)), rel=1e-5)
+    assert result["mae"] == pytest.approx(np.mean(np.abs(predicted - ds.y)), rel=1e-5)
 
 
 def test_evaluate_enn_uses_the_golden_integer_model(capsys, tmp_path):

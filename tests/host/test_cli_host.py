@@ -262,3 +262,15 @@ def test_progress_line_rewrites_in_place_and_clears():
     assert term.text.startswith("\repoch 1/2") and "val accuracy 90.0%" in term.text and "\n" not in term.text
     line.close()
     assert term.text.endswith("\r")
+
+
+def test_evaluate_on_the_rows_a_model_trained_on_says_so(capsys, tmp_path, iris_model):
+    path = tmp_path / "all.npz"
+    assert main(["train", "iris", "-o", str(path), "--json", *FAST]) == 0  # every row trains, 5-fold CV
+    cv = json.loads(capsys.readouterr().out)["cv"]["mean"]
+    code, out, _ = run(capsys, "evaluate", str(path), "iris")
+    assert code == 0
+    assert "trained on all 150 of these rows, so this is not how it does on new data" in out
+    assert f"cross-validated estimate: {100 * cv:.2f}%" in out
+    code, out, _ = run(capsys, "evaluate", str(iris_model), "iris")  # a --test-fraction model
+    assert "120 of these rows were used for training; `--split test`" in out

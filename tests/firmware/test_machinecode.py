@@ -373,29 +373,8 @@ def test_estimate_of_a_sensor_front_end_model_counts_its_network(arch, tmp_path,
         )
     (tmp_path / "w.csv").write_text("\n".join(lines) + "\n")
     npz, enn = str(tmp_path / "w.npz"), str(tmp_path / "w.enn")
-    assert (
-        main(
-            [
-                "train",
-                str(tmp_path / "w.csv"),
-                "--label",
-                "label",
-                "--axes",
-                "3",
-                "--features",
-                "stats",
-                "--folds",
-                "0",
-                "--epochs",
-                "5",
-                "--hidden",
-                "8",
-                "-o",
-                npz,
-            ]
-        )
-        == 0
-    )
+    options = "--label label --axes 3 --features stats --folds 0 --epochs 5 --hidden 8"
+    assert main(["train", str(tmp_path / "w.csv"), *options.split(), "-o", npz]) == 0
     assert main(["quantize", npz, "--data", str(tmp_path / "w.csv"), "-o", enn]) == 0
     capsys.readouterr()
     board = {"xtensawin": "esp32", "rv32imc": "esp32c3"}[arch]

@@ -48,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const="on",
         default="auto",
-        help="always use quantization-aware fine-tuning (default: used when it raises the integer model's "
-        "agreement with the float model on the calibration rows)",
+        help="always use quantization-aware fine-tuning (default: used when the integer model then agrees "
+        "with the float model more often on the calibration rows, or as often with closer outputs)",
     )
     qat.add_argument(
         "--no-qat",

@@ -146,6 +146,25 @@ def evaluate(model: LoadedModel, data: str, label: str | None = None, split: str
     return result
 
 
+HELD_OUT = "`--split test` scores only the held-out rows"
+
+
+def training_rows_note(fm: FloatModel | None, n: int, trained: int, held_out: str = HELD_OUT) -> str:
+    """What to say beside figures on n rows of which `trained` taught the model: they are not an estimate
+    for new data, and where a fair figure is (the held-out rows, or train's cross-validated estimate)."""
+    if trained < n:
+        return f"{trained} of these rows were used for training; {held_out}"
+    cv = fm.meta.get("cv") if fm is not None else None
+    estimate = ""
+    if cv:
+        shown = f"{100 * cv['mean']:.2f}%" if cv["metric"] == "accuracy" else f"RMSE {cv['mean']:.4g}"
+        estimate = f" (train's {cv['k']}-fold cross-validated estimate: {shown})"
+    return (
+        f"the model was trained on all {trained} of these rows, so this is not how it does on new "
+        f"data{estimate}; evaluate a file it never saw for that"
+    )
+
+
 def _training_split(model: LoadedModel, dataset: Dataset):
     if model.float_model is None:
         return None

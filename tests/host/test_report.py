@@ -310,3 +310,11 @@ def test_progress_mentions_the_emulated_latency_only_for_a_chip_with_a_cycle_mod
         collect(str(enn), "iris", board=board, progress=heard.append)
         fit = [m for m in heard if m.startswith("memory fit on ")]
         assert fit and ("estimated latency" in fit[0]) == emulated, heard
+
+
+def test_a_report_on_the_training_rows_says_they_are_not_new_data(iris) -> None:
+    npz, enn, _ = iris  # iris trained on every row, 3-fold CV
+    notes = collect(str(enn), "iris", float_model=str(npz)).notes
+    said = [n for n in notes if "trained on all 150 of these rows" in n]
+    assert said and "3-fold cross-validated" in said[0], notes
+    assert not any("these rows" in n for n in collect(str(enn), "iris").notes)  # a .enn alone cannot know

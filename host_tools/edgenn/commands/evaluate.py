@@ -6,7 +6,7 @@ import argparse
 
 from edgenn.commands.common import print_json
 from edgenn.errors import UserError
-from edgenn.evaluation import SPLITS, LoadedModel, evaluate, load_model
+from edgenn.evaluation import SPLITS, evaluate, load_model, training_rows_note
 from edgenn.metrics import confusion_lines
 
 NAME = "evaluate"
@@ -70,27 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if "confusion" in result:
         print("\n".join(confusion_lines(result["confusion"], model.labels)))
     if "includes_training_rows" in result:
-        print(_training_rows_note(result, model))
+        print("note: " + training_rows_note(model.float_model, result["n"], result["includes_training_rows"]))
     if args.predictions:
         for p in predictions:
             print(model.labels[p] if model.task == "classify" else p)
     return 0
-
-
-def _training_rows_note(result: dict, model: LoadedModel) -> str:
-    """Say that these figures include rows the model learned from, and where a fair figure is."""
-    trained = result["includes_training_rows"]
-    if trained < result["n"]:
-        return (
-            f"note: {trained} of these rows were used for training; "
-            "`--split test` scores only the held-out rows"
-        )
-    cv = model.float_model.meta.get("cv") if model.float_model is not None else None
-    estimate = ""
-    if cv:
-        shown = f"{100 * cv['mean']:.2f}%" if cv["metric"] == "accuracy" else f"RMSE {cv['mean']:.4g}"
-        estimate = f" (train's {cv['k']}-fold cross-validated estimate: {shown})"
-    return (
-        f"note: the model was trained on all {trained} of these rows, so this is not how it does on new "
-        f"data{estimate}; evaluate a file it never saw for that"
-    )

@@ -161,7 +161,8 @@ _H_EDGE = const(13)
 _H_COS = const(14)
 _H_SIN = const(15)
 _H_NSTATS = const(16)
-_H_WSHIFT = const(18)  # log2(window) + 1 when the window is a power of two, else 0
+_H_WSHIFT = const(18)
+_H_SFT = const(19)  # the normalization shift of the last series + 64 (fe_series -> fe_bands)  # log2(window) + 1 when the window is a power of two, else 0
 _H_SERIES_INDEX = const(17)  # which series fe_load / fe_series work on (an array field, not an
 # argument: pointer-only signatures, so the machine-code harness can run them as they are)
 
@@ -284,70 +285,87 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
     feats[f + 2] = lo
     feats[f + 3] = hi
     feats[f + 4] = mac
-    if not fft:
-        return
+    h[_H_SFT] = sft + 64  # for fe_bands (kept non-negative: see _OFF)
+
+
+@micropython.viper
+def fe_fft(x: ptr32, t: ptr32, h: ptr32):
+    """The FFT of the series fe_series left in re/im (called with ws twice: x and t become the running
+    butterfly and twiddle pointers, the two locals the xtensa viper emitter keeps in registers)."""
+    p = int(h[_H_FFT])
+    x = ptr32(uint(x) + uint(int(h[_H_RE]) << 2))
+    t = ptr32(uint(t) + uint(int(h[_H_COS]) << 2))
+    re0 = uint(x)
+    tw0 = uint(t)
+    end = re0 + uint(p << 2)
     # Stages 1 and 2 have the twiddles 1 and -i (cos/sin 16384 and 0): the general butterfly's
     # products are then exact shifts, so these loops give the same integers with no multiplication.
     # Stage 1 (half 1): im is still all zero.
-    j = pre
-    end = pre + p
-    while j < end:
-        ar = int(ws[j]) - _OFF
-        br = int(ws[j + 1]) - _OFF
-        ws[j] = ((ar + br) >> 1) + _OFF
-        ws[j + 1] = ((ar - br) >> 1) + _OFF
-        ws[j + p] = _OFF
-        ws[j + p + 1] = _OFF
-        j += 2
+    while uint(x) < end:
+        ar = int(x[0]) - _OFF
+        br = int(x[1]) - _OFF
+        x[0] = ((ar + br) >> 1) + _OFF
+        x[1] = ((ar - br) >> 1) + _OFF
+        x[p] = _OFF
+        x[p + 1] = _OFF
+        x = ptr32(uint(x) + 8)
     # Stage 2 (half 2): i, i + 2 with w = 1; i + 1, i + 3 with w = -i (tr = bi, ti = -br)
-    j = pre
-    while j < end:
-        ar = int(ws[j]) - _OFF
-        br = int(ws[j + 2]) - _OFF
-        ai = int(ws[j + p]) - _OFF
-        bi = int(ws[j + p + 2]) - _OFF
-        ws[j] = ((ar + br) >> 1) + _OFF
-        ws[j + 2] = ((ar - br) >> 1) + _OFF
-        ws[j + p] = ((ai + bi) >> 1) + _OFF
-        ws[j + p + 2] = ((ai - bi) >> 1) + _OFF
-        ar = int(ws[j + 1]) - _OFF
-        br = int(ws[j + 3]) - _OFF
-        ai = int(ws[j + p + 1]) - _OFF
-        bi = int(ws[j + p + 3]) - _OFF
-        ws[j + 1] = ((ar + bi) >> 1) + _OFF
-        ws[j + 3] = ((ar - bi) >> 1) + _OFF
-        ws[j + p + 1] = ((ai - br) >> 1) + _OFF
-        ws[j + p + 3] = ((ai + br) >> 1) + _OFF
-        j += 4
-    pc = int(h[_H_COS])
-    psn = int(h[_H_SIN])
+    x = ptr32(re0)
+    while uint(x) < end:
+        ar = int(x[0]) - _OFF
+        br = int(x[2]) - _OFF
+        ai = int(x[p]) - _OFF
+        bi = int(x[p + 2]) - _OFF
+        x[0] = ((ar + br) >> 1) + _OFF
+        x[2] = ((ar - br) >> 1) + _OFF
+        x[p] = ((ai + bi) >> 1) + _OFF
+        x[p + 2] = ((ai - bi) >> 1) + _OFF
+        ar = int(x[1]) - _OFF
+        br = int(x[3]) - _OFF
+        ai = int(x[p + 1]) - _OFF
+        bi = int(x[p + 3]) - _OFF
+        x[1] = ((ar + bi) >> 1) + _OFF
+        x[3] = ((ar - bi) >> 1) + _OFF
+        x[p + 1] = ((ai - br) >> 1) + _OFF
+        x[p + 3] = ((ai + br) >> 1) + _OFF
+        x = ptr32(uint(x) + 16)
+    hp = p >> 1  # sin[k] is t[hp]
     half = 4
-    step = p >> 3
+    stepb = uint(p << 2) >> 3  # twiddle stride in bytes: (p / (2 * half)) words
     while half < p:
-        st = 0
-        while st < p:
-            j = st
-            end = st + half
-            kk = 0
-            while j < end:
-                c = int(ws[pc + kk]) - _OFF
-                sn = int(ws[psn + kk]) - _OFF
-                jb = j + half
-                br = int(ws[pre + jb]) - _OFF
-                bi = int(ws[pim + jb]) - _OFF
+        ph = p + half
+        group = re0
+        while group < end:
+            x = ptr32(group)
+            t = ptr32(tw0)
+            gend = group + uint(half << 2)
+            while uint(x) < gend:
+                c = int(t[0]) - _OFF
+                sn = int(t[hp]) - _OFF
+                br = int(x[half]) - _OFF
+                bi = int(x[ph]) - _OFF
                 tr = (c * br + sn * bi) >> 14
                 ti = (c * bi - sn * br) >> 14
-                ar = int(ws[pre + j]) - _OFF
-                ai = int(ws[pim + j]) - _OFF
-                ws[pre + j] = ((ar + tr) >> 1) + _OFF
-                ws[pre + jb] = ((ar - tr) >> 1) + _OFF
-                ws[pim + j] = ((ai + ti) >> 1) + _OFF
-                ws[pim + jb] = ((ai - ti) >> 1) + _OFF
-                kk += step
-                j += 1
-            st += half << 1
+                ar = int(x[0]) - _OFF
+                ai = int(x[p]) - _OFF
+                x[0] = ((ar + tr) >> 1) + _OFF
+                x[half] = ((ar - tr) >> 1) + _OFF
+                x[p] = ((ai + ti) >> 1) + _OFF
+                x[ph] = ((ai - ti) >> 1) + _OFF
+                x = ptr32(uint(x) + 4)
+                t = ptr32(uint(t) + stepb)
+            group += uint(half << 3)
         half <<= 1
-        step >>= 1
+        stepb >>= 1
+
+
+@micropython.viper
+def fe_bands(ws: ptr32, feats: ptr32, h: ptr32):
+    """Band amplitudes of the FFT fe_fft left in re/im into feats[n_stats + k * n_bands ..]."""
+    k = int(h[_H_SERIES_INDEX])
+    sft = int(h[_H_SFT]) - 64
+    pre = int(h[_H_RE])
+    pim = int(h[_H_IM])
     nb = int(h[_H_BANDS])
     pe = int(h[_H_EDGE])
     f = int(h[_H_NSTATS]) + k * nb

@@ -1,7 +1,7 @@
 """The sensor front end's own machine code (`edgenn_viper.fe_load` / `fe_series`), run and counted.
 
-The board's runtime calls fe_load then fe_series once per axis and fe_series once more for the
-magnitude (`Net._run_frontend`); this runs exactly those calls in the emulator of the board's
+The board's runtime calls fe_load, fe_series (and for `spectral` fe_fft and fe_bands) once per axis
+and fe_series once more for the magnitude (`Net._run_frontend`); this runs exactly those calls in the emulator of the board's
 architecture, on the scratch layout `Net._load_frontend` builds (docs/model-format.md, "The sensor
 front end"), and returns the features (which must equal the golden model's) and the instructions.
 Only the viper kernel has a front end; it is counted whatever kernel runs the layers.
@@ -40,7 +40,7 @@ def scratch(fe: FrontEnd) -> tuple[np.ndarray, list[int]]:
     n_stats = 5 * fe.n_series
     w_shift = w.bit_length() if w & (w - 1) == 0 else 0
     h = [n, w, frontend.KIND_CODES[fe.kind], p, nb, fe.norm_bits, w, 0, 0, w, pre, pre + p, prev, pedge]
-    h += [pcos, psin, n_stats, 0, w_shift]
+    h += [pcos, psin, n_stats, 0, w_shift, 0]
     return ws, h
 
 
@@ -56,10 +56,14 @@ def run_frontend(arch: str, fe: FrontEnd, window: np.ndarray) -> dict:
         header = list(h)
         header[SERIES_INDEX] = k
         buffers.append(np.array(header, "<i4").tobytes())
+        hb = len(buffers) - 1
         if k < fe.axes:
-            calls.append(Call("fe_load", [0, 1, len(buffers) - 1]))
-        calls.append(Call("fe_series", [1, 2, len(buffers) - 1]))
-    result = kernels.run_calls(arch, code, ["fe_load", "fe_series"], buffers, calls)
+            calls.append(Call("fe_load", [0, 1, hb]))
+        calls.append(Call("fe_series", [1, 2, hb]))
+        if k < fe.axes and fe.kind == "spectral":
+            calls += [Call("fe_fft", [1, 1, hb]), Call("fe_bands", [1, 2, hb])]
+    functions = ["fe_load", "fe_series", "fe_fft", "fe_bands"]
+    result = kernels.run_calls(arch, code, functions, buffers, calls)
     classes = dict.fromkeys(CLASSES, 0)
     for c in result.classes:
         for name in CLASSES:

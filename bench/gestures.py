@@ -2,9 +2,9 @@
 
 Each window is a 3-D acceleration trajectory in the gesture's own frame (idle, shake, circle, punch,
 tap), time-stretched by a random speed (0.6-1.6), scaled by a random amplitude (0.5-2), shifted to a
-random start (up to 30% of the window either way), rotated into a random sensor orientation, with gravity (1 g along a random direction of the rotated
-frame's "down"), sensor noise and a small per-axis offset added, then quantized at 4096 LSB per g
-(an MPU6050 at +-8 g) and saturated to int16. Everything comes from one seeded generator.
+random start (up to 30% of the window either way), rotated into a random sensor orientation, with
+gravity (1 g in a random direction), sensor noise and a small per-axis offset added, then quantized at
+4096 LSB per g (an MPU6050 at +-8 g) and saturated to int16. Everything comes from one seeded generator.
 
 `python -m bench.gestures N OUT.csv` writes N windows per class (columns x0..x31, y0.., z0.., label).
 """

@@ -166,3 +166,18 @@ def test_train_cli_with_a_front_end(tmp_path, capsys):
         ]
     )
     assert code == 2 and "do not split into 3 axes" in capsys.readouterr().err
+
+
+def test_report_takes_raw_windows(trained, tmp_path, capsys):
+    fm, qm, X = trained
+    fm.save(tmp_path / "w.npz")
+    modelfile.save(qm, tmp_path / "w.enn")
+    header = ",".join(columns(3, 32)) + ",label"
+    rows = [",".join(str(int(v)) for v in r) + "," + "abc"[k % 3] for k, r in enumerate(X[:60])]
+    (tmp_path / "w.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    argv = ["report", str(tmp_path / "w.enn"), str(tmp_path / "w.csv"), "--float", str(tmp_path / "w.npz")]
+    code = cli.main([*argv, "-o", str(tmp_path / "w.html")])
+    assert code == 0, capsys.readouterr().err
+    page = (tmp_path / "w.html").read_text()
+    # the calibrated ranges are the front end's 44 features (compared with the raw window: a crash)
+    assert "Feature ranges: seen in DATA vs calibrated" in page

@@ -183,7 +183,7 @@ def _values(pred: np.ndarray, task: str) -> np.ndarray:
 
 
 def _check_same_interface(fm: FloatModel, qm: QuantModel, fm_name: str, qm_name: str) -> None:
-    if list(fm.feature_names) != list(qm.feature_names) or list(fm.labels) != list(qm.labels):
+    if list(fm.input_names) != list(qm.input_names) or list(fm.labels) != list(qm.labels):
         raise UserError(
             f"{fm_name} and {qm_name} are not the same model (their features or labels differ); "
             f"pass the .npz the .enn was quantized from"

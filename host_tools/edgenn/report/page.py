@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from edgenn import __version__, modelfile
+from edgenn import __version__, golden, modelfile
 from edgenn.metrics import confusion_matrix, regression_summary
 from edgenn.report import figures
 from edgenn.report.collect import ReportData
@@ -169,6 +169,9 @@ def _data_section(r: ReportData) -> str:
         )
     if r.calibrated_range is not None:
         cal_lo, cal_hi = r.calibrated_range
+        names = r.feature_names
+        if r.qm is not None and r.qm.frontend is not None:  # ranges of the front end's features
+            X, names = golden.features(r.qm, X).astype(np.float64), list(r.qm.feature_names)
         lo, hi = X.min(axis=0), X.max(axis=0)
         outside = (X < cal_lo) | (X > cal_hi)
         rows_out = outside.any(axis=1)
@@ -180,7 +183,7 @@ def _data_section(r: ReportData) -> str:
                 "the edge of the range instead of the value)."
             )
         )
-        body.append(f"<figure>{figures.feature_ranges(r.feature_names, lo, hi, cal_lo, cal_hi)}</figure>")
+        body.append(f"<figure>{figures.feature_ranges(names, lo, hi, cal_lo, cal_hi)}</figure>")
         bad = np.flatnonzero(outside.any(axis=0))
         if len(bad):
             body.append(
@@ -192,7 +195,7 @@ def _data_section(r: ReportData) -> str:
             )
             rows = [
                 [
-                    r.feature_names[j],
+                    names[j],
                     num(lo[j]),
                     num(hi[j]),
                     num(cal_lo[j]),

@@ -169,55 +169,74 @@ _H_SERIES_INDEX = const(17)  # which series fe_load / fe_series work on (an arra
 
 @micropython.viper
 def fe_load(win: ptr16, ws: ptr32, h: ptr32):
-    """Axis a = h[17] of the window into the series area; its |readings| added to the magnitude."""
+    """Axis a = h[17] of the window into the series area; its |readings| added to the magnitude.
+    win and ws run along the samples (the two locals the xtensa viper emitter keeps in registers)."""
     a = int(h[_H_SERIES_INDEX])
     n = int(h[_H_AXES])
     w = int(h[_H_WINDOW])
-    o = int(h[_H_BASE]) + a * int(h[_H_STRIDE])
-    ps = int(h[_H_SERIES])
-    pg = int(h[_H_MAG])
-    t = 0
-    while t < w:
-        x = int(win[o + t]) - 32768
-        ws[ps + t] = x + _OFF
-        if n > 1:
+    win = ptr16(uint(win) + uint((int(h[_H_BASE]) + a * int(h[_H_STRIDE])) << 1))
+    ws = ptr32(uint(ws) + uint(int(h[_H_SERIES]) << 2))
+    g = int(h[_H_MAG]) - int(h[_H_SERIES])  # the magnitude sample, in words from the series sample
+    end = uint(ws) + uint(w << 2)
+    if n == 1:
+        while uint(ws) < end:
+            ws[0] = int(win[0]) - 32768 + _OFF
+            win = ptr16(uint(win) + 2)
+            ws = ptr32(uint(ws) + 4)
+    elif a == 0:
+        while uint(ws) < end:
+            x = int(win[0]) - 32768
+            ws[0] = x + _OFF
             if x < 0:
                 x = 0 - x
-            if a == 0:
-                ws[pg + t] = x + _OFF
-            else:
-                ws[pg + t] = int(ws[pg + t]) + x
-        t += 1
+            ws[g] = x + _OFF
+            win = ptr16(uint(win) + 2)
+            ws = ptr32(uint(ws) + 4)
+    else:
+        while uint(ws) < end:
+            x = int(win[0]) - 32768
+            ws[0] = x + _OFF
+            if x < 0:
+                x = 0 - x
+            ws[g] = int(ws[g]) + x
+            win = ptr16(uint(win) + 2)
+            ws = ptr32(uint(ws) + 4)
 
 
 @micropython.viper
 def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
-    """Series k = h[17] (axis k, or the magnitude when k == N): its 5 statistics into feats[5k..], and
-    for an axis of a spectral front end its band amplitudes into feats[n_stats + k * n_bands ..]."""
+    """Series k = h[17] (axis k, or the magnitude when k == N): its 5 statistics into feats[5k..]; for
+    an axis of a spectral front end its normalized samples into re (bit-reversed) for fe_fft. ws and
+    feats run along the samples and the bit-reversal table (the two register locals); their starts
+    are kept in base and fp."""
+    base = uint(ws)
+    fp = uint(feats)
     k = int(h[_H_SERIES_INDEX])
     n = int(h[_H_AXES])
     w = int(h[_H_WINDOW])
-    src = int(h[_H_SERIES]) if k < n else int(h[_H_MAG])
-    y = int(ws[src]) - _OFF
+    src = base + uint((int(h[_H_SERIES]) if k < n else int(h[_H_MAG])) << 2)
+    end = src + uint(w << 2)
+    ws = ptr32(src)
+    y = int(ws[0]) - _OFF
     s = y
     lo = y
     hi = y
     mac = 0
     prv = y
-    t = 1
-    while t < w:
-        y = int(ws[src + t]) - _OFF
+    ws = ptr32(src + 4)
+    while uint(ws) < end:
+        y = int(ws[0]) - _OFF
         s += y
         if y < lo:
             lo = y
         if y > hi:
             hi = y
-        dd = y - prv
-        if dd < 0:
-            dd = 0 - dd
-        mac += dd
+        if y > prv:
+            mac += y - prv
+        else:
+            mac += prv - y
         prv = y
-        t += 1
+        ws = ptr32(uint(ws) + 4)
     lw = int(h[_H_WSHIFT]) - 1  # log2(w) for a power of two: floor division is a shift
     if lw >= 0:
         m = s >> lw
@@ -239,26 +258,29 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
         sft += 1
     fft = int(h[_H_KIND]) == 2 and k < n
     p = int(h[_H_FFT])
-    pre = int(h[_H_RE])
-    pim = int(h[_H_IM])
-    prev = int(h[_H_REV])
+    re = base + uint(int(h[_H_RE]) << 2)
+    rev = base + uint(int(h[_H_REV]) << 2)
     if fft:  # the zero padding (every other position of re gets a sample below; im: stage 1)
-        t = w
-        while t < p:
-            ws[pre + int(ws[prev + t])] = _OFF
-            t += 1
+        feats = ptr32(rev + uint(w << 2))
+        while uint(feats) < rev + uint(p << 2):
+            ptr32(re)[int(feats[0])] = _OFF
+            feats = ptr32(uint(feats) + 4)
     q = 0
-    t = 0
-    while t < w:
-        d = int(ws[src + t]) - _OFF - m
+    ws = ptr32(src)
+    feats = ptr32(rev)
+    while uint(ws) < end:
+        d = int(ws[0]) - _OFF - m
         if sft >= 0:
             v = d >> sft
         else:
             v = d << (0 - sft)
         q += v * v
         if fft:
-            ws[pre + int(ws[prev + t])] = v + _OFF
-        t += 1
+            ptr32(re)[int(feats[0])] = v + _OFF
+        ws = ptr32(uint(ws) + 4)
+        feats = ptr32(uint(feats) + 4)
+    feats = ptr32(fp)
+    ws = ptr32(base)
     if lw >= 0:
         n2 = q >> lw
     else:

@@ -285,18 +285,21 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
         n2 = q >> lw
     else:
         n2 = q // w
-    # isqrt(n2), inline (a call would cost more than the loop)
-    r = 0
-    bit = 1 << 28
-    while bit > n2:
-        bit >>= 2
-    while bit != 0:
-        if n2 >= r + bit:
-            n2 -= r + bit
-            r = (r >> 1) + bit
+    # isqrt(n2), inline (a call would cost more than the loop); the root and the bit live in ws and
+    # feats, the register locals (as in fe_bands)
+    ws = ptr32(0)
+    feats = ptr32(1 << 28)
+    while uint(feats) > uint(n2):
+        feats = ptr32(uint(feats) >> 2)
+    while uint(feats):
+        if uint(n2) >= uint(ws) + uint(feats):
+            n2 -= int(uint(ws) + uint(feats))
+            ws = ptr32((uint(ws) >> 1) + uint(feats))
         else:
-            r >>= 1
-        bit >>= 2
+            ws = ptr32(uint(ws) >> 1)
+        feats = ptr32(uint(feats) >> 2)
+    r = int(uint(ws))
+    feats = ptr32(fp)
     if sft >= 0:
         r = r << sft
     else:
@@ -383,7 +386,8 @@ def fe_fft(x: ptr32, t: ptr32, h: ptr32):
 
 @micropython.viper
 def fe_bands(ws: ptr32, feats: ptr32, h: ptr32):
-    """Band amplitudes of the FFT fe_fft left in re/im into feats[n_stats + k * n_bands ..]."""
+    """Band amplitudes of the FFT fe_fft left in re/im into feats[n_stats + k * n_bands ..]: first each
+    band's energy, then its integer square root, unscaled."""
     k = int(h[_H_SERIES_INDEX])
     sft = int(h[_H_SFT]) - 64
     pre = int(h[_H_RE])
@@ -401,20 +405,29 @@ def fe_bands(ws: ptr32, feats: ptr32, h: ptr32):
             xi = int(ws[pim + i]) - _OFF
             e += xr * xr + xi * xi
             i += 1
-        r = 0
-        bit = 1 << 28
-        while bit > e:
-            bit >>= 2
-        while bit != 0:
-            if e >= r + bit:
-                e -= r + bit
-                r = (r >> 1) + bit
+        feats[f + b] = e
+        b += 1
+    # isqrt, bit by bit. The root and the bit live in ws and feats: the two locals the xtensa viper
+    # emitter keeps in registers (a pointer is a machine word; nothing here is dereferenced).
+    out = uint(feats) + uint(f << 2)
+    last = out + uint(nb << 2)
+    while out < last:
+        e = int(ptr32(out)[0])
+        ws = ptr32(0)
+        feats = ptr32(1 << 28)
+        while uint(feats) > uint(e):
+            feats = ptr32(uint(feats) >> 2)
+        while uint(feats):
+            if uint(e) >= uint(ws) + uint(feats):
+                e -= int(uint(ws) + uint(feats))
+                ws = ptr32((uint(ws) >> 1) + uint(feats))
             else:
-                r >>= 1
-            bit >>= 2
+                ws = ptr32(uint(ws) >> 1)
+            feats = ptr32(uint(feats) >> 2)
+        r = int(uint(ws))
         if sft >= 0:
             r = r << sft
         else:
             r = (r + (1 << (0 - sft - 1))) >> (0 - sft)
-        feats[f + b] = r
-        b += 1
+        ptr32(out)[0] = r
+        out += 4

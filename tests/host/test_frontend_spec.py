@@ -134,37 +134,11 @@ def test_train_cli_with_a_front_end(tmp_path, capsys):
     path = tmp_path / "w.csv"
     header = ",".join(columns(2, 16)) + ",label"
     path.write_text(header + "\n" + "\n".join(",".join(map(str, r)) + f",{k}" for r, k in zip(X, labels)))
-    code = cli.main(
-        [
-            "train",
-            str(path),
-            "--label",
-            "label",
-            "--axes",
-            "2",
-            "--features",
-            "stats",
-            "--json",
-            "-o",
-            str(tmp_path / "w.npz"),
-        ]
-    )
+    train = ["train", str(path), "--label", "label", "--features", "stats", "-o", str(tmp_path / "w.npz")]
+    code = cli.main([*train, "--axes", "2", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["features"] == "stats 2x16 -> 15 features" and out["layers"][0] == 15
-    code = cli.main(
-        [
-            "train",
-            str(path),
-            "--label",
-            "label",
-            "--axes",
-            "3",
-            "--features",
-            "stats",
-            "-o",
-            str(tmp_path / "w.npz"),
-        ]
-    )
+    code = cli.main([*train, "--axes", "3"])
     assert code == 2 and "do not split into 3 axes" in capsys.readouterr().err
 
 

@@ -66,41 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command_name(argv: list[str] | None) -> str:
-    """The subcommand named on the command line, for messages before the parser has run."""
-    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
-    return f"edgenn {words[0]}" if words else "edgenn"
-
-
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Known before parsing: Ctrl-C can land while the commands import NumPy (a second or more on a
+    # loaded machine), and still deserves one line naming the command.
+    command = next((a for a in argv if not a.startswith("-")), "")
     try:
-        # Ctrl-C at any moment, start-up imports included, ends with one line, never a traceback.
         parser = build_parser()
         args = parser.parse_args(argv)
-    except KeyboardInterrupt:
-        print(f"{_command_name(argv)}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    try:
+        command = args.command
         return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"edgenn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"edgenn {command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"edgenn {args.command}: interrupted", file=sys.stderr)
+        print(f"{'edgenn ' + command if command else 'edgenn'}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
 
 
-def entry_point() -> None:
-    """The `edgenn` console script: a Ctrl-C even before main() runs ends in one line."""
-    try:
-        code = main()
-    except KeyboardInterrupt:
-        print(f"{_command_name(None)}: interrupted", file=sys.stderr)
-        code = EXIT_INTERRUPTED
-    sys.exit(code)
-
-
 if __name__ == "__main__":
-    entry_point()
+    sys.exit(main())

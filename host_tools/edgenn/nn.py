@@ -230,8 +230,10 @@ class TrainConfig:
             raise UserError(f"--lr must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.patience < 0:
             raise UserError("--weight-decay and --patience must be >= 0")
-        if self.folds < 0:
-            raise UserError(f"--folds must be >= 0 (0: no cross-validation), got {self.folds}")
+        if self.folds < 0 or self.folds == 1:
+            raise UserError(
+                f"--folds {self.folds}: cross-validation needs at least 2 folds (0: train once, no estimate)"
+            )
 
     @property
     def learning_rate(self) -> float:

@@ -163,9 +163,11 @@ def tune(
     max_candidates: int | None = None,
     estimate_top: int = 0,
     progress: Callable[[Candidate, int], None] | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> TuneResult:
     """Search, then train the best candidate on every row. Stops starting new candidates once `budget_s`
-    has passed (the default network is always scored)."""
+    has passed (the default network is always scored). `progress` hears of every candidate tried (and
+    the size of the space), `stage` of the steps after the search."""
     started = time.perf_counter()
     base = base or TrainConfig(seed=seed)
     rows = np.arange(dataset.n_rows)
@@ -203,6 +205,8 @@ def tune(
             "use fewer input features or a board with more memory"
         )
     result.best = board_ranked[0]
+    if stage is not None and estimate_top:
+        stage(f"estimating the latency of the top {min(estimate_top, len(board_ranked))} on the board's core")
     for candidate in board_ranked[:estimate_top]:
         candidate.latency_us = _latency(candidate, board)
     best_config = replace(
@@ -211,6 +215,9 @@ def tune(
         activation=result.best.activation,
         weight_decay=result.best.weight_decay,
     )
+    if stage is not None:
+        shape = ",".join(map(str, result.best.hidden))
+        stage(f"training the best ({shape} {result.best.activation}) on every row")
     result.model = train(dataset, best_config)
     result.model.meta["tune"] = {
         "board": board_name,

@@ -129,7 +129,7 @@ def test_data_that_does_not_fit_the_model(iris_npz, tmp_path, capsys) -> None:
 
 def test_bad_output_paths(iris_npz, tmp_path, capsys) -> None:
     code, _, err = run_cli([str(iris_npz), "--data", "iris", "-o", str(tmp_path / "no" / "x.enn")], capsys)
-    _assert_one_line_error(code, err, "no such directory")
+    _assert_one_line_error(code, err, "does not exist")
     code, _, err = run_cli([str(iris_npz), "--data", "iris", "-o", str(tmp_path)], capsys)
     _assert_one_line_error(code, err, "is a directory")
     code, _, err = run_cli([str(iris_npz), "--data", "iris", "-o", str(iris_npz)], capsys)

@@ -41,3 +41,19 @@ def test_tune_command_json_leaderboard_and_model(tmp_path, capsys):
     # the top candidates' latency comes from the board's machine code in qemu-xtensa (edgenn estimate)
     assert board[0]["latency_us"] > 0 and all(c["latency_us"] is None for c in board[5:])
     assert FloatModel.load(out).layer_sizes[1:-1] == result["best"]["hidden"]
+
+
+def test_tune_reports_every_candidate_and_the_steps_after_the_search():
+    ds = load_dataset("iris")
+    heard: list[str] = []
+    result = tune(
+        ds,
+        "esp32",
+        base=BASE,
+        max_candidates=3,
+        progress=lambda c, total: heard.append(f"{c.hidden} of {total}"),
+        stage=heard.append,
+    )
+    assert heard[:3] == [f"{c.hidden} of 3" for c in result.candidates]
+    shape = ",".join(map(str, result.best.hidden))
+    assert heard[3:] == [f"training the best ({shape} {result.best.activation}) on every row"]

@@ -4,7 +4,6 @@ and say what quantization cost (float vs integer accuracy or RMSE, argmax agreem
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from edgenn import fit, golden, modelfile
 from edgenn.boards import load_board
+from edgenn.commands.common import output_file, print_json
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column
@@ -55,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const="on",
         default="auto",
-        help="always use quantization-aware fine-tuning (default: used when it raises the integer model's "
-        "agreement with the float model on the calibration rows)",
+        help="always use quantization-aware fine-tuning (default: used when the integer model then agrees "
+        "with the float model more often on the calibration rows, or as often with closer outputs)",
     )
     qat.add_argument(
         "--no-qat",
@@ -72,11 +72,7 @@ def _output_path(model_path: Path, output: str | None) -> Path:
     path = Path(output) if output else model_path.with_suffix(".enn")
     if path.resolve() == model_path.resolve():
         raise UserError(f"{path}: the output would overwrite the float model; choose another -o")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory; -o takes a file name such as model.enn")
-    if not path.parent.is_dir():
-        raise UserError(f"{path.parent}: no such directory for -o")
-    return path
+    return output_file(str(path), ".enn")
 
 
 def _compare(task: str, y: np.ndarray, float_pred: np.ndarray, int_pred: np.ndarray) -> dict:
@@ -163,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         fits = fit.check_fit(qm, profile)
         result["board_fit"] = fits.as_dict()
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     else:
         for warning in warnings:
             print(f"edgenn quantize: warning: {warning}", file=sys.stderr)

@@ -157,7 +157,7 @@ def test_commands_fail_clearly(iris_board, capsys, monkeypatch):
     code, _, err = edgenn(capsys, "predict", "--port", "/dev/does-not-exist", "1,2,3,4")
     assert code == 2 and "serial port /dev/does-not-exist does not exist" in err
     code, _, err = edgenn(capsys, "predict", "--port", iris_board.port, "1,2,3")
-    assert code == 2 and "takes 4 values per row" in err
+    assert code == 2 and "takes 4 values, got 3" in err
     code, _, err = edgenn(capsys, "predict", "--port", iris_board.port, "1,x,3,4")
     assert code == 2 and "not a number" in err
     code, _, err = edgenn(capsys, "eval-device", "--port", iris_board.port, "wine")

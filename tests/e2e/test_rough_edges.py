@@ -95,7 +95,7 @@ def test_predict_wrong_counts_and_typos_are_one_exact_line(board) -> None:
     result = edgenn("predict", "--port", board.port, "1,2,3")
     assert result.returncode == 2
     assert result.stderr == (
-        "edgenn predict: error: the model takes 4 values per row; got 3 value(s) in 1 argument(s) (3): "
+        "edgenn predict: error: the model 'iris' takes 4 values, got 3 in 1 argument(s) (3): "
         "give one row per argument, or one value per argument for a single row\n"
     )
     result = edgenn("predict", "--port", board.port, "1,2,3,4", "5,x,7,8")

@@ -63,7 +63,9 @@ def _check_numbers(values: list[str], row: int, rows: int) -> None:
             raise UserError(f"value {i}{where} ({p!r}) is not finite")
 
 
-def rows_from_arguments(values: list[str], n_inputs: int, what: str = "values") -> list[list[str]]:
+def rows_from_arguments(
+    values: list[str], n_inputs: int, what: str = "values", model: str = ""
+) -> list[list[str]]:
     """One row per argument when each holds n_inputs values; else all arguments together are one row."""
     per_arg = [split_values(v) for v in values]
     if all(len(t) == n_inputs for t in per_arg):
@@ -73,8 +75,8 @@ def rows_from_arguments(values: list[str], n_inputs: int, what: str = "values") 
         return [flat]
     counts = ", ".join(str(len(t)) for t in per_arg)
     raise UserError(
-        f"the model takes {n_inputs} {what} per row; got {len(flat)} value(s) in {len(per_arg)} "
-        f"argument(s) ({counts}): give one row per argument, or one value per argument for a single row"
+        f"the model {model!r} takes {n_inputs} {what}, got {len(flat)} in {len(per_arg)} argument(s) "
+        f"({counts}): give one row per argument, or one value per argument for a single row"
     )
 
 
@@ -132,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         n_inputs = int(info.get("values", info["inputs"]))  # a front end takes a raw window
         what = "raw window values" if info.get("frontend") else "values"
         if lines is None:
-            rows = rows_from_arguments(args.values, n_inputs, what)
+            rows = rows_from_arguments(args.values, n_inputs, what, info["model"])
         else:
             rows = rows_from_lines(lines[0], n_inputs, lines[1])
         for number, row in enumerate(rows, 1):

@@ -271,4 +271,4 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     assert main(["record", "--label", "x", "--seconds", "1", "-o", str(tmp_path / "o.csv")]) == 2
     assert "pass --port PORT" in capsys.readouterr().err
     code = main(["record", "--port", str(tmp_path / "nope"), "--label", "x", "--samples", "5", "-o", "o.csv"])
-    assert code == 2 and "cannot open serial port" in capsys.readouterr().err
+    assert code == 2 and "/nope does not exist: is the board plugged in" in capsys.readouterr().err

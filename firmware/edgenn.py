@@ -318,17 +318,19 @@ def _split_f32(raw, me, k):
 
 
 def _input_params(f, n):
-    # 4 ints per feature for the code paths: A | f << 20, B, (B >> (S - f)) + 2**29, (S - f) | code(0) << 8 | S << 16.
-    # f (the fast path's fraction bits) is the most with (|B| / 2**S + 256) * 2**f <= 2**27, at most S;
-    # f = 0 turns the fast path off (always _exact_code), A = 0 marks a non-dyadic feature (floats).
+    # 2 ints per feature for the code paths: A | f << 20 | (S - f) << 25 and B + 2**29 (both
+    # non-negative, below 2**30). f (the fast path's fraction bits) is the most with
+    # (|B| / 2**S + 256) * 2**f <= 2**27, at most S; f = 0 turns the fast path off (always
+    # _exact_code); 0, 0 marks a feature whose scaling is not dyadic (golden's float formula).
     sa = bytearray(4)
     so = bytearray(4)
     me = array.array("i", bytes(16))
-    q = array.array("i", bytes(16 * n))
+    q = array.array("i", range(2 * n))  # sized from len(range): no temporary copy
     for d in range(n):
+        q[2 * d] = 0
+        q[2 * d + 1] = 0
         if not _fixed_point(f, n, d, sa, so, me):
             continue
-        a = me[0] & 0xFFFFF
         s = me[0] >> 20
         b = me[1]
         fb = 27 - _bitlen(((b if b >= 0 else -b) >> s) + 257)
@@ -336,12 +338,8 @@ def _input_params(f, n):
             fb = s
         if fb < 2:
             fb = 0
-        z = b >> s
-        z = 0 if z < 0 else (255 if z > 255 else z)
-        q[4 * d] = a | (fb << 20)
-        q[4 * d + 1] = b
-        q[4 * d + 2] = (b >> (s - fb)) + _OFF  # non-negative: ptr32 loads may zero-extend
-        q[4 * d + 3] = (s - fb) | (z << 8) | (s << 16)
+        q[2 * d] = (me[0] & 0xFFFFF) | (fb << 20) | ((s - fb) << 25)
+        q[2 * d + 1] = b + _OFF
     return q
 
 
@@ -508,9 +506,9 @@ def _codes_portable(raw, kind, q, xq, start, n):
     # edgenn_viper.codes in bytecode (same arithmetic, same results, same return value)
     me = _ME
     for d in range(start, n):
-        p = d << 2
-        a = q[p]
-        f = a >> 20
+        a = q[2 * d]
+        f = (a >> 20) & 0x1F
+        t = a >> 25
         a &= 0xFFFFF
         if f == 0:
             return (d << 2) | 1
@@ -522,16 +520,17 @@ def _codes_portable(raw, kind, q, xq, start, n):
             return (d << 2) | 1
         neg = me[0]
         ml = me[2]
-        tz = q[p + 3]
+        b = q[2 * d + 1] - _OFF
         if mh == 0 and ml == 0:
-            xq[d] = (tz >> 8) & 0xFF
+            z = b >> (t + f)
+            xq[d] = 0 if z < 0 else (255 if z > 255 else z)
             continue
         t0 = (ml & 0xFF) * a
         lo16 = t0 & 0xFF
         t1 = (t0 >> 8) + (ml >> 8) * a
         lo16 |= (t1 & 0xFF) << 8
         hp = (t1 >> 8) + mh * a
-        sh = (tz & 0xFF) - me[3]
+        sh = t - me[3]
         rest = 0
         if sh >= 16:
             k = sh - 16
@@ -548,7 +547,7 @@ def _codes_portable(raw, kind, q, xq, start, n):
         else:
             xq[d] = 0 if neg else 255
             continue
-        w = q[p + 2] - _OFF
+        w = b >> t
         if neg:
             w -= qv
             if rest:
@@ -669,7 +668,7 @@ class Net:
         self._decode = _viper.decode if kernel == "viper" else _decode_portable
         # a list's values go into _f64 with one struct.pack_into ("<Nd"); the portable kernel reads
         # raw bits from _raw (a copy made through _copy, an io.BytesIO: no allocation)
-        self._f64 = array.array("d", bytes(8 * n_inputs))
+        self._f64 = bytearray(8 * n_inputs)
         self._fmt = "<%dd" % n_inputs
         self._raw = bytearray(8 * n_inputs) if kernel == "portable" else None
         self._copy = io.BytesIO(8 * n_inputs) if kernel == "portable" else None
@@ -729,9 +728,9 @@ class Net:
             src = self._f64
             try:
                 struct.pack_into(self._fmt, src, 0, *features)  # floats (and ints) as float64 bits
-            except MemoryError:  # heap locked (an interrupt handler): one store per value instead
+            except MemoryError:  # heap locked (an interrupt handler): one value at a time instead
                 for d in range(n):
-                    src[d] = features[d]
+                    struct.pack_into("<d", src, d << 3, features[d])
             except TypeError:
                 raise ValueError("features must be numbers")
         else:
@@ -766,7 +765,7 @@ class Net:
         # one value the fast path returned: exactly, in small ints (_exact_code) when the feature is
         # dyadic and the value a float32 or an int32; else golden's float formula (float objects)
         q = self._q
-        a = q[4 * d] & 0xFFFFF
+        a = q[2 * d] & 0xFFFFF
         me = self._me
         st = self._decode(src, kind, d, me)
         if st == 2:  # a float64 that is no float32 (double-precision builds): maybe an int
@@ -779,7 +778,8 @@ class Net:
                 me[2] = x & 0xFFFF
                 me[3] = 0
         if st == 1 and a:
-            return _exact_code(me[0], me[1], me[2], me[3], a, q[4 * d + 1], q[4 * d + 3] >> 16)
+            s = ((q[2 * d] >> 20) & 0x1F) + (q[2 * d] >> 25)
+            return _exact_code(me[0], me[1], me[2], me[3], a, q[2 * d + 1] - _OFF, s)
         x = features[d]
         # comparisons allocate nothing (x - x would: one float object per feature on an ESP32)
         if x != x or x == _INF or x == _NINF:

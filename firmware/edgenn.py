@@ -32,8 +32,15 @@ try:
 except Exception:  # SyntaxError on builds without the native emitter, ValueError for a foreign .mpy
     _viper = None
 
+try:  # machine code for this board's arch (edgenn_asm_<arch>.py), installed by deploy where it may run
+    import edgenn_asm as _asm
+except Exception:  # not installed, or a .mpy this firmware cannot load
+    _asm = None
+_asm_verdict = None  # "ok" once the asm kernel passed its self-test, else why it does not serve
+
 __version__ = "0.1.0"
 FORMAT_VERSION = const(1)
+_FRONTEND_VERSION = const(2)  # a .enn with a sensor front end (raw window -> features)
 _HEADER = const(20)
 _OFF = const(0x20000000)  # 2**29: out_zero is stored offset so the header array stays non-negative
 _ACC_LIMIT = const(0x20000000)  # the overflow proof: |bias| + sum|W| * 255 < 2**29
@@ -149,6 +156,159 @@ def _prepare_portable(blob, h):
     return -1
 
 
+# ------------------------------------------------------------------------------ sensor front end
+# The portable twin of edgenn_viper.fe_load / fe_series (docs/model-format.md, "The sensor front
+# end"): the same bytes. Here the scratch areas of ws hold plain signed values (array('i') stores
+# them exactly); the shared tables (bit reversal and band edges plain, twiddles + _OFF) are written
+# once by load(). Every intermediate stays below 2**30: small ints on a 32-bit board, no allocation.
+
+_H_SIZE = const(17)  # fields of the front end's header array h (the names are in edgenn_viper.py)
+
+
+def _fe_load_portable(win, ws, h, a):
+    n = h[0]
+    w = h[1]
+    o = h[7] + a * h[6]
+    ps = h[8]
+    pg = h[9]
+    for t in range(w):
+        x = win[o + t] - 32768
+        ws[ps + t] = x
+        if n > 1:
+            if x < 0:
+                x = -x
+            if a == 0:
+                ws[pg + t] = x
+            else:
+                ws[pg + t] += x
+
+
+def _isqrt(n):
+    r = 0
+    bit = 1 << 28
+    while bit > n:
+        bit >>= 2
+    while bit:
+        if n >= r + bit:
+            n -= r + bit
+            r = (r >> 1) + bit
+        else:
+            r >>= 1
+        bit >>= 2
+    return r
+
+
+def _fe_series_portable(ws, feats, h, k):
+    n = h[0]
+    w = h[1]
+    src = h[8] if k < n else h[9]
+    y = ws[src]
+    s = lo = hi = prv = y
+    mac = 0
+    for t in range(src + 1, src + w):
+        y = ws[t]
+        s += y
+        if y < lo:
+            lo = y
+        if y > hi:
+            hi = y
+        mac += y - prv if y >= prv else prv - y
+        prv = y
+    m = s // w  # floor division
+    mac //= w - 1
+    lo -= m
+    hi -= m
+    amax = hi if hi > -lo else -lo
+    sft = -h[5]
+    while amax:
+        amax >>= 1
+        sft += 1
+    fft = h[2] == 2 and k < n
+    p = h[3]
+    pre = h[10]
+    pim = h[11]
+    prev = h[12]
+    if fft:
+        for t in range(pre, pre + p):
+            ws[t] = 0
+        for t in range(pim, pim + p):
+            ws[t] = 0
+    q = 0
+    for t in range(w):
+        d = ws[src + t] - m
+        v = d >> sft if sft >= 0 else d << -sft
+        q += v * v
+        if fft:
+            ws[pre + ws[prev + t]] = v
+    r = _isqrt(q // w)
+    f = k * 5
+    feats[f] = m
+    feats[f + 1] = r << sft if sft >= 0 else (r + (1 << (-sft - 1))) >> -sft
+    feats[f + 2] = lo
+    feats[f + 3] = hi
+    feats[f + 4] = mac
+    if not fft:
+        return
+    pc = h[14]
+    psn = h[15]
+    half = 1
+    step = p >> 1
+    while half < p:
+        st = pre
+        while st < pre + p:  # (a range() with a variable step would allocate)
+            kk = 0
+            for j in range(st, st + half):
+                # the imaginary area follows the real one: im[i] is ws[re + i + p]
+                c = ws[pc + kk] - _OFF
+                sn = ws[psn + kk] - _OFF
+                jb = j + half
+                br = ws[jb]
+                bi = ws[jb + p]
+                tr = (c * br + sn * bi) >> 14
+                ti = (c * bi - sn * br) >> 14
+                ar = ws[j]
+                ai = ws[j + p]
+                ws[j] = (ar + tr) >> 1
+                ws[jb] = (ar - tr) >> 1
+                ws[j + p] = (ai + ti) >> 1
+                ws[jb + p] = (ai - ti) >> 1
+                kk += step
+            st += half << 1
+        half <<= 1
+        step >>= 1
+    nb = h[4]
+    pe = h[13]
+    f = h[16] + k * nb
+    for b in range(nb):
+        e = 0
+        for i in range(ws[pe + b], ws[pe + b + 1]):
+            xr = ws[pre + i]
+            xi = ws[pim + i]
+            e += xr * xr + xi * xi
+        r = _isqrt(e)
+        feats[f + b] = r << sft if sft >= 0 else (r + (1 << (-sft - 1))) >> -sft
+
+
+def _reading(x):
+    # A raw reading as the front end takes it: an int saturated to int16; a float rounded to the
+    # nearest integer (halves up) first (floats are heap objects: integer readings allocate nothing).
+    if type(x) is not int:
+        if x != x or x == _INF or x == _NINF:
+            raise ValueError("reading %r: NaN and infinity are not readings" % (x,))
+        if x >= 32767:
+            return 32767
+        if x <= -32768:
+            return -32768
+        v = x + 0.5
+        i = int(v)
+        return i - 1 if i > v else i
+    if x > 32767:
+        return 32767
+    if x < -32768:
+        return -32768
+    return x
+
+
 # ------------------------------------------------------------------------------ loading
 
 
@@ -207,8 +367,8 @@ def _read_header(f, size):
     if n < _HEADER:
         raise ValueError("truncated header")
     version = hdr[4] | (hdr[5] << 8)
-    if version != FORMAT_VERSION:
-        raise ValueError("format version %d not supported (reader knows %d)" % (version, FORMAT_VERSION))
+    if version != FORMAT_VERSION and version != _FRONTEND_VERSION:
+        raise ValueError("format version %d not supported (reader knows 1 and 2)" % version)
     length = hdr[12] | (hdr[13] << 8) | (hdr[14] << 16) | (hdr[15] << 24)
     if size < length:
         raise ValueError("truncated: header says %d bytes, file has %d" % (length, size))
@@ -243,10 +403,71 @@ def _count(value, lo, hi, what):
         raise _malformed("%s is %d (must be %d..%d)" % (what, value, lo, hi))
 
 
+def asm_status():
+    """"ok" when the asm kernel serves (installed, native code here, equal to viper on the self-test
+    vectors); otherwise why it does not. The self-test runs once, at the first load."""
+    global _asm_verdict
+    if _asm_verdict is None:
+        try:
+            _asm_verdict = _asm_self_test()
+        except Exception as e:
+            _asm_verdict = "refused: %r" % (e,)
+    return _asm_verdict
+
+
+def _asm_self_test():
+    # Runs the asm kernel beside viper on fixed layers of every activation (widths that use the
+    # 16-wide loop, twice, and the tail) and compares every output byte; any difference refuses it.
+    if _asm is None:
+        return "not installed"
+    if _viper is None:
+        return "no viper kernel to check it against"
+    if type(_asm.layer) is not type(_viper.layer):  # e.g. asm-kind code on a firmware without asm
+        return "refused: not native code on this firmware"
+    # Shifts 15..18 with multipliers that keep most outputs inside the clamps, so that a rounding
+    # error of one shows in about a third of the bytes; all-255 and all-0 inputs drive the clamps.
+    s = 1
+    for n_in, n_out in ((21, 4), (40, 3)):
+        for act in range(4):
+            pb = n_out * n_in
+            blob = bytearray(pb + 7 * n_out + (256 if act >= 2 else 0))
+            for i in range(len(blob)):
+                s = (s * 75 + 74) % 65537
+                blob[i] = s & 0xFF
+            for c in range(n_out):
+                t = 15 + (c + act) % 4
+                b = (s + 977 * c) % 4001 - 2000
+                for k in range(4):
+                    blob[pb + 4 * c + k] = (b >> (8 * k)) & 0xFF
+                m = (75 << (t - 15)) + (s + c) % 64
+                blob[pb + 4 * n_out + 2 * c] = m & 0xFF
+                blob[pb + 4 * n_out + 2 * c + 1] = m >> 8
+                blob[pb + 6 * n_out + c] = t
+            head = array.array("i", (n_in, n_out, act, (act * 37) % 60 - 30 + _OFF))
+            if _viper.prepare(blob, head) >= 0:
+                return "refused: bad self-test layer"
+            x = bytearray(n_in)
+            want = bytearray(n_out)
+            got = bytearray(n_out)
+            for v in range(8):
+                for j in range(n_in):
+                    s = (s * 75 + 74) % 65537
+                    x[j] = 255 if v == 0 else 0 if v == 1 else s & 0xFF
+                _viper.layer(blob, x, want, head)
+                _asm.layer(blob, x, got, head)
+                if got != want:
+                    return "refused: differs from viper (activation %d, %d inputs)" % (act, n_in)
+    return "ok"
+
+
 def load(path, kernel=None):
-    """Load a .enn model. kernel: None (viper if this build has it), "viper" or "portable"."""
+    """Load a .enn model. kernel: None (asm if installed and self-tested, else viper if this build
+    has it), "asm", "viper" or "portable"."""
     if kernel is None:
-        kernel = KERNELS[0]
+        kernel = "asm" if asm_status() == "ok" else KERNELS[0]
+    elif kernel == "asm":
+        if asm_status() != "ok":
+            raise ValueError("kernel 'asm' not available here: " + asm_status())
     elif kernel not in KERNELS:
         raise ValueError("kernel %r not available here (have %s)" % (kernel, ", ".join(KERNELS)))
     size = os.stat(path)[6]
@@ -574,7 +795,7 @@ def _argmax_portable(q, n):
     return best
 
 
-_ME = array.array("i", bytes(16))  # _codes_portable's decode buffer
+_ME = array.array("i", bytes(16))  # the decoded value (_codes_portable, Net._code)
 _KINDS = {"f": 0, "d": 1, "h": 2, "i": 3}
 _ITEM = (4, 8, 2, 4)
 
@@ -627,8 +848,8 @@ class Net:
         self.out_scale = src.floats(n_outputs, "out_scale")
         self.out_zero_point = src.floats(n_outputs, "out_zero_point")
 
-        prepare = _viper.prepare if kernel == "viper" else _prepare_portable
-        self._layer = _viper.layer if kernel == "viper" else _layer_portable
+        prepare = _prepare_portable if kernel == "portable" else _viper.prepare
+        self._layer = _asm.layer if kernel == "asm" else _viper.layer if kernel == "viper" else _layer_portable
         self._blobs = []
         self._heads = []
         self._outs = []
@@ -667,23 +888,139 @@ class Net:
             n_prev = n_out
         if n_prev != n_outputs:
             raise _malformed("n_outputs %d differs from the last layer's n_out %d" % (n_outputs, n_prev))
+        self._fe = None  # the sensor front end's name ("stats" | "spectral"), None without one
+        self.axes = 0
+        self.window = 0
+        self.n_raw = n_inputs  # how many values predict/forward/quantize_input take
+        if (hdr[4] | (hdr[5] << 8)) == _FRONTEND_VERSION:
+            self._load_frontend(src, n_inputs, kernel)
         if src.pos != src.end:
             raise _malformed("%d unexpected bytes after the last layer" % (src.end - src.pos))
         self.out = self._outs[-1]
         self.xq = bytearray(n_inputs)
         self._q = _input_params(f, n_inputs)
-        self._codes = _viper.codes if kernel == "viper" else _codes_portable
-        self._decode = _viper.decode if kernel == "viper" else _decode_portable
-        self._argmax = _viper.argmax if kernel == "viper" else _argmax_portable
+        native = kernel != "portable"  # viper, or asm (which needs viper)
+        self._incodes = _viper.codes if native else _codes_portable
+        self._decode = _viper.decode if native else _decode_portable
+        self._argmax = _viper.argmax if native else _argmax_portable
         self._classify = self.task == "classify"
-        # a list's values go into _f64 with one struct.pack_into ("<Nd"); the portable kernel reads
-        # raw bits from _raw (a copy made through _copy, an io.BytesIO: no allocation)
-        self._f64 = bytearray(8 * n_inputs)
+        # a list's values go into _f64 (made by the first list call: not part of the load peak)
+        # with one struct.pack_into ("<Nd"); the portable kernel reads raw bits from _raw (a copy
+        # made through _copy, an io.BytesIO: no allocation)
+        self._f64 = None
         self._fmt = "<%dd" % n_inputs
         self._raw = bytearray(8 * n_inputs) if kernel == "portable" else None
         self._copy = io.BytesIO(8 * n_inputs) if kernel == "portable" else None
-        self._me = array.array("i", bytes(16))
         self._real = array.array("f", bytes(4 * n_outputs))
+
+    def _load_frontend(self, src, n_inputs, kernel):
+        # The front end section after the layers (docs/model-format.md): sizes, band edges, Q14
+        # twiddles, column names (skipped). Allocates the window, features and scratch arrays once.
+        b = src.take(8, "front end header")
+        kind = b[0]
+        axes = b[1]
+        w = b[2] | (b[3] << 8)
+        p = b[4] | (b[5] << 8)
+        nb = b[6]
+        if kind != 1 and kind != 2:
+            raise _malformed("unknown front end kind %d" % kind)
+        if b[7]:
+            raise _malformed("front end reserved byte is not 0")
+        if kind == 2 and (nb < 1 or p < 2 or p > 1024 or p & (p - 1)):
+            raise _malformed("front end FFT size %d / %d bands" % (p, nb))
+        if kind == 1 and (p or nb):
+            raise _malformed("front end: a stats front end has no FFT size or bands")
+        if not (1 <= axes <= 8 and 4 <= w <= 1024 and axes * w <= 4096 and (kind == 1 or p >= w)):
+            raise _malformed("front end: %d axes x %d samples, FFT %d" % (axes, w, p))
+        n_series = axes + (1 if axes > 1 else 0)
+        n_feat = 5 * n_series + (axes * nb if kind == 2 else 0)
+        if n_feat != n_inputs:
+            raise _malformed("front end makes %d features, the network takes %d" % (n_feat, n_inputs))
+        # ws: series[w] magnitude[w] re[p] im[p] (im right after re) rev[p] edges[nb+1] cos[p/2] sin[p/2]
+        pre = 2 * w
+        prev = pre + 2 * p
+        pedge = prev + p
+        pcos = pedge + nb + 1
+        psin = pcos + p // 2
+        ws = array.array("i", bytes(4 * (psin + p // 2)))
+        if kind == 2:
+            one = bytearray(2)
+            for i in range(nb + 1):
+                src.into(one, "band edges")
+                ws[pedge + i] = one[0] | (one[1] << 8)
+                if ws[pedge + i] < 1 or ws[pedge + i] > p // 2 + 1 or (i and ws[pedge + i] <= ws[pedge + i - 1]):
+                    raise _malformed("front end: band edges must increase within 1..%d" % (p // 2 + 1))
+            for i in range(p):  # cos, then sin: i16, kept + _OFF
+                src.into(one, "twiddles")
+                v = one[0] | (one[1] << 8)
+                ws[pcos + i] = (v - 65536 if v >= 32768 else v) + _OFF
+            levels = 0
+            while (1 << levels) < p:
+                levels += 1
+            for t in range(p):
+                r = 0
+                x = t
+                for _ in range(levels):
+                    r = (r << 1) | (x & 1)
+                    x >>= 1
+                ws[prev + t] = r
+        for j in range(axes * w):
+            src.skip_str("column name")
+        bits = 0
+        while (1 << bits) < w:
+            bits += 1
+        bits = (29 - bits) // 2
+        if bits > 12:
+            bits = 12
+        # h: axes, window, kind, fft, bands, bits, window stride, window base, then the ws offsets
+        self._h = array.array("i", (axes, w, kind, p, nb, bits, w, 0, 0, w, pre, pre + p, prev, pedge,
+                                    pcos, psin, 5 * n_series))
+        self._ws = ws
+        self._win = array.array("H", bytes(2 * axes * w))
+        self.feats = array.array("i", bytes(4 * n_inputs))
+        self._fe_load = _viper.fe_load if kernel == "viper" else _fe_load_portable
+        self._fe_series = _viper.fe_series if kernel == "viper" else _fe_series_portable
+        self._fe = "stats" if kind == 1 else "spectral"
+        self.axes = axes
+        self.window = w
+        self.n_raw = axes * w
+
+    @property
+    def frontend(self):
+        """"stats" or "spectral" (the model computes its features from a raw window), or None."""
+        return self._fe
+
+    def _run_frontend(self, win, h):
+        load = self._fe_load
+        series = self._fe_series
+        ws = self._ws
+        feats = self.feats
+        for a in range(self.axes):
+            load(win, ws, h, a)
+            series(ws, feats, h, a)
+        if self.axes > 1:
+            series(ws, feats, h, self.axes)
+        return feats
+
+    def features(self, window):
+        """A raw window (axes x window readings, axis-major: all of axis 0, then axis 1, ...) ->
+        the front end's integer features in a preallocated array('i'). Integer readings allocate
+        nothing; floats are rounded to the nearest integer, everything saturates to int16."""
+        if self._fe is None:
+            raise ValueError("this model has no front end: its inputs are already features")
+        n = self.n_raw
+        if len(window) != n:
+            raise ValueError("expected %d readings (%d axes x %d samples), got %d"
+                             % (n, self.axes, self.window, len(window)))
+        win = self._win
+        for i in range(n):
+            win[i] = _reading(window[i]) + 32768
+        return self._run_frontend(win, self._h)
+
+    def _codes(self, feats):
+        # The front end's integer features (array('i')) -> input codes: the exact integer path of
+        # an array('i') (edgenn_viper.codes), saturating far outside the code range.
+        return self._scale(feats, 3, feats, "i")
 
     # -------------------------------------------------------------------------- names
 
@@ -707,6 +1044,12 @@ class Net:
         overwritten by the next call). Allocates nothing."""
         if len(xq) != self.n_inputs:
             raise ValueError("expected %d input codes, got %d" % (self.n_inputs, len(xq)))
+        if self.kernel == "asm" and type(xq) is not bytearray:
+            # the asm kernel reads a bytearray's data pointer itself (a memoryview's is elsewhere)
+            buf = self.xq
+            for j in range(self.n_inputs):
+                buf[j] = xq[j]
+            xq = buf
         layer = self._layer
         blobs = self._blobs
         heads = self._heads
@@ -730,12 +1073,16 @@ class Net:
         Integer arithmetic on the values' bits (edgenn_viper.codes); an array allocates nothing, a
         list one transient argument array (freed at once; nothing under heap_lock, where a loop
         stores the values instead)."""
+        if self._fe is not None:  # a raw window: the front end makes the features
+            return self._codes(self.features(features))
         n = self.n_inputs
         if len(features) != n:
             raise ValueError("expected %d features, got %d" % (n, len(features)))
         if typecode is None:
             kind = 1
             src = self._f64
+            if src is None:
+                src = self._f64 = bytearray(8 * n)
             try:
                 struct.pack_into(self._fmt, src, 0, *features)  # floats (and ints) as float64 bits
             except MemoryError:  # heap locked (an interrupt handler): one value at a time instead
@@ -748,6 +1095,11 @@ class Net:
             if kind < 0:
                 raise ValueError("typecode %r not supported (use 'f', 'd', 'h', 'i' or None)" % (typecode,))
             src = features
+        return self._scale(src, kind, features, typecode)
+
+    def _scale(self, src, kind, features, typecode):
+        # src (features, or their float64 copy) -> input codes, from the values' bits
+        n = self.n_inputs
         raw = self._raw
         if raw is not None:  # portable kernel: the raw bytes, copied without allocating
             c = self._copy
@@ -757,14 +1109,14 @@ class Net:
             c.seek(0)
             c.readinto(raw)
             src = raw
-        r = self._codes(src, kind, self._q, self.xq, 0, n)
+        r = self._incodes(src, kind, self._q, self.xq, 0, n)
         if r < 0:
             return self.xq
         return self._finish(src, kind, r, features)
 
     def _finish(self, src, kind, r, features):
         # the values the fast path handed back (about 2 in 2**18, or all of a non-dyadic feature)
-        codes = self._codes
+        codes = self._incodes
         q = self._q
         xq = self.xq
         n = self.n_inputs
@@ -781,7 +1133,7 @@ class Net:
         # dyadic and the value a float32 or an int32; else golden's float formula (float objects)
         q = self._q
         a = q[2 * d] & 0xFFFFF
-        me = self._me
+        me = _ME
         st = self._decode(src, kind, d, me)
         if st == 2:  # a float64 that is no float32 (double-precision builds): maybe an int
             x = features[d]
@@ -824,3 +1176,76 @@ class Net:
         if self._classify:
             return self._argmax(q, self.n_outputs)
         return self.out_scale[0] * (q[0] - self.out_zero_point[0])
+
+
+class Window:
+    """Windows from a sensor loop: push one sample (axes readings) at a time; every `stride` samples,
+    once a whole window is in, the model's front end and network run on the latest `window` samples.
+
+        w = edgenn.Window(net, stride=16)
+        while True:
+            k = w.push((ax, ay, az))       # None, or the class index of the latest window
+            if k is not None:
+                print(net.label(k))
+
+    The ring buffer is preallocated: push() allocates nothing for integer readings. Each sample is
+    written twice (at i and i + window, per axis), so the latest window is always contiguous."""
+
+    def __init__(self, net, stride=0):
+        if net.frontend is None:
+            raise ValueError("Window needs a model with a front end (edgenn train --features stats|spectral)")
+        w = net.window
+        if stride == 0:
+            stride = w
+        if stride < 1:
+            raise ValueError("stride must be at least 1 sample")
+        self.net = net
+        self.axes = net.axes
+        self.window = w
+        self.stride = stride
+        self.buf = array.array("H", bytes(4 * net.axes * w))
+        self._h = array.array("i", net._h)
+        self._h[6] = 2 * w  # axis stride in the doubled ring
+        self.pos = 0  # where the next sample goes (0..window-1)
+        self.filled = 0  # samples in the ring, up to window
+        self.since = 0  # samples since the last prediction
+
+    def push(self, sample):
+        """One sample (an indexable of `axes` readings) -> the class index when a window is due, else
+        None (for regression models: the first output's value)."""
+        w = self.window
+        p = self.pos
+        buf = self.buf
+        o = p
+        for a in range(self.axes):
+            x = _reading(sample[a]) + 32768
+            buf[o] = x
+            buf[o + w] = x
+            o += w << 1
+        p += 1
+        if p == w:
+            p = 0
+        self.pos = p
+        if self.filled < w:
+            self.filled += 1
+        self.since += 1
+        if self.filled < w or self.since < self.stride:
+            return None
+        self.since = 0
+        net = self.net
+        h = self._h
+        h[7] = p  # the oldest sample of the latest window
+        q = net.forward_q(net._codes(net._run_frontend(buf, h)))
+        if net.task != "classify":
+            return net.out_scale[0] * (q[0] - net.out_zero_point[0])
+        best = 0
+        for k in range(1, net.n_outputs):
+            if q[k] > q[best]:
+                best = k
+        return best
+
+    def reset(self):
+        """Forget the samples so far (the next prediction comes after a whole new window)."""
+        self.pos = 0
+        self.filled = 0
+        self.since = 0

@@ -8,7 +8,8 @@ FORMAT_VERSION: int
 KERNELS: tuple[str, ...]  # ("viper", "portable") where the build has the native emitter, else ("portable",)
 
 def load(path: str, kernel: str | None = None) -> Net:
-    """Load a .enn model. kernel: None (viper if available), "viper" or "portable".
+    """Load a .enn model. kernel: None (asm if installed and self-tested, else viper if available),
+    "asm", "viper" or "portable".
     Raises ValueError ("file is empty", "not an edgenn model (bad magic)", "truncated header",
     "format version N not supported (reader knows 1)", "truncated: ...", "trailing bytes: ...",
     "CRC mismatch: file is corrupted", "malformed: ...") and OSError if the file cannot be opened."""
@@ -16,7 +17,7 @@ def load(path: str, kernel: str | None = None) -> Net:
 class Net:
     name: str
     task: str  # "classify" | "regress"
-    kernel: str  # "viper" | "portable"
+    kernel: str  # "asm" | "viper" | "portable"
     n_inputs: int
     n_outputs: int
     n_layers: int

@@ -98,11 +98,13 @@ class Server:
                     self.problem = "cannot load %s: %s" % (self.model_file, exc)
         n_in = self.net.n_inputs if self.net else 0
         n_out = self.net.n_outputs if self.net else 0
+        # A model with a sensor front end takes a raw window (n_raw readings), not n_in features.
+        self.n_raw = getattr(self.net, "n_raw", n_in) if self.net else 0
         # Room for 24 characters per value ("-1.2345678901234567e-100,") plus a command word.
-        self.max_line = max(256, 24 * n_in + 32)
+        self.max_line = max(256, 24 * self.n_raw + 32)
         self.line = bytearray(self.max_line)
         self.line_mv = memoryview(self.line)
-        self.feats = [0.0] * n_in
+        self.feats = [0.0] * self.n_raw
         self.field = bytearray(b" " * _FIELD_MAX)
         self.field_used = 0
         labels = []
@@ -158,7 +160,8 @@ class Server:
         net = self.net
         pairs = [("model", net.name if net else None)]
         if net:
-            pairs += [("task", net.task), ("inputs", net.n_inputs), ("outputs", net.n_outputs),
+            pairs += [("task", net.task), ("inputs", net.n_inputs), ("values", self.n_raw),
+                      ("frontend", getattr(net, "frontend", None)), ("outputs", net.n_outputs),
                       ("labels", [str(x) for x in net.labels]), ("kernel", getattr(net, "kernel", "?"))]
         else:
             pairs.append(("error", self.problem))
@@ -209,7 +212,7 @@ class Server:
         # space-padded field buffer and converted from there: no slice objects, only the float.
         line = self.line
         field = self.field
-        n_in = self.net.n_inputs
+        n_in = self.net.n_inputs if codes else self.n_raw
         count = 0
         i = start
         while True:

@@ -343,3 +343,198 @@ def argmax(out: ptr8, n: int) -> int:
             best = k
         k += 1
     return best
+
+
+# ------------------------------------------------------------------------------ sensor front end
+#
+# The integer front end of docs/model-format.md ("The sensor front end"), the same bytes as the
+# portable twin in edgenn.py. ws (array('i')) holds the scratch series, the magnitude, the FFT's real
+# and imaginary parts (all stored + _OFF so that a ptr32 load is right whether the build zero- or
+# sign-extends it), the bit-reversal table and band edges (plain), and the Q14 twiddles (+ _OFF).
+# The window (array('H')) holds reading + 32768. h (array('i')) holds the sizes and offsets below.
+# Every value stays far inside 32 bits: |reading| <= 2**15, sums < 2**28, FFT products < 2**27.
+
+_H_AXES = const(0)
+_H_WINDOW = const(1)
+_H_KIND = const(2)
+_H_FFT = const(3)
+_H_BANDS = const(4)
+_H_BITS = const(5)
+_H_STRIDE = const(6)
+_H_BASE = const(7)
+_H_SERIES = const(8)
+_H_MAG = const(9)
+_H_RE = const(10)
+_H_IM = const(11)
+_H_REV = const(12)
+_H_EDGE = const(13)
+_H_COS = const(14)
+_H_SIN = const(15)
+_H_NSTATS = const(16)
+
+
+@micropython.viper
+def fe_load(win: ptr16, ws: ptr32, h: ptr32, a: int):
+    """Axis a of the window into the series area; its |readings| added to the magnitude (N > 1)."""
+    n = int(h[_H_AXES])
+    w = int(h[_H_WINDOW])
+    o = int(h[_H_BASE]) + a * int(h[_H_STRIDE])
+    ps = int(h[_H_SERIES])
+    pg = int(h[_H_MAG])
+    t = 0
+    while t < w:
+        x = int(win[o + t]) - 32768
+        ws[ps + t] = x + _OFF
+        if n > 1:
+            if x < 0:
+                x = 0 - x
+            if a == 0:
+                ws[pg + t] = x + _OFF
+            else:
+                ws[pg + t] = int(ws[pg + t]) + x
+        t += 1
+
+
+@micropython.viper
+def isqrt(n: int) -> int:
+    """floor(sqrt(n)) for 0 <= n < 2**30, bit by bit."""
+    r = 0
+    bit = 1 << 28
+    while bit > n:
+        bit >>= 2
+    while bit != 0:
+        if n >= r + bit:
+            n -= r + bit
+            r = (r >> 1) + bit
+        else:
+            r >>= 1
+        bit >>= 2
+    return r
+
+
+@micropython.viper
+def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
+    """Series k (axis k, or the magnitude when k == N): its 5 statistics into feats[5k..], and for an
+    axis of a spectral front end its band amplitudes into feats[n_stats + k * n_bands ..]."""
+    n = int(h[_H_AXES])
+    w = int(h[_H_WINDOW])
+    src = int(h[_H_SERIES]) if k < n else int(h[_H_MAG])
+    y = int(ws[src]) - _OFF
+    s = y
+    lo = y
+    hi = y
+    mac = 0
+    prv = y
+    t = 1
+    while t < w:
+        y = int(ws[src + t]) - _OFF
+        s += y
+        if y < lo:
+            lo = y
+        if y > hi:
+            hi = y
+        dd = y - prv
+        if dd < 0:
+            dd = 0 - dd
+        mac += dd
+        prv = y
+        t += 1
+    if s >= 0:  # floor division with non-negative operands only
+        m = s // w
+    else:
+        m = 0 - ((0 - s + w - 1) // w)
+    mac = mac // (w - 1)
+    lo -= m
+    hi -= m
+    amax = hi
+    if 0 - lo > amax:
+        amax = 0 - lo
+    sft = 0 - int(h[_H_BITS])
+    while amax != 0:
+        amax >>= 1
+        sft += 1
+    fft = int(h[_H_KIND]) == 2 and k < n
+    p = int(h[_H_FFT])
+    pre = int(h[_H_RE])
+    pim = int(h[_H_IM])
+    prev = int(h[_H_REV])
+    if fft:
+        t = 0
+        while t < p:
+            ws[pre + t] = _OFF
+            ws[pim + t] = _OFF
+            t += 1
+    q = 0
+    t = 0
+    while t < w:
+        d = int(ws[src + t]) - _OFF - m
+        if sft >= 0:
+            v = d >> sft
+        else:
+            v = d << (0 - sft)
+        q += v * v
+        if fft:
+            ws[pre + int(ws[prev + t])] = v + _OFF
+        t += 1
+    r = int(isqrt(q // w))
+    if sft >= 0:
+        r = r << sft
+    else:
+        r = (r + (1 << (0 - sft - 1))) >> (0 - sft)
+    f = k * 5
+    feats[f] = m
+    feats[f + 1] = r
+    feats[f + 2] = lo
+    feats[f + 3] = hi
+    feats[f + 4] = mac
+    if not fft:
+        return
+    pc = int(h[_H_COS])
+    psn = int(h[_H_SIN])
+    half = 1
+    step = p >> 1
+    while half < p:
+        st = 0
+        while st < p:
+            j = st
+            end = st + half
+            kk = 0
+            while j < end:
+                c = int(ws[pc + kk]) - _OFF
+                sn = int(ws[psn + kk]) - _OFF
+                jb = j + half
+                br = int(ws[pre + jb]) - _OFF
+                bi = int(ws[pim + jb]) - _OFF
+                tr = (c * br + sn * bi) >> 14
+                ti = (c * bi - sn * br) >> 14
+                ar = int(ws[pre + j]) - _OFF
+                ai = int(ws[pim + j]) - _OFF
+                ws[pre + j] = ((ar + tr) >> 1) + _OFF
+                ws[pre + jb] = ((ar - tr) >> 1) + _OFF
+                ws[pim + j] = ((ai + ti) >> 1) + _OFF
+                ws[pim + jb] = ((ai - ti) >> 1) + _OFF
+                kk += step
+                j += 1
+            st += half << 1
+        half <<= 1
+        step >>= 1
+    nb = int(h[_H_BANDS])
+    pe = int(h[_H_EDGE])
+    f = int(h[_H_NSTATS]) + k * nb
+    b = 0
+    while b < nb:
+        e = 0
+        i = int(ws[pe + b])
+        end = int(ws[pe + b + 1])
+        while i < end:
+            xr = int(ws[pre + i]) - _OFF
+            xi = int(ws[pim + i]) - _OFF
+            e += xr * xr + xi * xi
+            i += 1
+        r = int(isqrt(e))
+        if sft >= 0:
+            r = r << sft
+        else:
+            r = (r + (1 << (0 - sft - 1))) >> (0 - sft)
+        feats[f + b] = r
+        b += 1

@@ -17,13 +17,18 @@ from edgenn.errors import UserError
 # Order is the order `edgenn --help` lists them in: the user's journey.
 COMMAND_MODULES = [
     "datasets",
+    "record",
     "train",
+    "tune",
     "quantize",
     "evaluate",
+    "report",
+    "estimate",
     "boards",
     "vboard",
     "flash",
     "deploy",
+    "rollback",
     "doctor",
     "predict",
     "eval_device",

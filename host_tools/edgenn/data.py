@@ -289,6 +289,12 @@ def load_dataset(name_or_path: str, label: str | None = None, task: str | None =
                 f"{path}, column {label!r}: only one class ({only!r}); classification needs at least two"
             )
     elif task == "regress":
+        for i, v in enumerate(table.column(label)):
+            if _as_number(v) is None and v.lower() not in MISSING_MARKERS:
+                raise UserError(
+                    f"{table.where(i, label)}: {v!r} is not a number: the label holds text, and regression "
+                    f"needs a number in every row (use --task classify for text labels)"
+                )
         y = parse_numbers(table, [label])[:, 0]
         labels = [label]
     else:
@@ -376,6 +382,34 @@ def stratified_split(
         val.append(rows[n_test : n_test + n_val])
         train.append(rows[n_test + n_val :])
     return Split(*(np.sort(np.concatenate(part)).astype(np.int64) for part in (train, val, test)))
+
+
+def stratified_folds(dataset: Dataset, rows: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
+    """`rows` cut into k disjoint folds (row indices, sorted) with every class (or target quantile bin,
+    for regression) spread as evenly as the counts allow. Each stratum is shuffled with `seed`, the
+    strata are laid end to end, and row i of that order goes to fold i % k, so fold sizes differ by at
+    most one and a class of m rows puts floor(m/k) or ceil(m/k) rows in every fold."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not 2 <= k <= len(rows):
+        raise UserError(f"--folds {k}: needs 2 <= folds <= rows ({len(rows)})")
+    rng = np.random.default_rng(seed)
+    strata = _strata(dataset.subset(rows), n_bins=max(1, min(10, len(rows) // k)))
+    order = []
+    for s in np.unique(strata):
+        members = rows[strata == s]
+        rng.shuffle(members)
+        order.append(members)
+    order = np.concatenate(order)
+    return [np.sort(order[f::k]) for f in range(k)]
+
+
+def usable_folds(dataset: Dataset, rows: np.ndarray, k: int) -> int:
+    """The most folds (at most k) that still give every fold a row of every class (classify) or two rows
+    (regress); below 2 there is no cross-validation."""
+    if dataset.task == "classify":
+        smallest = min(int(c) for c in np.bincount(dataset.y[rows]) if c > 0) if len(rows) else 0
+        return min(k, smallest)
+    return min(k, len(rows) // 2)
 
 
 def fit_scaling(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

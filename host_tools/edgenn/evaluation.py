@@ -15,6 +15,7 @@ import numpy as np
 from edgenn.data import Dataset, bundled_path, list_datasets, load_for_model, read_table, resolve_data_path
 from edgenn.errors import UserError
 from edgenn.floatmodel import FloatModel
+from edgenn.metrics import classification_summary
 from edgenn.nn import accuracy, rmse, split_for_model
 
 SPLITS = ("all", "train", "val", "test")
@@ -64,7 +65,7 @@ def load_model(path: str | Path) -> LoadedModel:
             str(path),
             "integer",
             qm.task,
-            qm.feature_names,
+            qm.input_names,
             qm.labels,
             label_column,
             lambda x: golden.predict(qm, x),
@@ -113,6 +114,12 @@ def evaluate(model: LoadedModel, data: str, label: str | None = None, split: str
                 f"use --split all"
             )
         rows = getattr(trained_on, split)
+        if len(rows) == 0:
+            raise UserError(
+                f"--split {split}: the model has no {split} rows: `edgenn train` fitted it on every row of "
+                f"{data} (its estimate is the cross-validation score it printed); score it on a separate "
+                f"file with `edgenn evaluate MODEL TEST.csv`, or train with --test-fraction to hold rows out"
+            )
     predictions = model.predict(dataset.X[rows])
     result: dict = {
         "model": model.path,
@@ -128,6 +135,7 @@ def evaluate(model: LoadedModel, data: str, label: str | None = None, split: str
         result["accuracy"] = accuracy(predictions, y)
         result["correct"] = int(np.sum(predictions == y))
         result["labels"] = model.labels
+        result.update(classification_summary(y, predictions, model.labels))
         result["predictions"] = [int(p) for p in predictions]
     else:
         values = np.asarray(predictions, dtype=np.float64).reshape(len(rows), -1)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgenn import frontend
 from edgenn.errors import UserError
+from edgenn.frontend import FrontEnd
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 TASKS = ("classify", "regress")
@@ -47,6 +49,8 @@ class FloatModel:
     target_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))  # regress only
     target_std: np.ndarray = field(default_factory=lambda: np.ones(0))
     meta: dict = field(default_factory=dict)  # dataset, seed, history, timings: informational
+    # Raw windows -> features before the network (feature_names then name the raw columns).
+    frontend: FrontEnd | None = None
 
     @property
     def n_inputs(self) -> int:
@@ -60,8 +64,19 @@ class FloatModel:
     def layer_sizes(self) -> list[int]:
         return [self.n_inputs] + [int(w.shape[1]) for w in self.weights]
 
+    @property
+    def input_names(self) -> list[str]:
+        """The columns a data row holds (raw window values with a front end)."""
+        return list(self.feature_names)
+
+    def features(self, x_raw: np.ndarray) -> np.ndarray:
+        """What the network's input scaling sees: the float front end's features, or x_raw itself."""
+        if self.frontend is None:
+            return np.asarray(x_raw, dtype=np.float64)
+        return frontend.features_float(self.frontend, x_raw)
+
     def standardize(self, x_raw: np.ndarray) -> np.ndarray:
-        return (np.asarray(x_raw, dtype=np.float64) - self.input_mean) / self.input_std
+        return (self.features(x_raw) - self.input_mean) / self.input_std
 
     def forward_layers(self, x_raw: np.ndarray) -> list[np.ndarray]:
         """Pre-activations and activations of every layer: [(z_0, a_0), ...] for calibration."""
@@ -99,6 +114,8 @@ class FloatModel:
             "feature_names": self.feature_names,
             "meta": self.meta,
         }
+        if self.frontend is not None:
+            header["frontend"] = self.frontend.to_dict()
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         arrays["input_mean"] = np.asarray(self.input_mean, dtype=np.float64)
         arrays["input_std"] = np.asarray(self.input_std, dtype=np.float64)
@@ -138,6 +155,7 @@ class FloatModel:
                     target_mean=z["target_mean"],
                     target_std=z["target_std"],
                     meta=header.get("meta", {}),
+                    frontend=FrontEnd.from_dict(header["frontend"]) if header.get("frontend") else None,
                 )
         except UserError:
             raise

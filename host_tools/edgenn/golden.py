@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgenn import frontend
 from edgenn.modelfile import ACC_LIMIT, LUT_ACTIVATIONS, QuantLayer, QuantModel
 
 SMALL_INT_LIMIT = 2**30  # MicroPython small ints on a 32-bit MCU: -2**30 .. 2**30 - 1
@@ -21,9 +22,21 @@ def _check_below(values: np.ndarray, limit: int, what: str) -> None:
         raise AssertionError(f"{what} reaches {int(np.abs(values).max())} (limit {limit})")
 
 
+def features(model: QuantModel, x_raw: np.ndarray) -> np.ndarray:
+    """What the network's input scaling sees: the integer front end's features of raw windows (int64),
+    or the raw features themselves (a model without a front end)."""
+    if model.frontend is None:
+        return np.asarray(x_raw, dtype=np.float64)
+    try:
+        return frontend.features_int(model.frontend, x_raw)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (the model's front end takes raw windows)") from None
+
+
 def quantize_input(model: QuantModel, x_raw: np.ndarray) -> np.ndarray:
-    """Raw features (n, n_in) -> input codes: clamp(floor(x * in_scale + in_offset + 0.5), 0, 255)."""
-    x = np.asarray(x_raw, dtype=np.float64)
+    """Raw features (n, n_in) -> input codes: clamp(floor(x * in_scale + in_offset + 0.5), 0, 255).
+    With a front end, raw windows (n, axes * window) go through it first."""
+    x = np.asarray(features(model, x_raw), dtype=np.float64)
     if x.ndim == 1:
         x = x.reshape(1, -1)
     n_inputs = len(model.in_scale)  # (not model.n_inputs: the quantizer calls this before adding layers)

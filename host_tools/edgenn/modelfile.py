@@ -16,10 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edgenn import frontend as fe_mod
 from edgenn.errors import UserError
+from edgenn.frontend import FrontEnd
 
 MAGIC = b"EDNN"
 FORMAT_VERSION = 1
+FRONTEND_VERSION = 2  # a file with a sensor front end (section after the layers)
+VERSIONS = (FORMAT_VERSION, FRONTEND_VERSION)
+FRONTEND_HEADER = struct.Struct("<BBHHBB")  # kind, axes, window, fft_size, n_bands, reserved
 # magic, version, flags, n_layers, n_inputs, file length, n_outputs, reserved
 HEADER = struct.Struct("<4sHHHHIHH")
 LAYER_HEADER = struct.Struct("<HHBBi")  # n_in, n_out, activation, reserved, out_zero
@@ -77,10 +82,16 @@ class QuantModel:
     out_scale: np.ndarray  # float32 (n_out,)
     out_zero_point: np.ndarray  # float32 (n_out,)
     layers: list[QuantLayer]
+    frontend: FrontEnd | None = None  # raw window -> features (format version 2), None: raw features
 
     @property
     def n_inputs(self) -> int:
         return self.layers[0].n_in
+
+    @property
+    def input_names(self) -> list[str]:
+        """The columns a data row holds: the raw window's values with a front end, else the features."""
+        return list(self.frontend.columns) if self.frontend is not None else list(self.feature_names)
 
     @property
     def n_outputs(self) -> int:
@@ -191,6 +202,41 @@ def validate(model: QuantModel) -> None:
         _check_str(s, f"feature name {j}")
     for k, s in enumerate(model.labels):
         _check_str(s, f"label {k}")
+    if model.frontend is not None:
+        _validate_frontend(model)
+
+
+def fixed_point_input(a: float, c: float) -> tuple[int, int, int] | None:
+    """(A, B, S) as the board derives them from in_scale a and in_offset c (smallest S, A < 2**20,
+    |B| < 2**29, 1 <= S <= 30): a = A / 2**S, c + 0.5 = B / 2**S. None: the board keeps floats."""
+    a, c = float(np.float32(a)), float(np.float32(c))
+    for shift in range(1, 31):
+        if (a * 2**shift).is_integer() and (c * 2**shift).is_integer():
+            big_a, big_b = int(a * 2**shift), int(c * 2**shift) + 2 ** (shift - 1)
+            return (big_a, big_b, shift) if 1 <= big_a < 2**20 and abs(big_b) < 2**29 else None
+    return None
+
+
+def _validate_frontend(model: QuantModel) -> None:
+    """A front end's features are integers: each feature's scaling must be fixed point and cover every
+    value that does not saturate (so the board's small-int path needs no float, ever)."""
+    fe = model.frontend
+    try:
+        fe_mod.check(fe)
+    except ValueError as exc:
+        raise _malformed(f"front end: {exc}") from None
+    if fe.n_features != model.n_inputs:
+        raise _malformed(f"front end makes {fe.n_features} features, the network takes {model.n_inputs}")
+    for j, name in enumerate(fe.columns):
+        _check_str(name, f"column name {j}")
+    for d, (a, c) in enumerate(zip(model.in_scale, model.in_offset)):
+        fix = fixed_point_input(a, c)
+        a, c = float(np.float32(a)), float(np.float32(c))
+        if fix is None or a <= 0:
+            raise _malformed(f"front end feature {d}: input scaling is not fixed point")
+        big_a, big_b, _ = fix
+        if (2**30 - 1 - abs(big_b)) // big_a < max(abs((255.5 - c) / a), abs((-0.5 - c) / a)):
+            raise _malformed(f"front end feature {d}: the small-int range does not reach both clamps")
 
 
 # ---------------------------------------------------------------------------------------------- writer
@@ -199,6 +245,18 @@ def validate(model: QuantModel) -> None:
 def _pack_str(value: str) -> bytes:
     raw = value.encode("utf-8")
     return bytes([len(raw)]) + raw
+
+
+def layer_body(layer: QuantLayer) -> bytes:
+    """A layer's parameters as the file stores them after its header (and as the device's layer blob
+    holds them before load-time preparation): weights, bias, mult, shift, [lut]."""
+    body = np.asarray(layer.weights, dtype=np.int8).tobytes(order="C")
+    body += np.asarray(layer.bias, dtype="<i4").tobytes()
+    body += np.asarray(layer.mult, dtype="<u2").tobytes()
+    body += np.asarray(layer.shift, dtype=np.uint8).tobytes()
+    if layer.lut is not None:
+        body += bytes(layer.lut)
+    return body
 
 
 def to_bytes(model: QuantModel) -> bytes:
@@ -218,19 +276,56 @@ def to_bytes(model: QuantModel) -> bytes:
         body += LAYER_HEADER.pack(
             layer.n_in, layer.n_out, ACTIVATION_CODES[layer.activation], 0, int(layer.out_zero)
         )
-        body += np.asarray(layer.weights, dtype=np.int8).tobytes(order="C")
-        body += np.asarray(layer.bias, dtype="<i4").tobytes()
-        body += np.asarray(layer.mult, dtype="<u2").tobytes()
-        body += np.asarray(layer.shift, dtype=np.uint8).tobytes()
-        if layer.lut is not None:
-            body += bytes(layer.lut)
+        body += layer_body(layer)
+    if model.frontend is not None:
+        body += _pack_frontend(model.frontend)
     length = HEADER.size + len(body) + CRC_SIZE
     flags = FLAG_REGRESS if model.task == "regress" else 0
-    header = HEADER.pack(
-        MAGIC, FORMAT_VERSION, flags, len(model.layers), model.n_inputs, length, model.n_outputs, 0
-    )
+    version = FORMAT_VERSION if model.frontend is None else FRONTEND_VERSION
+    header = HEADER.pack(MAGIC, version, flags, len(model.layers), model.n_inputs, length, model.n_outputs, 0)
     data = header + bytes(body)
     return data + struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
+
+
+def _pack_frontend(fe: FrontEnd) -> bytes:
+    out = bytearray(
+        FRONTEND_HEADER.pack(fe_mod.KIND_CODES[fe.kind], fe.axes, fe.window, fe.fft_size, fe.n_bands, 0)
+    )
+    if fe.kind == "spectral":
+        out += np.asarray(fe.band_edges, dtype="<u2").tobytes()
+        cos, sin = fe_mod.twiddles(fe.fft_size)
+        out += cos.astype("<i2").tobytes() + sin.astype("<i2").tobytes()
+    for name in fe.columns:
+        out += _pack_str(name)
+    return bytes(out)
+
+
+def _read_frontend(cur: _Cursor) -> FrontEnd:
+    kind_code, axes, window, fft_size, n_bands, reserved = FRONTEND_HEADER.unpack(
+        cur.take(FRONTEND_HEADER.size, "front end header")
+    )
+    kinds = {code: name for name, code in fe_mod.KIND_CODES.items()}
+    if kind_code not in kinds:
+        raise _malformed(f"unknown front end kind {kind_code}")
+    if reserved:
+        raise _malformed("front end reserved byte is not 0")
+    edges: tuple[int, ...] = ()
+    if kinds[kind_code] == "spectral":
+        if not 1 <= n_bands or fft_size < 2 or fft_size > fe_mod.MAX_FFT or fft_size & (fft_size - 1):
+            raise _malformed(f"front end FFT size {fft_size} / {n_bands} bands")
+        edges = tuple(int(e) for e in cur.array("<u2", n_bands + 1, "band edges"))
+        cos = cur.array("<i2", fft_size // 2, "twiddles").astype(np.int64)
+        sin = cur.array("<i2", fft_size // 2, "twiddles").astype(np.int64)
+        want_cos, want_sin = fe_mod.twiddles(fft_size)
+        if not (np.array_equal(cos, want_cos) and np.array_equal(sin, want_sin)):
+            raise _malformed("front end twiddles differ from round(16384 * cos/sin(2 pi k / P))")
+    columns = tuple(cur.string(f"column name {j}") for j in range(axes * window))
+    try:
+        fe = FrontEnd(kinds[kind_code], axes, window, columns, fft_size, edges)
+        fe_mod.check(fe)
+    except ValueError as exc:
+        raise _malformed(f"front end: {exc}") from None
+    return fe
 
 
 def save(model: QuantModel, path: str | Path) -> int:
@@ -292,8 +387,8 @@ def from_bytes(data: bytes | bytearray | memoryview) -> QuantModel:
     if len(data) < HEADER.size:
         raise ModelFormatError("truncated header")
     _, version, flags, n_layers, n_inputs, length, n_outputs, reserved = HEADER.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise ModelFormatError(f"format version {version} not supported (reader knows {FORMAT_VERSION})")
+    if version not in VERSIONS:
+        raise ModelFormatError(f"format version {version} not supported (reader knows 1 and 2)")
     if len(data) < length:
         raise ModelFormatError(f"truncated: header says {length} bytes, file has {len(data)}")
     if len(data) > length:
@@ -349,6 +444,7 @@ def from_bytes(data: bytes | bytearray | memoryview) -> QuantModel:
         layers.append(QuantLayer(weights, bias, mult, shift, activation, int(out_zero), lut))
     if n_prev != n_outputs:
         raise _malformed(f"n_outputs {n_outputs} differs from the last layer's n_out {n_prev}")
+    frontend = _read_frontend(cur) if version == FRONTEND_VERSION else None
     if cur.pos != cur.end:
         raise _malformed(f"{cur.end - cur.pos} unexpected bytes after the last layer")
 
@@ -362,6 +458,7 @@ def from_bytes(data: bytes | bytearray | memoryview) -> QuantModel:
         out_scale=out_scale,
         out_zero_point=out_zero_point,
         layers=layers,
+        frontend=frontend,
     )
     validate(model)  # value rules: mult/shift/out_zero ranges, finite scales, the overflow proof
     return model
@@ -392,6 +489,8 @@ def float32_bytes(model: QuantModel) -> int:
 def describe(model: QuantModel) -> str:
     """One line: task, layer sizes and activations, e.g. 'classify 4-32(relu)-16(relu)-3'."""
     parts = [str(model.n_inputs)]
+    if model.frontend is not None:
+        parts[0] = f"[{fe_mod.describe(model.frontend)}] {model.n_inputs}"
     for layer in model.layers:
         act = "" if layer.activation == "identity" else f"({layer.activation})"
         parts.append(f"{layer.n_out}{act}")

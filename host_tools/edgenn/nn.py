@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from edgenn.data import Dataset, fit_scaling, stratified_split
+from edgenn import frontend
+from edgenn.data import Dataset, fit_scaling, stratified_folds, stratified_split, usable_folds
 from edgenn.errors import UserError
 from edgenn.floatmodel import ACTIVATIONS, FloatModel, activate
+from edgenn.frontend import FrontEnd
 
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LR = {"adam": 0.01, "sgd": 0.05}
@@ -205,12 +207,13 @@ class TrainConfig:
     lr: float | None = None  # None: DEFAULT_LR[optimizer]
     momentum: float = 0.9  # sgd only
     batch_size: int = 32
-    epochs: int = 200
-    weight_decay: float = 1e-3
-    patience: int = 20  # epochs without a better validation loss before stopping; 0 disables
+    epochs: int = 300  # the most epochs a fold may run; without folds, the epochs of the one fit
+    weight_decay: float = 1e-2  # measured in bench/training.py: 1e-3 let folds stop after 5-20 epochs
+    patience: int = 30  # epochs without a better validation loss before a fold stops; 0 disables
+    folds: int = 5  # k-fold cross-validation picks the epochs and estimates the metric; 0 or 1: none
     seed: int = 0
-    test_fraction: float = 0.2
-    val_fraction: float = 0.15
+    test_fraction: float = 0.0  # rows held out of one file for a test score (0: every row trains)
+    val_fraction: float = 0.0  # rows held out for early stopping when folds < 2 (the old way)
     dtype: str = "float32"  # training precision; float64 for gradient checks
 
     def check(self) -> None:
@@ -227,6 +230,8 @@ class TrainConfig:
             raise UserError(f"--lr must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.patience < 0:
             raise UserError("--weight-decay and --patience must be >= 0")
+        if self.folds < 0:
+            raise UserError(f"--folds must be >= 0 (0: no cross-validation), got {self.folds}")
 
     @property
     def learning_rate(self) -> float:
@@ -242,6 +247,7 @@ class EpochReport:
     val_metric: float | None  # accuracy (classify) or RMSE in standardized units (regress)
     metric_name: str
     best_epoch: int
+    stage: str = ""  # "fold 2/5", "final fit"
 
 
 @dataclass
@@ -271,9 +277,11 @@ def fit_arrays(
     n_outputs: int,
     config: TrainConfig,
     progress: Callable[[EpochReport], None] | None = None,
+    stage: str = "",
 ) -> FitResult:
-    """Train on already standardized arrays. Early stopping watches the validation loss and restores
-    the weights of the best epoch. Everything random comes from `config.seed`."""
+    """Train on already standardized arrays for at most `config.epochs` epochs. With validation rows,
+    early stopping watches the validation loss and restores the weights of the best epoch; without,
+    the weights after the last epoch are kept. Everything random comes from `config.seed`."""
     config.check()
     started = time.perf_counter()
     dtype = np.dtype(config.dtype)
@@ -307,17 +315,25 @@ def fit_arrays(
         train_loss = float(sum(losses) / n)
         if not np.isfinite(train_loss):
             raise UserError(f"training diverged at epoch {epoch} (loss {train_loss}); try a smaller --lr")
+        # the metric on the training rows with the weights at the end of the epoch (what the
+        # history plots beside the validation metric); the loss above is the mean over the epoch's batches
+        train_metric = _val_metric(task, forward(params, activations, x_train)[-1], t_train)
         val_loss = val_metric = None
         if has_val:
             z = forward(params, activations, x_val)[-1]
             val_loss, _ = output_loss(task, z, t_val)
             val_metric = _val_metric(task, z, t_val)
-        monitored = val_loss if has_val else train_loss
-        if monitored < best_loss - MIN_IMPROVEMENT:
-            best_loss = monitored
-            best.params, best.best_epoch = params.copy(), epoch
+            if val_loss < best_loss - MIN_IMPROVEMENT:
+                best_loss = val_loss
+                best.params, best.best_epoch = params.copy(), epoch
         history.append(
-            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_metric": val_metric}
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_metric": train_metric,
+                "val_loss": val_loss,
+                "val_metric": val_metric,
+            }
         )
         if progress is not None:
             progress(
@@ -328,11 +344,14 @@ def fit_arrays(
                     val_loss,
                     val_metric,
                     "accuracy" if task == "classify" else "rmse",
-                    best.best_epoch,
+                    best.best_epoch if has_val else epoch,
+                    stage,
                 )
             )
         if has_val and config.patience and epoch - best.best_epoch >= config.patience:
             break
+    if not has_val:
+        best.params, best.best_epoch = params, len(history)
     best.history = history
     best.epochs_run = len(history)
     best.seconds = time.perf_counter() - started
@@ -359,39 +378,41 @@ def score(model: FloatModel, X: np.ndarray, y: np.ndarray) -> dict:
     return {"rmse": rmse(model.predict(X), y)}
 
 
-def train(
-    dataset: Dataset, config: TrainConfig | None = None, progress: Callable[[EpochReport], None] | None = None
-) -> FloatModel:
-    """Split (stratified, seeded), fit input scaling on the training rows, train, score on the test rows.
-    The returned model's meta records the split so the same held-out rows can be found again."""
-    config = config or TrainConfig()
-    config.check()
-    split = stratified_split(dataset, config.test_fraction, config.val_fraction, seed=config.seed)
-    if len(split.train) == 0:
+def metric_name(task: str) -> str:
+    return "accuracy" if task == "classify" else "rmse"
+
+
+def fit_model(
+    dataset: Dataset,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    config: TrainConfig,
+    progress: Callable[[EpochReport], None] | None = None,
+    stage: str = "",
+) -> tuple[FloatModel, FitResult]:
+    """Input (and regression target) scaling fitted on `train_rows` only, then `fit_arrays`."""
+    if len(train_rows) == 0:
         raise UserError(f"{dataset.source}: too few rows to train ({dataset.n_rows})")
-    mean, std = fit_scaling(dataset.X[split.train])
-
-    def standardize(rows: np.ndarray) -> np.ndarray:
-        return (dataset.X[rows] - mean) / std
-
+    mean, std = fit_scaling(dataset.X[train_rows])
     if dataset.task == "classify":
         n_outputs = len(dataset.labels)
         target_mean, target_std = np.zeros(0), np.ones(0)
-        t_train, t_val = dataset.y[split.train], dataset.y[split.val]
+        t_train, t_val = dataset.y[train_rows], dataset.y[val_rows]
     else:
         n_outputs = 1
-        target_mean, target_std = fit_scaling(dataset.y[split.train, None])
-        t_train = (dataset.y[split.train, None] - target_mean) / target_std
-        t_val = (dataset.y[split.val, None] - target_mean) / target_std
+        target_mean, target_std = fit_scaling(dataset.y[train_rows, None])
+        t_train = (dataset.y[train_rows, None] - target_mean) / target_std
+        t_val = (dataset.y[val_rows, None] - target_mean) / target_std
     result = fit_arrays(
-        standardize(split.train),
+        (dataset.X[train_rows] - mean) / std,
         t_train,
-        standardize(split.val),
+        (dataset.X[val_rows] - mean) / std,
         t_val,
         task=dataset.task,
         n_outputs=n_outputs,
         config=config,
         progress=progress,
+        stage=stage,
     )
     model = FloatModel(
         weights=[w.astype(np.float64) for w in result.params.W],
@@ -405,11 +426,140 @@ def train(
         target_mean=target_mean,
         target_std=target_std,
     )
+    return model, result
+
+
+@dataclass
+class CrossValidation:
+    """k-fold estimate: each fold trains on the other folds with early stopping on its own rows.
+    `epochs` is the median of the folds' best epochs (what the final fit on every row runs); `scores`
+    are each fold's metric (accuracy, or RMSE in the target's units) at that epoch, or at its last epoch
+    if it stopped earlier: one common epoch count, as the final model gets, not each fold's own best."""
+
+    k: int
+    metric: str
+    scores: list[float]
+    best_epochs: list[int]
+    epochs: int
+    histories: list[list[dict]]
+    seconds: float
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores))
+
+
+def cross_validate(
+    dataset: Dataset,
+    rows: np.ndarray,
+    config: TrainConfig,
+    k: int,
+    progress: Callable[[EpochReport], None] | None = None,
+) -> CrossValidation:
+    """Stratified k-fold cross-validation over `rows`, folds seeded by `config.seed`."""
+    started = time.perf_counter()
+    folds = stratified_folds(dataset, rows, k, seed=config.seed)
+    best_epochs, histories = [], []
+    for f, val_rows in enumerate(folds):
+        train_rows = np.sort(np.concatenate([fold for g, fold in enumerate(folds) if g != f]))
+        fold_config = replace(config, seed=config.seed * 1000 + f + 1)  # its own init, its own batches
+        _, result = fit_model(dataset, train_rows, val_rows, fold_config, progress, f"fold {f + 1}/{k}")
+        best_epochs.append(result.best_epoch)
+        histories.append(result.history)
+    epochs = max(1, int(round(float(np.median(best_epochs)))))
+    scores = []
+    for history in histories:
+        metric = history[min(epochs, len(history)) - 1]["val_metric"]
+        if dataset.task == "regress":  # standardized units -> the target's own units
+            metric *= float(np.std(dataset.y[rows])) or 1.0
+        scores.append(float(metric))
+    return CrossValidation(
+        k, metric_name(dataset.task), scores, best_epochs, epochs, histories, time.perf_counter() - started
+    )
+
+
+def _rounded(history: list[dict]) -> list[dict]:
+    return [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in history]
+
+
+# Warnings: a training metric this far above the estimate means the model learned its rows by heart;
+# a best epoch this early means the learning rate or the data left little to learn.
+OVERFIT_POINTS = 15.0
+EARLY_EPOCHS = 5
+
+
+def train_warnings(task: str, train_metric: float, estimate: float | None, epochs: int) -> list[str]:
+    warnings = []
+    if task == "classify" and estimate is not None and 100 * (train_metric - estimate) > OVERFIT_POINTS:
+        warnings.append(
+            f"training accuracy {100 * train_metric:.1f}% is {100 * (train_metric - estimate):.1f} points "
+            f"above the estimate {100 * estimate:.1f}%: the model overfits; more rows, a larger "
+            f"--weight-decay or smaller --hidden may help"
+        )
+    if epochs <= EARLY_EPOCHS:
+        warnings.append(
+            f"training stopped after {epochs} epoch(s): the model may be under-trained; "
+            f"try a smaller --lr or a larger --patience"
+        )
+    return warnings
+
+
+def train(
+    dataset: Dataset,
+    config: TrainConfig | None = None,
+    progress: Callable[[EpochReport], None] | None = None,
+    test: Dataset | None = None,
+) -> FloatModel:
+    """The model to deploy, fitted on every training row, and an honest estimate of how it does.
+
+    1. Optional holdout: `test_fraction` of the rows (stratified, seeded) never train; `val_fraction`
+       rows are held out for early stopping only when there is no cross-validation.
+    2. Cross-validation (`folds` >= 2, fewer when a class has fewer rows than folds): each fold stops
+       early on its own rows; the median best epoch is the number of epochs of the final fit.
+    3. The final fit: scaling and weights fitted on all training rows for that many epochs.
+    4. Scores: training rows, cross-validation, holdout rows and `test` (another file's rows).
+    The model's meta records the split, so the same held-out rows can be found again, and the
+    per-epoch history of every fold and of the final fit."""
+    config = config or TrainConfig()
+    config.check()
+    folds_asked = config.folds if config.folds >= 2 else 0
+    split = stratified_split(
+        dataset, config.test_fraction, 0.0 if folds_asked else config.val_fraction, seed=config.seed
+    )
+    _check_enough_rows(dataset, split.train)
+    notes = []
+    folds = usable_folds(dataset, split.train, folds_asked) if folds_asked else 0
+    if folds_asked and folds < folds_asked:
+        what = "rows in its smallest class" if dataset.task == "classify" else "rows"
+        notes.append(
+            f"{len(split.train)} training rows, {_smallest(dataset, split.train)} {what}: "
+            + (f"{folds} folds instead of {folds_asked}" if folds >= 2 else "too few for cross-validation")
+        )
+    cv = None
+    if folds >= 2:
+        cv = cross_validate(dataset, split.train, config, folds, progress)
+        final_config = replace(config, epochs=cv.epochs)
+    else:
+        final_config = config
+    model, result = fit_model(dataset, split.train, split.val, final_config, progress, "final fit")
     metrics = {
         part: score(model, dataset.X[rows], dataset.y[rows]) | {"n": int(len(rows))}
         for part, rows in (("train", split.train), ("val", split.val), ("test", split.test))
         if len(rows)
     }
+    if test is not None:
+        metrics["test_file"] = score(model, test.X, test.y) | {"n": test.n_rows, "source": test.source}
+    name = metric_name(dataset.task)
+    estimate = (
+        cv.mean
+        if cv is not None
+        else metrics.get("test_file", metrics.get("test", metrics.get("val", {}))).get(name)
+    )
+    warnings = train_warnings(dataset.task, metrics["train"][name], estimate, result.best_epoch)
     model.meta = {
         "dataset": dataset.name,
         "source": dataset.source,
@@ -419,19 +569,61 @@ def train(
         "split": {
             "seed": config.seed,
             "test_fraction": config.test_fraction,
-            "val_fraction": config.val_fraction,
+            "val_fraction": 0.0 if folds_asked else config.val_fraction,
             "method": "stratified",
         },
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        "epochs": result.epochs_run,  # what the saved weights were trained for
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
-        "train_seconds": round(result.seconds, 4),
+        "train_seconds": round(result.seconds + (cv.seconds if cv is not None else 0.0), 4),
         "metrics": metrics,
-        "history": [
-            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in result.history
-        ],
+        "cv": None
+        if cv is None
+        else {
+            "k": cv.k,
+            "metric": cv.metric,
+            "mean": cv.mean,
+            "std": cv.std,
+            "folds": cv.scores,
+            "best_epochs": cv.best_epochs,
+            "epochs": cv.epochs,
+        },
+        "notes": notes,
+        "warnings": warnings,
+        "history": {
+            "final": _rounded(result.history),
+            "folds": [_rounded(h) for h in cv.histories] if cv is not None else [],
+        },
     }
     return model
+
+
+MIN_ROWS_PER_CLASS = 2  # below this a class cannot be both learned and checked
+MIN_ROWS_REGRESS = 4
+
+
+def _check_enough_rows(dataset: Dataset, rows: np.ndarray) -> None:
+    if dataset.task == "classify":
+        counts = np.bincount(dataset.y[rows], minlength=len(dataset.labels))
+        if counts.min() < MIN_ROWS_PER_CLASS:
+            k = int(np.argmin(counts))
+            raise UserError(
+                f"{dataset.source}: {len(rows)} training rows, and class {dataset.labels[k]!r} has "
+                f"{int(counts[k])}; training needs at least {MIN_ROWS_PER_CLASS} rows of every class "
+                f"(5-fold cross-validation: 5 of every class)"
+            )
+    elif len(rows) < MIN_ROWS_REGRESS:
+        raise UserError(
+            f"{dataset.source}: {len(rows)} training rows; regression needs at least {MIN_ROWS_REGRESS} "
+            f"(5-fold cross-validation: 10)"
+        )
+
+
+def _smallest(dataset: Dataset, rows: np.ndarray) -> int:
+    if dataset.task == "classify":
+        return min(int(c) for c in np.bincount(dataset.y[rows]) if c > 0)
+    return len(rows)
 
 
 def split_for_model(model: FloatModel, dataset: Dataset):
@@ -441,3 +633,29 @@ def split_for_model(model: FloatModel, dataset: Dataset):
     if not split or model.meta.get("data_fingerprint") != dataset.fingerprint():
         return None
     return stratified_split(dataset, split["test_fraction"], split["val_fraction"], seed=split["seed"])
+
+
+def train_windows(
+    dataset: Dataset,
+    front_end: FrontEnd,
+    config: TrainConfig | None = None,
+    progress: Callable[[EpochReport], None] | None = None,
+    test: Dataset | None = None,
+) -> FloatModel:
+    """`train` on the front end's float features of DATA's raw windows; the model keeps the front end,
+    so it takes raw windows (predict, evaluate, quantize) and its feature names are DATA's columns."""
+
+    def featured(data: Dataset) -> Dataset:
+        try:
+            feats = frontend.features_float(front_end, data.X)
+        except ValueError as exc:
+            raise UserError(f"{data.source}: {exc}") from None
+        return replace(data, X=feats, feature_names=front_end.feature_names())
+
+    model = train(featured(dataset), config, progress, test=None if test is None else featured(test))
+    model.frontend = front_end
+    model.feature_names = list(dataset.feature_names)
+    # the split depends only on the labels and the seed: the raw data's fingerprint finds it again
+    model.meta["data_fingerprint"] = dataset.fingerprint()
+    model.meta["frontend"] = frontend.describe(front_end)
+    return model

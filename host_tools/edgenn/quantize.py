@@ -8,11 +8,11 @@ multipliers, 256-entry tables for sigmoid and tanh, int8 outputs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgenn import golden
+from edgenn import frontend, golden
 from edgenn.errors import UserError
 from edgenn.floatmodel import FloatModel
 from edgenn.modelfile import (
@@ -26,6 +26,7 @@ from edgenn.modelfile import (
     OUT_ZERO_MIN,
     SHIFT_MAX,
     SHIFT_MIN,
+    ModelFormatError,
     QuantLayer,
     QuantModel,
     overflow_bound,
@@ -352,6 +353,8 @@ def quantize(
     weights are first multiplied by its input tensor's scales (per feature or per neuron), then
     quantized to int8 per neuron; the zero points go into the integer bias. So per-feature input
     scales and per-neuron ReLU scales cost nothing on the board."""
+    if fm.frontend is not None:
+        return _quantize_windows(fm, X_calib_raw, name, calibration)
     cal = calibration or Calibration()
     x = np.asarray(X_calib_raw, dtype=np.float64)
     _check_float_model(fm, x)
@@ -414,4 +417,26 @@ def quantize(
     model.out_scale = out_scale.astype(np.float32)
     model.out_zero_point = out_zero_point.astype(np.float32)
     validate(model)
+    return model, warnings
+
+
+def _quantize_windows(
+    fm: FloatModel, X_windows: np.ndarray, name: str, calibration: Calibration | None
+) -> tuple[QuantModel, list[str]]:
+    """A model with a sensor front end: the network is calibrated on the INTEGER features of the raw
+    windows (what the board feeds it), and the front end goes into the file (format version 2)."""
+    fe = fm.frontend
+    try:
+        feats = frontend.features_int(fe, X_windows)
+    except ValueError as exc:
+        raise UserError(f"calibration data: {exc}") from None
+    net = replace(fm, frontend=None, feature_names=fe.feature_names())
+    model, warnings = quantize(net, feats.astype(np.float64), name, calibration)
+    model.frontend = fe
+    try:
+        validate(model)
+    except ModelFormatError as exc:
+        raise UserError(
+            f"{exc}: a feature's calibrated range is too wide for the board's small-int input scaling"
+        ) from None
     return model, warnings

@@ -37,7 +37,8 @@ def assert_one_line_error(code: int, err: str, command: str, *fragments: str) ->
 @pytest.fixture(scope="module")
 def iris_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "iris.npz"
-    assert main(["train", "iris", "-o", str(path), "--seed", "1", "--json", *FAST]) == 0
+    argv = ["train", "iris", "-o", str(path), "--seed", "1", "--test-fraction", "0.2", "--json", *FAST]
+    assert main(argv) == 0
     return path
 
 
@@ -57,14 +58,39 @@ def test_train_json_is_one_object_and_silent_on_stderr(capsys, tmp_path):
     assert code == 0 and err == ""
     summary = json.loads(out)
     assert summary["task"] == "classify" and summary["layers"] == [13, 8, 3]
-    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    assert summary["cv"]["k"] == 5 and len(summary["cv"]["folds"]) == 5
+    assert 0.0 <= summary["cv"]["mean"] <= 1.0 and summary["train"]["n"] == 178
+    assert summary["epochs"] == summary["cv"]["epochs"] and summary["test"] is None
     model = FloatModel.load(out_path)
-    assert model.meta["metrics"]["test"]["accuracy"] == summary["test_accuracy"]
+    assert model.meta["cv"]["mean"] == summary["cv"]["mean"]
+
+
+def test_train_with_a_test_file_scores_it_and_skips_folds(capsys, tmp_path):
+    rows = bundled_path("iris").read_text().splitlines()
+    train_csv, test_csv = tmp_path / "train.csv", tmp_path / "test.csv"
+    train_csv.write_text("\n".join([rows[0]] + [r for i, r in enumerate(rows[1:]) if i % 3]) + "\n")
+    test_csv.write_text("\n".join([rows[0]] + [r for i, r in enumerate(rows[1:]) if i % 3 == 0]) + "\n")
+    argv = [
+        "train",
+        str(train_csv),
+        "--label",
+        "species",
+        "--test",
+        str(test_csv),
+        "-o",
+        str(tmp_path / "m.npz"),
+    ]
+    code, out, _ = run(capsys, *argv, *FAST, "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["cv"] is None and summary["test"]["n"] == 50
+    assert summary["train"]["n"] == 100 and summary["epochs"] == 15
+    code, out, _ = run(capsys, *argv, *FAST)
+    assert "on 50 rows of the --test file" in out and "cross-validated" not in out
 
 
 def test_train_human_output_names_the_test_metric(capsys, tmp_path):
     code, out, _ = run(capsys, "train", "diabetes", "-o", str(tmp_path / "d.npz"), *FAST)
-    assert code == 0 and "test RMSE" in out and "wrote" in out
+    assert code == 0 and "cross-validated RMSE" in out and "wrote" in out and "final fit: all 442" in out
 
 
 def test_train_a_csv_with_options(capsys, tmp_path):
@@ -119,7 +145,7 @@ def test_evaluate_test_split_reproduces_train_metric(capsys, iris_model):
     code, out, _ = run(capsys, "evaluate", str(iris_model), "iris", "--split", "test", "--json")
     result = json.loads(out)
     model = FloatModel.load(iris_model)
-    assert result["n"] == len(stratified_split(load_dataset("iris"), seed=1).test)
+    assert result["n"] == len(stratified_split(load_dataset("iris"), 0.2, 0.0, seed=1).test)
     assert result["accuracy"] == model.meta["metrics"]["test"]["accuracy"]
 
 
@@ -177,7 +203,9 @@ def test_evaluate_enn_uses_the_golden_integer_model(capsys, tmp_path):
         (["train", "irs", "-o", "m.npz"], "train", ["irs", "iris"]),
         (["train", "iris", "--epochs", "0", "-o", "m.npz"], "train", ["--epochs"]),
         (["train", "iris", "-o", "no/such/dir/m.npz"], "train", ["does not exist"]),
+        (["train", "iris", "--folds", "-1", "-o", "m.npz"], "train", ["--folds"]),
         (["evaluate", "missing.npz", "iris"], "evaluate", ["missing.npz", "no such file"]),
+        (["evaluate", "CVMODEL", "iris", "--split", "test"], "evaluate", ["no test rows", "every row"]),
         (["evaluate", "MODEL", "wine"], "evaluate", ["columns do not match", "missing feature"]),
         (["evaluate", "MODEL", "iris", "--label", "petal_width"], "evaluate", ["columns do not match"]),
         (["evaluate", "NOTAMODEL", "iris"], "evaluate", ["neither a float model"]),
@@ -190,7 +218,12 @@ def test_user_mistakes_are_one_line_errors(
 ):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "NOTAMODEL").write_text("hello")
-    argv = [str(iris_model) if a == "MODEL" else a for a in argv]
+    if "CVMODEL" in argv:
+        assert main(["train", "iris", "-o", str(tmp_path / "cv.npz"), "--json", *FAST]) == 0
+        capsys.readouterr()
+    argv = [
+        str(iris_model) if a == "MODEL" else str(tmp_path / "cv.npz") if a == "CVMODEL" else a for a in argv
+    ]
     code, out, err = run(capsys, *argv)
     assert_one_line_error(code, err, command, *fragments)
     assert not (tmp_path / "m.npz").exists()

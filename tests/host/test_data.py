@@ -216,8 +216,8 @@ def test_scaling_is_fitted_on_training_rows_only():
     from edgenn.nn import TrainConfig, train
 
     ds = load_dataset("wine")
-    model = train(ds, TrainConfig(epochs=1, seed=5))
-    split = stratified_split(ds, seed=5)
+    model = train(ds, TrainConfig(epochs=1, seed=5, folds=0, test_fraction=0.3))
+    split = stratified_split(ds, 0.3, 0.0, seed=5)
     assert np.allclose(model.input_mean, ds.X[split.train].mean(axis=0))
     assert np.allclose(model.input_std, ds.X[split.train].std(axis=0))
     assert not np.allclose(model.input_mean, ds.X.mean(axis=0))

@@ -143,7 +143,9 @@ def test_training_is_reproducible_with_a_seed():
 
 def test_train_records_what_later_commands_need(tmp_path):
     ds = load_dataset("diabetes")
-    model = train(ds, TrainConfig(hidden=(8,), epochs=30, seed=1))
+    model = train(
+        ds, TrainConfig(hidden=(8,), epochs=30, seed=1, folds=0, test_fraction=0.2, val_fraction=0.15)
+    )
     assert model.task == "regress" and model.labels == ["progression"]
     assert model.meta["label_column"] == "progression"
     assert set(model.meta["metrics"]) == {"train", "val", "test"}
@@ -152,7 +154,7 @@ def test_train_records_what_later_commands_need(tmp_path):
     loaded = FloatModel.load(path)
     assert np.allclose(loaded.predict(ds.X), model.predict(ds.X))
     split = split_for_model(loaded, ds)
-    assert split is not None and np.array_equal(split.test, stratified_split(ds, seed=1).test)
+    assert split is not None and np.array_equal(split.test, stratified_split(ds, 0.2, 0.15, seed=1).test)
     rmse = np.sqrt(np.mean((loaded.predict(ds.X[split.test])[:, 0] - ds.y[split.test]) ** 2))
     assert np.isclose(rmse, model.meta["metrics"]["test"]["rmse"])
     other = Dataset(ds.name, ds.source, ds.X + 1, ds.y, ds.feature_names, ds.label_column, ds.task, ds.labels)
@@ -161,8 +163,8 @@ def test_train_records_what_later_commands_need(tmp_path):
 
 def test_regression_targets_are_standardized_on_training_rows():
     ds = load_dataset("diabetes")
-    model = train(ds, TrainConfig(epochs=1, seed=2))
-    rows = stratified_split(ds, seed=2).train
+    model = train(ds, TrainConfig(epochs=1, seed=2, folds=0, test_fraction=0.2))
+    rows = stratified_split(ds, 0.2, 0.0, seed=2).train
     assert np.isclose(model.target_mean[0], ds.y[rows].mean()) and np.isclose(
         model.target_std[0], ds.y[rows].std()
     )

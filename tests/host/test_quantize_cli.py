@@ -16,10 +16,15 @@ from edgenn.data import load_dataset
 from edgenn.nn import TrainConfig, train
 
 
+def HOLDOUT(seed: int) -> TrainConfig:  # noqa: N802 - reads like the config it builds
+    """The old holdout (20% test, 15% validation), so quantize has held-out rows to report on."""
+    return TrainConfig(seed=seed, folds=0, test_fraction=0.2, val_fraction=0.15)
+
+
 @pytest.fixture(scope="module")
 def iris_npz(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "iris.npz"
-    train(load_dataset("iris"), TrainConfig(seed=1)).save(path)
+    train(load_dataset("iris"), HOLDOUT(seed=1)).save(path)
     return path
 
 
@@ -72,7 +77,7 @@ def test_other_data_calibrates_on_all_its_rows(iris_npz, tmp_path, capsys) -> No
 
 def test_regression_reports_rmse(tmp_path, capsys) -> None:
     npz = tmp_path / "d.npz"
-    train(load_dataset("diabetes"), TrainConfig(seed=0)).save(npz)
+    train(load_dataset("diabetes"), HOLDOUT(seed=0)).save(npz)
     code, out, _ = run_cli([str(npz), "--data", "diabetes", "-o", str(tmp_path / "d.enn")], capsys)
     assert code == 0 and "RMSE on 90 held-out test rows: float" in out
     code, out, _ = run_cli([str(npz), "--data", "diabetes", "-o", str(tmp_path / "d.enn"), "--json"], capsys)
@@ -139,3 +144,20 @@ def test_console_script_exit_code_and_no_traceback(tmp_path) -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_model_trained_on_every_row_calibrates_on_all_rows_and_says_so(tmp_path, capsys) -> None:
+    npz = tmp_path / "cv.npz"
+    train(load_dataset("iris"), TrainConfig(hidden=(8,), epochs=40, seed=0)).save(npz)
+    code, out, _ = run_cli([str(npz), "--data", "iris", "-o", str(tmp_path / "cv.enn")], capsys)
+    assert code == 0 and "calibrated on 150 rows" in out and "accuracy on all 150 rows" in out
+    assert "rows the model was trained on" in out and "quantization-aware fine-tuning:" in out
+    code, out, _ = run_cli([str(npz), "--data", "iris", "-o", str(tmp_path / "cv.enn"), "--json"], capsys)
+    result = json.loads(out)
+    assert result["calibrated_on"] == "all" and result["trained_on_evaluated_rows"] is True
+    assert (
+        result["qat"]["calibration_score_qat"] >= result["qat"]["calibration_score_plain"]
+        or not result["qat"]["used"]
+    )
+    code, out, _ = run_cli([str(npz), "--data", "iris", "-o", str(tmp_path / "x.enn"), "--no-qat"], capsys)
+    assert "fine-tuning: off (--no-qat)" in out

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgenn.errors import UserError
 from edgenn.evaluation import SPLITS, evaluate, load_model
+from edgenn.metrics import confusion_lines
 
 NAME = "evaluate"
 HELP = "score a .npz (float) or .enn (integer, golden) model on a CSV file or bundled dataset"
@@ -35,15 +37,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="include each row's prediction (class id or value), in file order",
     )
+    parser.add_argument(
+        "--labels",
+        action="store_true",
+        help="with --predictions --json: class names instead of class ids (the text output always "
+        "shows names)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
+    if args.labels and model.task != "classify":
+        raise UserError("--labels names the classes of a classifier; this is a regression model")
     result = evaluate(model, args.data, args.label, args.split)
     predictions = result.pop("predictions")
     if args.json:
         if args.predictions:
-            result["predictions"] = predictions
+            result["predictions"] = [model.labels[p] for p in predictions] if args.labels else predictions
         print(json.dumps(result))
         return 0
     rows = f"{result['n']} rows" + ("" if args.split == "all" else f" ({args.split} split)")
@@ -57,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
             f"{args.model} ({model.kind}) on {args.data}, {rows}: RMSE {result['rmse']:.4g}, "
             f"MAE {result['mae']:.4g}"
         )
+    if "confusion" in result:
+        print("\n".join(confusion_lines(result["confusion"], model.labels)))
     if "includes_training_rows" in result:
         print(
             f"note: {result['includes_training_rows']} of these rows were used for training; "

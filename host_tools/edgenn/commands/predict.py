@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
         info = board.connect(reset=args.reset)
         if info.get("model") is None:
             raise UserError(f"the board has no working model: {info.get('error')}")
-        if line.count(",") + 1 != info["inputs"]:
-            raise UserError(
-                f"the model {info['model']!r} takes {info['inputs']} values, got {line.count(',') + 1}"
-            )
+        expected = info.get("values", info["inputs"])  # a front end takes a raw window
+        if line.count(",") + 1 != expected:
+            what = "raw window values" if info.get("frontend") else "values"
+            raise UserError(f"the model {info['model']!r} takes {expected} {what}, got {line.count(',') + 1}")
         reply = board.request(line)
     if "error" in reply:
         raise UserError(f"the board refused it: {reply['error']}")

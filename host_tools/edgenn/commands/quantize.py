@@ -14,8 +14,10 @@ from edgenn import golden, modelfile
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column
+from edgenn.metrics import layer_error_lines, layer_errors
 from edgenn.nn import accuracy, rmse, split_for_model
-from edgenn.quantize import quantize
+from edgenn.qat import EPOCHS as QAT_EPOCHS
+from edgenn.qat import fine_tune
 
 NAME = "quantize"
 HELP = "turn a trained .npz into an integer .enn model (calibrated on DATA) and report what it cost"
@@ -33,6 +35,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", metavar="COL", help="label column (default: as for `edgenn evaluate`)")
     parser.add_argument(
         "-o", "--output", metavar="MODEL.enn", help="where to write the integer model (default: MODEL.enn)"
+    )
+    parser.add_argument(
+        "--test",
+        metavar="FILE",
+        help="score float and integer on this CSV (rows the model never saw) instead of DATA",
+    )
+    qat = parser.add_mutually_exclusive_group()
+    qat.add_argument(
+        "--qat",
+        dest="qat",
+        action="store_const",
+        const="on",
+        default="auto",
+        help="always use quantization-aware fine-tuning (default: used when it raises the integer model's "
+        "agreement with the float model on the calibration rows)",
+    )
+    qat.add_argument(
+        "--no-qat",
+        dest="qat",
+        action="store_const",
+        const="off",
+        help="plain post-training quantization only",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -82,13 +106,25 @@ def run(args: argparse.Namespace) -> int:
     else:
         calib_rows = eval_rows = np.arange(dataset.n_rows)
         eval_part = "all"
-    qm, warnings = quantize(fm, dataset.X[calib_rows], name=str(fm.meta.get("dataset") or dataset.name))
+    name = str(fm.meta.get("dataset") or dataset.name)
+    tuned = fine_tune(
+        fm,
+        dataset.X[calib_rows],
+        name=name,
+        epochs=0 if args.qat == "off" else QAT_EPOCHS,
+        force=args.qat == "on",
+    )
+    qm, warnings = tuned.model, tuned.warnings
     try:
         size = modelfile.save(qm, out_path)
     except OSError as exc:
         raise UserError(f"{out_path}: cannot write ({exc.strerror})") from None
 
     x_eval, y_eval = dataset.X[eval_rows], dataset.y[eval_rows]
+    if args.test:
+        test, _ = load_for_model(args.test, fm.feature_names, label, fm.task, fm.labels)
+        x_eval, y_eval, eval_part = test.X, test.y, "test_file"
+    layers = layer_errors(fm, qm, x_eval)
     result = {
         "model": str(out_path),
         "source": str(model_path),
@@ -98,11 +134,21 @@ def run(args: argparse.Namespace) -> int:
         "calibration_rows": int(len(calib_rows)),
         "calibrated_on": "train" if eval_part == "test" else "all",
         "evaluated_on": eval_part,
-        "n": int(len(eval_rows)),
+        "n": int(len(y_eval)),
+        "trained_on_evaluated_rows": eval_part == "all" and split is not None,
+        "qat": {
+            "mode": args.qat,
+            "used": tuned.used,
+            "epoch": tuned.epoch,
+            "epochs_run": tuned.epochs_run,
+            "calibration_score_plain": tuned.plain_score,
+            "calibration_score_qat": tuned.qat_score,
+        },
         **_compare(fm.task, y_eval, fm.predict(x_eval), golden.predict(qm, x_eval)),
         "bytes": size,
         "float32_bytes": modelfile.float32_bytes(qm),
         "warnings": warnings,
+        "layers": [e.as_dict() for e in layers],  # integer vs float activations per tensor
     }
     if args.json:
         print(json.dumps(result))
@@ -110,15 +156,28 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"edgenn quantize: warning: {warning}", file=sys.stderr)
     _print_human(result)
+    rows = (
+        f"{result['n']} held-out test rows" if result["evaluated_on"] == "test" else f"all {result['n']} rows"
+    )
+    print(f"  per layer, integer vs float activations on the {rows} (SNR; values clipped at a range end):")
+    print("\n".join(layer_error_lines(layers)))
     return 0
 
 
 def _print_human(r: dict) -> None:
-    rows = f"{r['n']} held-out test rows" if r["evaluated_on"] == "test" else f"all {r['n']} rows"
+    rows = {"test": f"{r['n']} held-out test rows", "test_file": f"{r['n']} rows of the --test file"}.get(
+        r["evaluated_on"], f"all {r['n']} rows"
+    )
     calib = "training rows" if r["calibrated_on"] == "train" else "rows"
     print(
         f"{r['source']} -> {r['model']}: {r['architecture']}, calibrated on {r['calibration_rows']} {calib}"
     )
+    print("  " + _qat_line(r))
+    if r["trained_on_evaluated_rows"]:
+        print(
+            "  (these are the rows the model was trained on: float vs integer compares the two models, "
+            "not how either does on new rows; add --test FILE for that)"
+        )
     if r["task"] == "classify":
         agree = r["agreement"]
         print(
@@ -135,4 +194,26 @@ def _print_human(r: dict) -> None:
     print(
         f"  size: {r['bytes']} bytes (.enn, everything included) vs {r['float32_bytes']} bytes of float32 "
         f"weights and biases ({ratio:.1f}x)"
+    )
+
+
+def _qat_line(r: dict) -> str:
+    q = r["qat"]
+    what = "agreement" if r["task"] == "classify" else "RMS vs float"
+
+    def shown(score: float) -> str:
+        return f"{100 * score:.2f}%" if r["task"] == "classify" else f"{-score:.4g}"
+
+    if q["mode"] == "off":
+        return "quantization-aware fine-tuning: off (--no-qat)"
+    if q["epochs_run"] == 0:
+        return (
+            f"quantization-aware fine-tuning: not needed ({what} on the calibration rows already "
+            f"{shown(q['calibration_score_plain'])})"
+        )
+    verdict = "used" if q["used"] else "not used, plain quantization kept"
+    return (
+        f"quantization-aware fine-tuning: {verdict} ({what} on the calibration rows: plain "
+        f"{shown(q['calibration_score_plain'])}, fine-tuned {shown(q['calibration_score_qat'])}"
+        + (f" after {q['epoch']} epoch(s))" if q["used"] else ")")
     )

@@ -1,4 +1,5 @@
-"""`edgenn train DATA -o model.npz`: fit a float MLP with NumPy and report its held-out test metric."""
+"""`edgenn train DATA -o model.npz`: fit a float MLP with NumPy on every row; cross-validation says how
+well it will do on rows it has not seen (or `--test FILE` does)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from edgenn.data import load_dataset
+from edgenn import frontend
+from edgenn.data import load_dataset, load_for_model
 from edgenn.errors import UserError
-from edgenn.floatmodel import ACTIVATIONS, TASKS
-from edgenn.nn import OPTIMIZERS, EpochReport, TrainConfig, train
+from edgenn.floatmodel import ACTIVATIONS, TASKS, FloatModel
+from edgenn.nn import OPTIMIZERS, EpochReport, TrainConfig, metric_name, train, train_windows
 
 NAME = "train"
 HELP = "train a float MLP on a CSV file or bundled dataset and save it as .npz"
@@ -35,28 +37,108 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA", help="CSV file (header row) or bundled dataset name")
     parser.add_argument("--label", metavar="COL", help="label column (known for bundled datasets)")
     parser.add_argument("-o", "--output", required=True, metavar="MODEL.npz", help="where to write the model")
-    parser.add_argument("--hidden", default="32,16", help="hidden layer sizes (default 32,16)")
-    parser.add_argument("--activation", choices=ACTIVATIONS, default=defaults.activation)
     parser.add_argument(
-        "--task", choices=TASKS, help="default: bundled metadata, else inferred from the label"
+        "--hidden",
+        default="32,16",
+        help="hidden layer sizes, comma-separated (default 32,16); 'none' for a linear model",
     )
     parser.add_argument(
-        "--epochs", type=int, default=defaults.epochs, help=f"maximum (default {defaults.epochs})"
+        "--activation",
+        choices=ACTIVATIONS,
+        default=defaults.activation,
+        help=f"hidden-layer activation (default {defaults.activation})",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds the split, init and batches")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        help="classify or regress (default: bundled metadata, else inferred from the label)",
+    )
+    parser.add_argument(
+        "--test",
+        metavar="FILE",
+        help="score the final model on this CSV (same columns as DATA); skips cross-validation unless "
+        "--folds is given",
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        help=f"cross-validation folds that pick the epochs and estimate the score (default {defaults.folds}, "
+        "or 0 with --test; 0: none, train --epochs epochs)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults.epochs,
+        help=f"most epochs per fold, or the epochs of the one fit without folds (default {defaults.epochs})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seeds the folds, splits, init and batches (default 0)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=defaults.optimizer,
+        help=f"(default {defaults.optimizer})",
+    )
     parser.add_argument("--lr", type=float, help="learning rate (default adam 0.01, sgd 0.05)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="L2 on weights")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help=f"rows per step (default {defaults.batch_size})",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=defaults.weight_decay,
+        help=f"L2 penalty on weights (default {defaults.weight_decay:g})",
+    )
     parser.add_argument(
         "--patience",
         type=int,
         default=defaults.patience,
-        help="stop after this many epochs without a better validation loss (0: never)",
+        help=f"a fold stops after this many epochs without a better validation loss (default "
+        f"{defaults.patience}; 0: never)",
     )
-    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
-    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=defaults.test_fraction,
+        help="hold this fraction of DATA out as test rows (default 0: every row trains; prefer --test)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=defaults.val_fraction,
+        help="with --folds 0: hold this fraction out for early stopping (default 0)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object, no progress")
+    sensor = parser.add_argument_group(
+        "sensor windows",
+        "DATA rows are windows of raw readings, axis-major (all samples of axis 0, then axis 1, ...); "
+        "the model computes its features itself, on the host and on the board (docs/model-format.md)",
+    )
+    sensor.add_argument(
+        "--features",
+        choices=frontend.KINDS,
+        default="raw",
+        help="raw: the values are the features (default); stats: per axis (and the magnitude "
+        "|x|+|y|+... if --axes > 1) mean, std, min, max, mean |change| after mean removal; "
+        "spectral: stats plus FFT band amplitudes per axis",
+    )
+    sensor.add_argument(
+        "--axes", type=int, default=1, metavar="N", help="axes per window (with --features stats|spectral)"
+    )
+    sensor.add_argument(
+        "--bands",
+        type=int,
+        default=frontend.DEFAULT_BANDS,
+        metavar="K",
+        help=f"spectral: equal-width frequency bands per axis (default {frontend.DEFAULT_BANDS})",
+    )
 
 
 class ProgressLine:
@@ -72,7 +154,8 @@ class ProgressLine:
         if now - self.last < 0.05 and report.epoch != report.epochs:
             return
         self.last = now
-        text = f"epoch {report.epoch}/{report.epochs}  loss {report.train_loss:.4f}"
+        stage = f"{report.stage}: " if report.stage else ""
+        text = f"{stage}epoch {report.epoch}/{report.epochs}  loss {report.train_loss:.4f}"
         if report.val_metric is not None:
             value = (
                 f"{100 * report.val_metric:.1f}%"
@@ -91,6 +174,8 @@ class ProgressLine:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.folds is None:
+        args.folds = 0 if args.test else TrainConfig().folds
     config = TrainConfig(
         hidden=parse_hidden(args.hidden),
         activation=args.activation,
@@ -100,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         weight_decay=args.weight_decay,
         patience=args.patience,
+        folds=args.folds,
         seed=args.seed,
         test_fraction=args.test_fraction,
         val_fraction=args.val_fraction,
@@ -111,15 +197,24 @@ def run(args: argparse.Namespace) -> int:
     if not output.parent.exists():
         raise UserError(f"-o {output}: directory {output.parent} does not exist")
     dataset = load_dataset(args.data, args.label, args.task)
+    front_end = make_front_end(args, dataset.feature_names)
+    test = None
+    if args.test:
+        test, _ = load_for_model(
+            args.test, dataset.feature_names, dataset.label_column, dataset.task, dataset.labels
+        )
     progress = ProgressLine(sys.stderr) if not args.json and sys.stderr.isatty() else None
     try:
-        model = train(dataset, config, progress)
+        if front_end is None:
+            model = train(dataset, config, progress, test=test)
+        else:
+            model = train_windows(dataset, front_end, config, progress, test=test)
     finally:
         if progress is not None:
             progress.close()
     model.save(output)
     meta = model.meta
-    test = meta["metrics"].get("test", {})
+    metrics = meta["metrics"]
     if args.json:
         summary = {
             "model": str(output),
@@ -129,33 +224,87 @@ def run(args: argparse.Namespace) -> int:
             "labels": model.labels,
             "layers": model.layer_sizes,
             "activation": config.activation,
+            "epochs": meta["epochs"],
             "epochs_run": meta["epochs_run"],
             "best_epoch": meta["best_epoch"],
             "train_seconds": meta["train_seconds"],
-            "metrics": meta["metrics"],
+            "train": metrics["train"],
+            "cv": meta["cv"],
+            "test": metrics.get("test_file", metrics.get("test")),
+            "metrics": metrics,
             "split": meta["split"],
+            "notes": meta["notes"],
+            "warnings": meta["warnings"],
+            "features": frontend.describe(front_end),
         }
-        summary.update({f"test_{k}": v for k, v in test.items() if k != "n"})
+        summary.update({f"test_{k}": v for k, v in metrics.get("test", {}).items() if k != "n"})
         print(json.dumps(summary))
         return 0
-    sizes = " -> ".join(map(str, model.layer_sizes))
-    counts = " / ".join(
-        f"{meta['metrics'][p]['n']} {p}" for p in ("train", "val", "test") if p in meta["metrics"]
-    )
-    print(
-        f"trained {dataset.name} ({dataset.task}): {sizes} ({config.activation}), {config.optimizer} "
-        f"lr {config.learning_rate:g}, {meta['epochs_run']} epochs (best {meta['best_epoch']}), "
-        f"{meta['train_seconds']:.2f} s"
-    )
-    print(f"rows: {counts} (stratified, seed {config.seed})")
-    if "accuracy" in test:
-        print(f"test accuracy: {100 * test['accuracy']:.2f}% on {test['n']} held-out rows")
-    elif "rmse" in test:
-        print(
-            f"test RMSE: {test['rmse']:.4g} on {test['n']} held-out rows "
-            f"(target std {float(model.target_std[0]):.4g})"
-        )
-    else:
-        print("no test rows (--test-fraction 0)")
+    lines = summary_lines(model, config)
+    if front_end is not None:
+        lines.insert(1, f"front end: {frontend.describe(front_end)}")
+    for line in lines:
+        print(line)
     print(f"wrote {output}")
     return 0
+
+
+def _value(task: str, value: float) -> str:
+    return f"{100 * value:.2f}%" if task == "classify" else f"{value:.4g}"
+
+
+def summary_lines(model: FloatModel, config: TrainConfig) -> list[str]:
+    """What happened, for people: the network, the estimate, the final fit, notes and warnings."""
+    meta, task = model.meta, model.task
+    metrics, cv = meta["metrics"], meta["cv"]
+    name = "accuracy" if task == "classify" else "RMSE"
+    key = metric_name(task)
+    shape = " -> ".join(map(str, model.layer_sizes))
+    kind = f"{config.activation}" if config.hidden else "a linear model, no hidden layer"
+    lines = [
+        f"trained {meta['dataset']} ({task}): {shape} ({kind}), {config.optimizer} "
+        f"lr {config.learning_rate:g}, batch {config.batch_size}, weight decay {config.weight_decay:g}, "
+        f"seed {config.seed}"
+    ]
+    lines += [f"note: {n}" for n in meta["notes"]]
+    if cv is not None:
+        spread = f"{100 * cv['std']:.2f}" if task == "classify" else f"{cv['std']:.4g}"
+        lines.append(
+            f"cross-validated {name}: {_value(task, cv['mean'])} ± {spread} over {cv['k']} folds "
+            f"(best epochs {', '.join(map(str, cv['best_epochs']))} -> {cv['epochs']} epochs)"
+        )
+    train_rows = metrics["train"]["n"]
+    lines.append(
+        f"final fit: all {train_rows} training rows, {meta['epochs']} epochs, {meta['train_seconds']:.2f} s; "
+        f"{name} on those rows {_value(task, metrics['train'][key])}"
+    )
+    for part, what in (("test", "held-out rows of DATA"), ("test_file", "rows of the --test file")):
+        if part in metrics:
+            lines.append(f"test {name}: {_value(task, metrics[part][key])} on {metrics[part]['n']} {what}")
+    if "val" in metrics:
+        lines.append(f"validation {name}: {_value(task, metrics['val'][key])} on {metrics['val']['n']} rows")
+    if cv is None and "test" not in metrics and "test_file" not in metrics:
+        lines.append(
+            "no estimate of unseen-data performance (no folds, no test rows); try --folds 5 or --test FILE"
+        )
+    lines += [f"warning: {w}" for w in meta["warnings"]]
+    return lines
+
+
+def make_front_end(args: argparse.Namespace, columns: list[str]) -> frontend.FrontEnd | None:
+    """--features/--axes/--bands over DATA's value columns; a UserError says what does not fit."""
+    if args.features == "raw":
+        if args.axes != 1:
+            raise UserError("--axes needs --features stats or spectral (raw windows need no axes)")
+        return None
+    if args.bands < 1:
+        raise UserError(f"--bands {args.bands}: need at least 1 band")
+    if args.axes < 1 or len(columns) % args.axes:
+        raise UserError(
+            f"--axes {args.axes}: DATA has {len(columns)} value columns, which do not split into "
+            f"{args.axes} axes of equal length (rows are axis-major windows: x0..xW-1, y0.., ...)"
+        )
+    try:
+        return frontend.make(args.features, args.axes, columns, args.bands)
+    except ValueError as exc:
+        raise UserError(f"--features {args.features} --axes {args.axes}: {exc}") from None

@@ -19,6 +19,7 @@ from edgenn import golden, modelfile
 from edgenn.data import Dataset, load_for_model, read_table
 from edgenn.device.client import BoardClient, format_features
 from edgenn.errors import UserError
+from edgenn.metrics import classification_summary, confusion_lines
 from edgenn.modelfile import QuantModel
 
 
@@ -81,14 +82,14 @@ def load_data_for(model: QuantModel, data: str, label: str | None) -> Dataset:
         from edgenn.data import bundled_path
 
         table = read_table(bundled_path(data) or data)
-        others = [h for h in table.header if h not in model.feature_names]
+        others = [h for h in table.header if h not in model.input_names]
         if len(others) != 1:
             raise UserError(
                 f"{data}: which column is the label? pass --label COLUMN "
                 f"(columns that are not model features: {', '.join(others) or 'none'})"
             )
         label = others[0]
-    dataset, _ = load_for_model(data, model.feature_names, label, model.task, model.labels)
+    dataset, _ = load_for_model(data, model.input_names, label, model.task, model.labels)
     return dataset
 
 
@@ -212,6 +213,8 @@ def summarize(run: BoardRun, model: QuantModel, y: np.ndarray, X: np.ndarray) ->
         result["accuracy"] = float(np.mean(board_pred == y)) if run.n else 0.0
         result["golden_accuracy"] = float(np.mean(golden_pred == y)) if run.n else 0.0
         result["class_agreement"] = float(np.mean(board_pred == golden_pred)) if run.n else 0.0
+        result["labels"] = list(model.labels)
+        result.update(classification_summary(y, board_pred, model.labels))  # refused rows left out
     else:
         answered = ~np.isnan(run.board_pred)
         err = run.board_pred[answered] - y[answered]
@@ -253,6 +256,9 @@ def report_lines(r: dict[str, Any]) -> list[str]:
             f"input      {r['input_rounding_rows']} row(s) scaled to a neighbouring input code by the "
             "board's 32-bit floats (outputs equal golden's for the board's codes; --codes avoids it)"
         )
+    if "confusion" in r:
+        lines += ["confusion  (the board's classes)"]
+        lines += ["  " + line for line in confusion_lines(r["confusion"], r["labels"])]
     lat = r["latency_us"]
     note = "  (virtual board: x86-64 timings, not an ESP32's)" if board["platform"] == "linux" else ""
     lines.append(f"latency    p50 {lat['p50']:.0f} us, p95 {lat['p95']:.0f} us on the board{note}")

@@ -26,11 +26,12 @@ from pathlib import Path
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
-from edgenn import modelfile
+from edgenn import fit, modelfile
 from edgenn.boards import BoardProfile, load_board
 from edgenn.device import mpy
 from edgenn.device.board_info import BoardInfo, close_board, open_board, probe
 from edgenn.errors import UserError
+from edgenn.machinecode import asmpack
 from edgenn.resources import shipped_dir
 
 MODEL_NAME = "model.enn"
@@ -38,9 +39,7 @@ MODEL_BACKUP = "model.enn.bak"
 PART_SUFFIX = ".part"  # not ".enn": main.py looks for *.enn when model.enn is missing
 MAIN_NAME = "main.py"
 UPLOAD_CHUNK = 1536  # raw bytes per exec (2 KB of base64): small enough for an ESP32's heap
-FS_BLOCK = 4096
-# Heap the runtime needs besides the model and its code: main.py's buffers, parsing, JSON replies.
-RUNTIME_WORKING_HEAP = 16 * 1024
+FS_BLOCK = fit.FS_BLOCK
 
 
 def firmware_dir() -> Path:
@@ -70,8 +69,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def blocks(size: int) -> int:
-    return max(1, -(-size // FS_BLOCK))
+blocks = fit.flash_blocks
 
 
 @dataclass
@@ -109,6 +107,7 @@ def build_runtime(info: BoardInfo, sources: list[Path]) -> tuple[dict[str, bytes
     if compiler is not None and info.mpy is not None and info.mpy.arch not in (None, "unknown"):
         try:
             files = {src.stem + ".mpy": mpy.compile_source(compiler, src, info.mpy.arch) for src in sources}
+            files.update(build_asm(info, compiler, warnings))
             return files, f".mpy {info.mpy} (mpy-cross {compiler.micropython_version})", warnings
         except UserError as exc:  # e.g. mpy-cross 1.22 has no rv32imc emitter: the .py still runs
             why = f"mpy-cross {compiler.micropython_version} cannot compile it for {info.mpy.arch} ({exc})"
@@ -125,6 +124,24 @@ def build_runtime(info: BoardInfo, sources: list[Path]) -> tuple[dict[str, bytes
     return {src.name: src.read_bytes() for src in sources}, ".py (not compiled)", warnings
 
 
+# The inline-assembler kernel per .mpy arch. Written for .mpy 6.3 (MicroPython 1.23-1.29: the object
+# layout it reads) and mpy-cross >= 1.29 (windowed xtensa prologue); the runtime self-tests it at load.
+ASM_SOURCES = {"xtensawin": "edgenn_asm_xtensa.py", "rv32imc": "edgenn_asm_rv32.py"}
+ASM_NAME = "edgenn_asm.mpy"
+
+
+def build_asm(info: BoardInfo, compiler: mpy.Compiler, warnings: list[str]) -> dict[str, bytes]:
+    """{"edgenn_asm.mpy": code} where the board's .mpy format and arch allow it, else {}."""
+    source = firmware_dir() / ASM_SOURCES.get(info.mpy.arch or "", "-")
+    if (info.mpy.version, info.mpy.sub_version) != (6, 3) or not source.is_file():
+        return {}
+    try:
+        return {ASM_NAME: asmpack.retag_asm_as_viper(mpy.compile_source(compiler, source, info.mpy.arch))}
+    except (UserError, asmpack.MpyError) as exc:
+        warnings.append(f"the asm kernel is not installed (viper serves): {exc}")
+        return {}
+
+
 def _twin(name: str) -> str | None:
     if name.endswith(".mpy"):
         return name[:-4] + ".py"
@@ -133,24 +150,10 @@ def _twin(name: str) -> str | None:
     return None
 
 
-def load_peak_bytes(model_size: int) -> int:
-    """Peak heap of edgenn.load, as firmware/README.md states it: <= 1.25 x file size + 8 KB."""
-    return model_size * 5 // 4 + 8 * 1024
-
-
-def largest_layer_block(model: modelfile.QuantModel) -> int:
-    """The runtime keeps each layer in one contiguous block (firmware/README.md):
-    n_in * n_out + 7 * n_out bytes, + 256 for a sigmoid/tanh table."""
-    return max(
-        layer.n_in * layer.n_out + 7 * layer.n_out + (256 if layer.lut is not None else 0)
-        for layer in model.layers
-    )
-
-
-def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> None:
-    """Refuse (UserError) when the model cannot fit the board's flash or heap."""
+def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> fit.FitResult:
+    """Refuse (UserError) when the model cannot fit the board's flash or heap (edgenn.fit's arithmetic
+    with the board's measured free heap and flash)."""
     info, profile = plan.info, plan.profile
-    size = len(model_bytes)
     # Flash: every changed file is written next to its old version before the rename.
     need = sum(blocks(len(f.data)) for f in plan.files if f.changed) * FS_BLOCK
     reclaim = (
@@ -165,24 +168,10 @@ def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> No
             f"free (profile {profile.name}: {profile.flash_fs_bytes // 1024} KB filesystem). "
             "Delete files with `mpremote rm`, or make the model smaller (fewer hidden units)"
         )
-    # Heap: what edgenn.load needs at its peak + the runtime's code + main.py's working memory, against
-    # what the board has after a soft reset and the profile's budget.
-    load_peak = load_peak_bytes(size)
-    heap = min(info.heap_free, profile.heap_bytes)
-    heap_need = load_peak + runtime_bytes + RUNTIME_WORKING_HEAP
-    if heap_need > heap:
-        raise UserError(
-            f"model too big for the heap: loading it takes up to {load_peak} B, + {runtime_bytes} B runtime "
-            f"+ {RUNTIME_WORKING_HEAP} B working memory = {heap_need} B; the board has {info.heap_free} B "
-            f"free (profile {profile.name}: {profile.heap_bytes} B). Use fewer hidden units"
-        )
-    block = largest_layer_block(modelfile.from_bytes(model_bytes))
-    if block > profile.largest_block_bytes:
-        raise UserError(
-            f"the model's largest layer needs one {block} B block, but the {profile.name} heap's largest "
-            f"free block is about {profile.largest_block_bytes} B; use fewer hidden units "
-            "(or a board with PSRAM)"
-        )
+    result = fit.check_fit(model_bytes, profile, heap_free=info.heap_free, runtime_bytes=runtime_bytes)
+    if not result.fits:
+        raise UserError(f"model {result.summary()}; nothing was copied")
+    return result
 
 
 def make_plan(
@@ -298,7 +287,9 @@ def deploy(
     model = modelfile.load(model_path)  # UserError when it is not a valid .enn
     model_bytes = Path(model_path).read_bytes()
     sources = runtime_sources()
-    wanted_hashes = {MODEL_NAME, MAIN_NAME} | {s.stem + ".mpy" for s in sources} | {s.name for s in sources}
+    wanted_hashes = (
+        {MODEL_NAME, MAIN_NAME, ASM_NAME} | {s.stem + ".mpy" for s in sources} | {s.name for s in sources}
+    )
     started = time.monotonic()
     transport = open_board(port, baud)
     copied: list[str] = []

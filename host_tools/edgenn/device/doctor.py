@@ -15,7 +15,7 @@ from edgenn import modelfile
 from edgenn.boards import load_board
 from edgenn.device import mpy
 from edgenn.device.board_info import board_eval, close_board, open_board, probe
-from edgenn.device.deploy import MAIN_NAME, MODEL_NAME, build_runtime, runtime_sources, sha256_hex
+from edgenn.device.deploy import ASM_NAME, MAIN_NAME, MODEL_NAME, build_runtime, runtime_sources, sha256_hex
 
 _RUNTIME_CHECK = """
 import micropython
@@ -34,9 +34,11 @@ try:
         _net = (getattr(_n, 'kernel', '?'), getattr(_n, 'name', ''), _n.n_inputs, _n.n_outputs, '')
     except Exception as e:
         _net = (None, None, None, None, repr(e))
+    _asm = edgenn.asm_status() if hasattr(edgenn, 'asm_status') else None
 except Exception as e:
     _rt = 'import failed: ' + repr(e)
-print(repr((_viper, _rt, _net)))
+    _asm = None
+print(repr((_viper, _rt, _net, _asm)))
 """
 
 
@@ -74,6 +76,7 @@ class Diagnosis:
     local_model_matches: bool | None = None
     model_load_error: str | None = None
     problems: list[str] = field(default_factory=list)
+    asm_kernel: str | None = None  # edgenn.asm_status() on the board: "ok" or why asm does not serve
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -87,11 +90,11 @@ def diagnose(
         modelfile.load(local_model)  # UserError when it is not a valid .enn
         local_bytes = Path(local_model).read_bytes()
     sources = runtime_sources()
-    names = {MODEL_NAME, MAIN_NAME} | {s.stem + ".mpy" for s in sources} | {s.name for s in sources}
+    names = {MODEL_NAME, MAIN_NAME, ASM_NAME} | {s.stem + ".mpy" for s in sources} | {s.name for s in sources}
     transport = open_board(port, baud)
     try:
         info = probe(transport, names)
-        viper, runtime, net = board_eval(transport, _RUNTIME_CHECK.format(model=MODEL_NAME))
+        viper, runtime, net, asm = board_eval(transport, _RUNTIME_CHECK.format(model=MODEL_NAME))
         deployed = info.files.get(MODEL_NAME)
         header_name = None
         if deployed is not None and deployed[0] <= READ_BACK_LIMIT:
@@ -135,6 +138,8 @@ def diagnose(
     elif load_error:
         problems.append(f"model.enn does not load on the board: {load_error}")
     model_name = model_name or header_name
+    if asm is not None and asm.startswith("refused"):
+        problems.append(f"the asm kernel is installed but refused by its self-test (viper serves): {asm}")
     if kernel is None and runtime is not None:
         kernel = "viper" if viper else "portable"  # what the runtime picks, as far as the board can tell
     matches = None
@@ -167,6 +172,7 @@ def diagnose(
         local_model_matches=matches,
         model_load_error=load_error,
         problems=problems,
+        asm_kernel=asm,
     )
 
 
@@ -186,6 +192,7 @@ def report_lines(d: Diagnosis) -> list[str]:
         f"viper         {'yes' if d.viper else 'no'}",
         f"runtime       {_runtime_text(d)}",
         f"kernel        {d.kernel or '-'}",
+        f"asm kernel    {d.asm_kernel or '-'}",
         f"heap free     {d.heap_free} B",
         f"flash free    {d.flash_free // 1024} KB of {d.flash_total // 1024} KB",
     ]

@@ -1,0 +1,220 @@
+"""Does a model fit a board? The memory arithmetic that deploy, `quantize --board` and `tune` share.
+
+Works from the model (a QuantModel, `.enn` bytes or a path) and a board profile alone; no board needs
+to be connected. A connected board can sharpen the figures (`heap_free`, `largest_block`, `flash_free`
+measured on it), which is what deploy does.
+
+What the runtime needs on the board (firmware/README.md states the contract):
+- flash: the model file (whole 4 KB filesystem blocks), written beside the old one before the swap;
+- heap: the runtime's and the server's code and buffers (`runtime_bytes`), the model's arrays while
+  `edgenn.load` reads it (its peak, `load_peak_bytes`) and working memory for requests;
+- one contiguous block per layer (`layer_block_bytes`): the largest must fit the heap's largest free block.
+
+A model that does not fit gets a suggestion: the fewest hidden units to remove (from the widest hidden
+layer first) so that it would fit, e.g. `--hidden 256,64` -> `--hidden 200,64`.
+
+    result = check_fit(model, "esp32")
+    result.fits, result.reasons, result.hidden_fewer, result.smaller_hidden
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgenn import modelfile
+from edgenn.boards import BoardProfile, load_board
+
+FS_BLOCK = 4096
+LAYER_FILE_HEADER = modelfile.LAYER_HEADER.size
+LUT_BYTES = modelfile.LUT_SIZE
+# Heap the server needs besides the model and its code: line buffer, parsing, JSON replies.
+WORKING_HEAP = 16 * 1024
+# The runtime + server compiled to .mpy, as they sit in the heap once imported (used when the caller
+# does not pass the real size, e.g. quantize --board without a board).
+DEFAULT_RUNTIME_BYTES = 24 * 1024
+
+
+def layer_block_bytes(n_in: int, n_out: int, lut: bool) -> int:
+    """The one contiguous block the runtime keeps a layer in: weights, bias, requantization, table."""
+    return n_in * n_out + 7 * n_out + (LUT_BYTES if lut else 0)
+
+
+def layer_file_bytes(n_in: int, n_out: int, lut: bool) -> int:
+    """A layer's bytes in the .enn file (docs/model-format.md): header, weights, bias, mult, shift, LUT."""
+    return LAYER_FILE_HEADER + n_in * n_out + 7 * n_out + (LUT_BYTES if lut else 0)
+
+
+def load_peak_bytes(model_size: int) -> int:
+    """Peak heap of edgenn.load, as firmware/README.md states it: <= 1.25 x file size + 8 KB."""
+    return model_size * 5 // 4 + 8 * 1024
+
+
+def largest_layer_block(model: modelfile.QuantModel) -> int:
+    return max(layer_block_bytes(*shape) for shape in _shapes(model))
+
+
+def flash_blocks(size: int) -> int:
+    return max(1, -(-size // FS_BLOCK))
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Whether a model fits a board, with the figures behind the answer."""
+
+    board: str
+    fits: bool
+    model_bytes: int
+    hidden: tuple[int, ...]  # the model's hidden layer widths
+    heap_needed: int  # runtime + load peak + working memory
+    heap_free: int  # what the board has for it
+    block_needed: int  # the largest layer's one block
+    largest_block: int  # the heap's largest free block
+    flash_needed: int
+    flash_free: int
+    reasons: tuple[str, ...]  # one sentence per limit the model breaks; empty when it fits
+    hidden_fewer: int | None  # hidden units to remove so it fits: 0 when it fits, None when none would
+    smaller_hidden: tuple[int, ...] | None  # the hidden widths that would fit
+
+    def summary(self) -> str:
+        """One line for a terminal."""
+        figures = (
+            f"heap {self.heap_needed} of {self.heap_free} B, largest layer block {self.block_needed} of "
+            f"{self.largest_block} B, flash {self.flash_needed // 1024} of {self.flash_free // 1024} KB"
+        )
+        if self.fits:
+            return f"fits the {self.board} board ({figures})"
+        return f"does not fit the {self.board} board: {'; '.join(self.reasons)}{self.advice()}"
+
+    def advice(self) -> str:
+        if self.fits:
+            return ""
+        if self.smaller_hidden is not None and self.hidden_fewer:
+            widths = ",".join(str(h) for h in self.smaller_hidden)
+            return f"; {self.hidden_fewer} hidden unit(s) fewer would fit (--hidden {widths})"
+        return "; no smaller hidden layer would fit: use fewer inputs or a board with more memory"
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        data["hidden"] = list(self.hidden)
+        data["smaller_hidden"] = None if self.smaller_hidden is None else list(self.smaller_hidden)
+        return data
+
+
+# ---- the arithmetic -------------------------------------------------------------------------------
+
+
+def _shapes(model: modelfile.QuantModel) -> list[tuple[int, int, bool]]:
+    return [(layer.n_in, layer.n_out, layer.lut is not None) for layer in model.layers]
+
+
+def _resize(shapes: list[tuple[int, int, bool]], hidden: list[int]) -> list[tuple[int, int, bool]]:
+    """The same network with hidden widths `hidden`."""
+    widths = [shapes[0][0], *hidden, shapes[-1][1]]
+    return [(widths[i], widths[i + 1], lut) for i, (_n_in, _n_out, lut) in enumerate(shapes)]
+
+
+@dataclass(frozen=True)
+class _Budget:
+    heap_free: int
+    largest_block: int
+    flash_free: int
+    runtime_bytes: int
+
+
+def _figures(shapes: list[tuple[int, int, bool]], overhead: int, budget: _Budget) -> dict:
+    size = overhead + sum(layer_file_bytes(*s) for s in shapes)
+    return {
+        "model_bytes": size,
+        "heap_needed": budget.runtime_bytes + load_peak_bytes(size) + WORKING_HEAP,
+        "block_needed": max(layer_block_bytes(*s) for s in shapes),
+        "flash_needed": flash_blocks(size) * FS_BLOCK,
+    }
+
+
+def _reasons(fig: dict, budget: _Budget, board: str) -> list[str]:
+    reasons = []
+    if fig["flash_needed"] > budget.flash_free:
+        reasons.append(
+            f"the model takes {fig['flash_needed'] // 1024} KB of flash, the board has "
+            f"{budget.flash_free // 1024} KB free"
+        )
+    if fig["heap_needed"] > budget.heap_free:
+        reasons.append(
+            f"loading it needs {fig['heap_needed']} B of heap with the runtime, the {board} board has "
+            f"{budget.heap_free} B"
+        )
+    if fig["block_needed"] > budget.largest_block:
+        reasons.append(
+            f"its largest layer needs one {fig['block_needed']} B block, the heap's largest free block is "
+            f"{budget.largest_block} B"
+        )
+    return reasons
+
+
+def _smaller(
+    shapes: list[tuple[int, int, bool]], overhead: int, budget: _Budget, board: str
+) -> tuple[int, tuple[int, ...]] | None:
+    """Fewest hidden units removed (widest layer first) that make the model fit, or None."""
+    hidden = [n_out for _n_in, n_out, _lut in shapes[:-1]]
+    removed = 0
+    while hidden and max(hidden) > 1:
+        widest = hidden.index(max(hidden))
+        hidden[widest] -= 1
+        removed += 1
+        fig = _figures(_resize(shapes, hidden), overhead, budget)
+        if not _reasons(fig, budget, board):
+            return removed, tuple(hidden)
+    return None
+
+
+def check_fit(
+    model: modelfile.QuantModel | bytes | str | Path,
+    board: BoardProfile | str,
+    *,
+    heap_free: int | None = None,
+    largest_block: int | None = None,
+    flash_free: int | None = None,
+    runtime_bytes: int | None = None,
+) -> FitResult:
+    """Whether `model` fits `board`. Measured figures from a connected board (heap_free, largest_block,
+    flash_free, runtime_bytes) replace the profile's when given; the profile's stay the ceiling."""
+    profile = load_board(board) if isinstance(board, str) else board
+    if isinstance(model, (str, Path)):
+        model = modelfile.to_bytes(modelfile.load(model))  # UserError naming a missing or bad file
+    if isinstance(model, (bytes, bytearray)):
+        size = len(model)
+        model = modelfile.from_bytes(bytes(model))
+    else:
+        size = len(modelfile.to_bytes(model))
+    shapes = _shapes(model)
+    overhead = size - sum(layer_file_bytes(*s) for s in shapes)
+    budget = _Budget(
+        heap_free=min(heap_free, profile.heap_bytes) if heap_free is not None else profile.heap_bytes,
+        largest_block=(
+            min(largest_block, profile.largest_block_bytes)
+            if largest_block is not None
+            else profile.largest_block_bytes
+        ),
+        flash_free=flash_free if flash_free is not None else profile.flash_fs_bytes,
+        runtime_bytes=runtime_bytes if runtime_bytes is not None else DEFAULT_RUNTIME_BYTES,
+    )
+    fig = _figures(shapes, overhead, budget)
+    reasons = _reasons(fig, budget, profile.name)
+    smaller = None if not reasons else _smaller(shapes, overhead, budget, profile.name)
+    return FitResult(
+        board=profile.name,
+        fits=not reasons,
+        model_bytes=size,
+        hidden=tuple(n_out for _n_in, n_out, _lut in shapes[:-1]),
+        heap_needed=fig["heap_needed"],
+        heap_free=budget.heap_free,
+        block_needed=fig["block_needed"],
+        largest_block=budget.largest_block,
+        flash_needed=fig["flash_needed"],
+        flash_free=budget.flash_free,
+        reasons=tuple(reasons),
+        hidden_fewer=0 if not reasons else (smaller[0] if smaller else None),
+        smaller_hidden=None if smaller is None else smaller[1],
+    )

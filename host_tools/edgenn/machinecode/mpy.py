@@ -1,0 +1,237 @@
+"""Reading a `.mpy` file (MicroPython 1.23+, format 6.3): find a viper function's machine code and what it
+needs from the runtime around it.
+
+Written from MicroPython's docs/reference/mpyfiles.rst and the loader's behaviour (py/persistentcode.c);
+this module is the only place that knows the byte layout. A `.mpy` is:
+
+    header   'M', major version 6, flags byte (bit 6: arch-flags vuint follows; bits 5..2: native arch;
+             bits 1..0: sub-version), small-int bits; [arch-flags vuint]
+    tables   vuint n_qstr, vuint n_obj, then n_qstr qstrs, then n_obj constant objects
+    raw code the module's outer code, its children recursively
+
+A raw code starts with vuint (len << 3 | has_children << 2 | kind) where kind 0 = bytecode, 1 = native
+Python, 2 = viper, 3 = inline asm. Native kinds follow their machine code with a prelude offset (native
+Python) or scope flags (viper, asm; asm adds n_pos_args and the type signature); viper adds rodata/bss
+sizes (and the rodata bytes) when its flags say so. Then the children, then for viper/asm code whose scope
+flags have VIPERRELOC, the relocation stream that the loader applies to the code.
+
+The machine code reaches MicroPython through `mp_fun_table`, whose address sits in the module's constant
+table (the entry of kind FUN_TABLE): the function object passed as the first argument points to the
+module context, which points to that table. `fun_table_index` says where it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ARCHES = (
+    None,
+    "x86",
+    "x64",
+    "armv6",
+    "armv6m",
+    "armv7m",
+    "armv7em",
+    "armv7emsp",
+    "armv7emdp",
+    "xtensa",
+    "xtensawin",
+    "rv32imc",
+    "rv64imc",
+)
+KINDS = ("bytecode", "native", "viper", "asm")
+# Constant object kinds in the table (persistentcode.h, MP_PERSISTENT_OBJ_*)
+OBJ_FUN_TABLE, OBJ_NONE, OBJ_FALSE, OBJ_TRUE, OBJ_ELLIPSIS, OBJ_STR, OBJ_BYTES, OBJ_INT = range(8)
+FLAG_VIPERRELOC, FLAG_VIPERRODATA, FLAG_VIPERBSS = 0x10, 0x20, 0x40
+# Bytecode opcodes the module's outer code uses to bind a function to its name (py/bc0.h)
+BC_MAKE_FUNCTION = 0x32
+BC_STORE_NAME = 0x16
+
+
+class MpyError(ValueError):
+    """The bytes are not a .mpy this reader understands, or lack the requested function."""
+
+
+@dataclass
+class Relocation:
+    """One loader fix-up: add the address of `target` to the 32-bit word(s) at `offset` of the code
+    (or of rodata when `in_rodata`). `target` is "text", "rodata", "bss", "qstr_table", "obj_table",
+    "fun_table" or an int: an entry of mp_fun_table."""
+
+    offset: int
+    in_rodata: bool
+    target: str | int
+    count: int = 1
+
+
+@dataclass
+class RawCode:
+    kind: str
+    code: bytes
+    scope_flags: int = 0
+    rodata: bytes = b""
+    bss_size: int = 0
+    children: list[RawCode] = field(default_factory=list)
+    relocations: list[Relocation] = field(default_factory=list)
+
+
+@dataclass
+class Mpy:
+    version: tuple[int, int]
+    arch: str | None
+    small_int_bits: int
+    qstrs: list[str | int]  # a string, or the number of a qstr built into the firmware
+    objects: list[object]  # constants; the fun table entry as the string "<mp_fun_table>"
+    module: RawCode
+
+    @property
+    def fun_table_index(self) -> int:
+        for i, obj in enumerate(self.objects):
+            if obj == "<mp_fun_table>":
+                return i
+        raise MpyError("the .mpy has no native code (its constant table lacks mp_fun_table)")
+
+    def function(self, name: str) -> RawCode:
+        """The module-level function `name` (found by the MAKE_FUNCTION / STORE_NAME pair that binds it)."""
+        bc = self.module.code
+        for i in range(len(bc) - 1):
+            if bc[i] != BC_MAKE_FUNCTION:
+                continue
+            child, j = _vuint(bc, i + 1)
+            if j >= len(bc) or bc[j] != BC_STORE_NAME:
+                continue
+            qstr, _ = _vuint(bc, j + 1)
+            if child < len(self.module.children) and qstr < len(self.qstrs) and self.qstrs[qstr] == name:
+                return self.module.children[child]
+        names = [q for q in self.qstrs if isinstance(q, str)]
+        raise MpyError(f"no function {name!r} at module level in this .mpy (its names: {names})")
+
+
+def _vuint(data: bytes, pos: int) -> tuple[int, int]:
+    value = 0
+    while True:
+        if pos >= len(data):
+            raise MpyError("truncated .mpy (a variable-length integer runs past the end)")
+        b = data[pos]
+        pos += 1
+        value = (value << 7) | (b & 0x7F)
+        if not b & 0x80:
+            return value, pos
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise MpyError("truncated .mpy")
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def bytes(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise MpyError("truncated .mpy")
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+    def uint(self) -> int:
+        value, self.pos = _vuint(self.data, self.pos)
+        return value
+
+    def qstr(self) -> str | int:
+        n = self.uint()
+        if n & 1:  # a qstr built into the firmware, by number
+            return n >> 1
+        text = self.bytes(n >> 1).decode("utf-8")
+        self.byte()  # NUL terminator
+        return text
+
+    def obj(self) -> object:
+        kind = self.byte()
+        if kind == OBJ_FUN_TABLE:
+            return "<mp_fun_table>"
+        if kind in (OBJ_NONE, OBJ_FALSE, OBJ_TRUE, OBJ_ELLIPSIS):
+            return (None, False, True, ...)[kind - OBJ_NONE]
+        n = self.uint()
+        if kind == 10:  # tuple: n nested objects
+            return tuple(self.obj() for _ in range(n))
+        raw = self.bytes(n)
+        if kind in (OBJ_STR, OBJ_BYTES):
+            self.byte()  # NUL terminator
+            return raw.decode("utf-8") if kind == OBJ_STR else raw
+        if kind == OBJ_INT:
+            return int(raw.decode())
+        return raw.decode()  # float / complex, as their text
+
+    def raw_code(self) -> RawCode:
+        head = self.uint()
+        kind = KINDS[head & 3]
+        rc = RawCode(kind=kind, code=self.bytes(head >> 3))
+        if kind == "native":
+            self.uint()  # prelude offset
+        elif kind in ("viper", "asm"):
+            rc.scope_flags = self.uint()
+            if kind == "asm":
+                self.uint()  # n_pos_args
+                self.uint()  # type signature
+        if kind == "viper":
+            rodata_size = self.uint() if rc.scope_flags & FLAG_VIPERRODATA else 0
+            rc.bss_size = self.uint() if rc.scope_flags & FLAG_VIPERBSS else 0
+            rc.rodata = self.bytes(rodata_size)
+        if head & 4:
+            rc.children = [self.raw_code() for _ in range(self.uint())]
+        if kind != "bytecode" and rc.scope_flags & FLAG_VIPERRELOC:
+            rc.relocations = self.relocations()
+        return rc
+
+    def relocations(self) -> list[Relocation]:
+        out: list[Relocation] = []
+        where = (0, False)
+        while (op := self.byte()) != 0xFF:
+            if op & 1:
+                addr = self.uint()
+                where = (addr >> 1, bool(addr & 1))
+            op >>= 1
+            count = 1
+            if op <= 5:
+                if op & 1:
+                    count = self.uint()
+                target: str | int = ("text", "rodata", "bss")[op >> 1]
+            elif op in (6, 7, 8):
+                target = ("qstr_table", "obj_table", "fun_table")[op - 6]
+            else:
+                target = op - 9
+            out.append(Relocation(offset=where[0] * 4, in_rodata=where[1], target=target, count=count))
+            where = (where[0] + count, where[1])
+        return out
+
+
+def read(data: bytes) -> Mpy:
+    """Parse a whole .mpy; raises MpyError on anything else."""
+    r = _Reader(bytes(data))
+    if len(data) < 4 or r.byte() != ord("M"):
+        raise MpyError("not a .mpy file (it must start with 'M'; compile the .py with mpy-cross)")
+    major = r.byte()
+    flags = r.byte()
+    bits = r.byte()
+    if major != 6:
+        raise MpyError(f".mpy major version {major}; this reader understands 6 (MicroPython 1.19+)")
+    if flags & 0x40:
+        r.uint()  # architecture-specific flags (RISC-V extensions)
+    arch_no = (flags >> 2) & 0xF
+    arch = ARCHES[arch_no] if arch_no < len(ARCHES) else f"arch{arch_no}"
+    n_qstr = r.uint()
+    n_obj = r.uint()
+    qstrs = [r.qstr() for _ in range(n_qstr)]
+    objects = [r.obj() for _ in range(n_obj)]
+    module = r.raw_code()
+    return Mpy(
+        version=(major, flags & 3),
+        arch=arch,
+        small_int_bits=bits,
+        qstrs=qstrs,
+        objects=objects,
+        module=module,
+    )

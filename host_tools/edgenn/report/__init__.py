@@ -1,0 +1,50 @@
+"""`edgenn report`: one self-contained HTML page about a model on a dataset (and on a board).
+
+collect.py computes the numbers, figures.py draws them (matplotlib, an optional extra), tables.py and
+page.py lay out the page. `build_report` is the one call the command and notebooks need.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from edgenn.errors import UserError
+from edgenn.report.collect import Progress, ReportData, collect
+
+
+def build_report(
+    model: str,
+    data: str,
+    output: str | Path,
+    float_model: str | None = None,
+    label: str | None = None,
+    port: str | None = None,
+    board: str | None = None,
+    baud: int = 115200,
+    timeout: float = 5.0,
+    progress: Progress | None = None,
+) -> ReportData:
+    """Compute every section, draw the page and write it to `output`; returns the numbers."""
+    from edgenn.report import figures, page
+
+    figures.require_matplotlib()  # before any slow work: a missing extra is one line, at once
+    output = Path(output)
+    if output.is_dir():
+        raise UserError(f"{output}: is a directory; -o takes a file name such as report.html")
+    if not output.parent.is_dir():
+        raise UserError(f"{output.parent}: no such directory for -o")
+    report = collect(model, data, float_model, label, port, board, baud, timeout, progress)
+    if progress is not None:
+        progress("drawing the figures")
+    t = time.perf_counter()
+    text = page.render(report)
+    report.seconds["page"] = time.perf_counter() - t
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{output}: cannot write ({exc.strerror})") from None
+    return report
+
+
+__all__ = ["ReportData", "build_report", "collect"]

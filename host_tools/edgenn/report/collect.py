@@ -1,0 +1,280 @@
+"""Everything the report shows, computed once: the data, each model's predictions, the per-layer
+quantization error, what the board answered and whether the model fits the board.
+
+No HTML and no figures here (page.py and figures.py draw what this returns), so tests and notebooks
+can read the numbers directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgenn import golden, modelfile
+from edgenn.data import Dataset, load_for_model
+from edgenn.errors import UserError
+from edgenn.evaluation import load_model, resolve_label_column
+from edgenn.floatmodel import FloatModel
+from edgenn.metrics import LayerError, layer_errors
+from edgenn.modelfile import QuantModel
+from edgenn.nn import split_for_model
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BoardSection:
+    """What `--port` measured: eval-device's summary plus the board's own `info`."""
+
+    info: dict[str, Any]
+    summary: dict[str, Any]
+    predictions: np.ndarray  # class ids (-1 refused) or values (NaN refused)
+    latency_us: np.ndarray  # measured by the board, per answered row
+
+
+@dataclass
+class FitSection:
+    """The model against a board profile's heap and flash (the deploy check's arithmetic)."""
+
+    board: str
+    model_bytes: int
+    load_peak: int
+    working_heap: int
+    heap: int
+    largest_layer_block: int
+    largest_block: int
+    flash: int
+    estimate: dict[str, Any] | None  # `edgenn estimate`'s result when that capability exists
+    estimate_note: str
+
+
+@dataclass
+class ReportData:
+    title: str
+    model_path: str
+    data_name: str
+    dataset: Dataset
+    task: str
+    labels: list[str]
+    feature_names: list[str]
+    fm: FloatModel | None
+    qm: QuantModel | None
+    qm_source: str  # where the integer model came from (file, in-memory quantization, the board)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # "float" / "integer" / "board"
+    calibrated_range: tuple[np.ndarray, np.ndarray] | None = None  # raw feature units, per feature
+    layers: list[LayerError] | None = None
+    board: BoardSection | None = None
+    fit: FitSection | None = None
+    histories: dict[str, list[dict]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def collect(
+    model: str,
+    data: str,
+    float_model: str | None = None,
+    label: str | None = None,
+    port: str | None = None,
+    board: str | None = None,
+    baud: int = 115200,
+    timeout: float = 5.0,
+    progress: Progress | None = None,
+) -> ReportData:
+    """Load MODEL (.npz or .enn) and DATA and compute every section's numbers."""
+    say = progress or (lambda _msg: None)
+    t0 = time.perf_counter()
+    loaded = load_model(model)
+    fm: FloatModel | None = loaded.float_model
+    qm: QuantModel | None = None
+    qm_source = ""
+    if loaded.kind == "integer":
+        qm = modelfile.load(model)
+        qm_source = f"{model}"
+        if float_model is not None:
+            fm = load_model(float_model).float_model
+            if fm is None:
+                raise UserError(f"--float {float_model}: is not a float model (.npz from `edgenn train`)")
+            _check_same_interface(fm, qm, float_model, model)
+    elif float_model is not None:
+        raise UserError("--float adds the float model beside an integer MODEL.enn; MODEL is already a .npz")
+
+    label = resolve_label_column(loaded, data, label)
+    dataset, _ = load_for_model(data, loaded.feature_names, label, loaded.task, loaded.labels)
+    if dataset.n_rows == 0:
+        raise UserError(f"{data}: no rows")
+    X, y = dataset.X, dataset.y
+    report = ReportData(
+        title=f"{Path(model).name} on {data}",
+        model_path=model,
+        data_name=data,
+        dataset=dataset,
+        task=loaded.task,
+        labels=list(loaded.labels),
+        feature_names=list(loaded.feature_names),
+        fm=fm,
+        qm=qm,
+        qm_source=qm_source,
+    )
+    report.seconds["load"] = time.perf_counter() - t0
+
+    if fm is not None:
+        report.histories = histories(fm.meta)
+        if not report.histories:
+            report.notes.append(
+                "the float model records no training history (trained outside `edgenn train`?)"
+            )
+    else:
+        report.notes.append(
+            "no float model: pass --float MODEL.npz for the float predictions, training curves and the "
+            "per-layer quantization error"
+        )
+
+    if port is not None:
+        say(f"running {dataset.n_rows} rows on the board at {port}")
+        t = time.perf_counter()
+        report.board, board_qm = _run_board(port, baud, timeout, qm, model if qm is not None else None, X, y)
+        if qm is None:  # a .npz MODEL: compare with what the board runs
+            report.qm, report.qm_source = board_qm, "read back from the board"
+            _check_same_interface(fm, board_qm, model, "the board's model")
+        report.seconds["board"] = time.perf_counter() - t
+
+    if report.qm is None and fm is not None:  # a .npz alone: quantize it the way `edgenn quantize` does
+        from edgenn.quantize import quantize
+
+        split = split_for_model(fm, dataset)
+        rows = split.train if split is not None and len(split.train) else np.arange(dataset.n_rows)
+        report.qm, _ = quantize(fm, X[rows], name=str(fm.meta.get("dataset") or dataset.name))
+        where = "the training rows" if split is not None else "all rows of DATA"
+        report.qm_source = (
+            f"quantized in memory for this report (calibrated on {where}, as `edgenn quantize`)"
+        )
+
+    t = time.perf_counter()
+    qm = report.qm
+    assert qm is not None
+    if fm is not None:
+        report.predictions["float"] = _values(fm.predict(X), report.task)
+    report.predictions["integer"] = _values(golden.predict(qm, X), report.task)
+    if report.board is not None:
+        report.predictions["board"] = report.board.predictions
+    a = np.asarray(qm.in_scale, np.float32).astype(np.float64)
+    c = np.asarray(qm.in_offset, np.float32).astype(np.float64)
+    report.calibrated_range = ((-0.5 - c) / a, (255.5 - c) / a)  # raw values that round to codes 0..255
+    if fm is not None:
+        report.layers = layer_errors(fm, qm, X)
+    report.seconds["models"] = time.perf_counter() - t
+
+    profile_name = board or _board_profile_name(report.board)
+    if profile_name is not None:
+        report.fit = fit_section(qm, profile_name)
+    return report
+
+
+def _values(pred: np.ndarray, task: str) -> np.ndarray:
+    if task == "classify":
+        return np.asarray(pred, dtype=np.int64)
+    return np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)[:, 0]
+
+
+def _check_same_interface(fm: FloatModel, qm: QuantModel, fm_name: str, qm_name: str) -> None:
+    if list(fm.feature_names) != list(qm.feature_names) or list(fm.labels) != list(qm.labels):
+        raise UserError(
+            f"{fm_name} and {qm_name} are not the same model (their features or labels differ); "
+            f"pass the .npz the .enn was quantized from"
+        )
+
+
+def histories(meta: dict) -> dict[str, list[dict]]:
+    """Per-epoch training records by run name ("final fit", "fold 1", ...), from the .npz meta.
+
+    `meta["history"]` is the final fit: a list of {"epoch", "train_loss", "val_loss", "val_metric"}
+    (or a dict with "final" and "folds"); `meta["fold_histories"]`, when present, is one such list per
+    cross-validation fold."""
+    out: dict[str, list[dict]] = {}
+    history = meta.get("history")
+    folds = meta.get("fold_histories") or []
+    if isinstance(history, dict):
+        folds = history.get("folds") or folds
+        history = history.get("final")
+    for k, fold in enumerate(folds):
+        if isinstance(fold, dict):
+            fold = fold.get("history", [])
+        if fold:
+            out[f"fold {k + 1}"] = list(fold)
+    if history:
+        out["final fit"] = list(history)
+    return out
+
+
+def _run_board(
+    port: str,
+    baud: int,
+    timeout: float,
+    qm: QuantModel | None,
+    local: str | None,
+    X: np.ndarray,
+    y: np.ndarray,
+) -> tuple[BoardSection, QuantModel]:
+    from edgenn.device.board_eval import golden_model_for_board, run_rows, summarize
+    from edgenn.device.client import BoardClient
+
+    with BoardClient(port, baud=baud, timeout=timeout) as client:
+        info = client.connect()
+        board_qm = golden_model_for_board(client, info, local)
+        run = run_rows(client, board_qm, X, float_bits=int(info.get("float_bits", 64)))
+    summary = summarize(run, board_qm, y, X)
+    return BoardSection(info, summary, run.board_pred, run.latency_us), board_qm
+
+
+def _board_profile_name(board: BoardSection | None) -> str | None:
+    """The profile of the board on --port: `virtual` for the unix port, else its platform name."""
+    if board is None:
+        return None
+    platform = str(board.info.get("platform") or "")
+    if platform == "linux":
+        return "virtual"
+    from edgenn.boards import list_boards
+
+    names = {b.name for b in list_boards()}
+    return platform if platform in names else None
+
+
+def fit_section(qm: QuantModel, board_name: str) -> FitSection:
+    from edgenn.boards import load_board
+    from edgenn.fit import WORKING_HEAP, largest_layer_block, load_peak_bytes
+
+    profile = load_board(board_name)
+    size = len(modelfile.to_bytes(qm))
+    estimate, note = _estimate(qm, board_name)
+    return FitSection(
+        board=profile.name,
+        model_bytes=size,
+        load_peak=load_peak_bytes(size),
+        working_heap=WORKING_HEAP,
+        heap=profile.heap_bytes,
+        largest_layer_block=largest_layer_block(qm),
+        largest_block=profile.largest_block_bytes,
+        flash=profile.flash_fs_bytes,
+        estimate=estimate,
+        estimate_note=note,
+    )
+
+
+def _estimate(qm: QuantModel, board_name: str) -> tuple[dict[str, Any] | None, str]:
+    """The emulated latency on the board's own machine code, when `edgenn estimate` is installed."""
+    try:
+        from edgenn.machinecode import estimate as mc_estimate  # type: ignore[attr-defined]
+    except ImportError:
+        return None, "not available: this edgenn has no `edgenn estimate` (machine-code emulation)"
+    from edgenn.boards import load_board
+
+    try:
+        return dict(mc_estimate.estimate(qm, load_board(board_name))), ""
+    except UserError as exc:
+        return None, f"not available for {board_name}: {exc}"

@@ -1,0 +1,282 @@
+"""The report's pictures, drawn with matplotlib and embedded as SVG data URIs (no files, no network).
+
+Each function takes plain arrays and returns an `<img>` tag. matplotlib is an optional extra
+(`pip install 'edgenn[report]'`); `require_matplotlib` turns its absence into one line.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import numpy as np
+
+from edgenn.errors import UserError
+
+# Colours per source, the same in every figure and table.
+COLORS = {"float": "#1f77b4", "integer": "#d62728", "board": "#2ca02c"}
+_plt: Any = None
+
+
+def require_matplotlib() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend, or a UserError saying how to install it."""
+    global _plt
+    if _plt is None:
+        try:
+            import matplotlib
+        except ImportError:
+            raise UserError(
+                "edgenn report draws its figures with matplotlib, which is not installed: "
+                "pip install 'edgenn[report]' (or pip install matplotlib)"
+            ) from None
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+
+        plt.rcParams.update(
+            {
+                "svg.fonttype": "none",  # text stays text: smaller files, selectable, the page's font
+                "svg.hashsalt": "edgenn",  # deterministic ids: the same report twice is the same file
+                "font.size": 9,
+                "axes.titlesize": 10,
+                "axes.spines.top": False,
+                "axes.spines.right": False,
+                "figure.dpi": 100,
+            }
+        )
+        _plt = plt
+    return _plt
+
+
+def to_img(fig: Any, alt: str, css_class: str = "fig", png: bool = False) -> str:
+    """Close `fig` and return it as an inline <img>: SVG (a data URI keeps each figure's ids apart),
+    or a palette PNG at twice the screen resolution for figures of thousands of markers (smaller)."""
+    plt = require_matplotlib()
+    buf = io.BytesIO()
+    if png:
+        from PIL import Image  # matplotlib's own dependency
+
+        raw = io.BytesIO()
+        fig.savefig(raw, format="png", dpi=200, bbox_inches="tight", metadata={"Software": None})
+        # a 32-colour palette: a figure has a handful of colours and their antialiased edges; ~8x smaller
+        image = Image.open(raw).convert("RGB").quantize(colors=32, method=Image.Quantize.MEDIANCUT)
+        image.save(buf, format="PNG", optimize=True)
+    else:
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    width_px = int(round(fig.get_size_inches()[0] * 100))
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    kind = "png" if png else "svg+xml"
+    size = f' style="width:{width_px}px"' if png else ""
+    return f'<img class="{css_class}"{size} alt="{html.escape(alt)}" src="data:image/{kind};base64,{data}">'
+
+
+def class_balance(labels: list[str], counts: np.ndarray) -> str:
+    plt = require_matplotlib()
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(5.0, 0.3 * n + 0.7))
+    ypos = np.arange(n)
+    ax.barh(ypos, counts, color="#7f7f7f")
+    ax.set_yticks(ypos, labels)
+    ax.invert_yaxis()
+    for k, c in enumerate(counts):
+        ax.text(c, k, f" {int(c)}", va="center", fontsize=8)
+    ax.set_xlabel("rows")
+    ax.set_xlim(0, max(1, counts.max()) * 1.15)
+    return to_img(fig, "class balance: rows per class")
+
+
+def feature_ranges(
+    names: list[str], lo: np.ndarray, hi: np.ndarray, cal_lo: np.ndarray, cal_hi: np.ndarray
+) -> str:
+    """Each feature's seen range drawn on its calibrated range (0..1 = the 256 input codes): red where
+    the data leaves the calibrated range, i.e. where the input codes saturate."""
+    plt = require_matplotlib()
+    n = len(names)
+    width = np.where(cal_hi > cal_lo, cal_hi - cal_lo, 1.0)
+    a, b = (lo - cal_lo) / width, (hi - cal_lo) / width
+    fig, ax = plt.subplots(figsize=(6.0, (0.19 if n <= 20 else 0.12) * n + 0.9))
+    ypos = np.arange(n)
+    ax.barh(ypos, np.ones(n), left=0, color="#e8e8e8", height=0.8, label="calibrated range (codes 0..255)")
+    outside = (a < 0) | (b > 1)
+    ax.barh(
+        ypos, b - a, left=a, height=0.45, color=np.where(outside, "#d62728", "#1f77b4"), label="seen in DATA"
+    )
+    ax.axvline(0, color="#555", lw=0.6)
+    ax.axvline(1, color="#555", lw=0.6)
+    ax.set_yticks(ypos, names, fontsize=6 if n > 20 else 8)
+    ax.set_ylim(n - 0.5, -0.5)  # first feature on top, no empty rows at either end
+    ax.set_xlim(min(-0.1, float(a.min()) - 0.05), max(1.1, float(b.max()) + 0.05))
+    ax.set_xlabel("position in the calibrated range (0 = code 0, 1 = code 255)")
+    ax.legend(loc="lower right", fontsize=7, frameon=False, bbox_to_anchor=(1.0, 1.0), ncol=2)
+    return to_img(fig, "feature ranges seen against the calibrated input ranges")
+
+
+def training_curves(runs: dict[str, list[dict]], metric_name: str) -> str:
+    """Loss per epoch (train solid, validation dashed) and the validation metric, one colour per run."""
+    plt = require_matplotlib()
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9.0, 3.0))
+    cmap = plt.get_cmap("tab10")
+    for k, (name, history) in enumerate(runs.items()):
+        color = "black" if name == "final fit" else cmap(k % 10)
+        epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+        train = [h.get("train_loss") for h in history]
+        val = [h.get("val_loss") for h in history]
+        metric = [h.get("val_metric") for h in history]
+        ax_loss.plot(epochs, _nan(train), color=color, lw=1.2, label=f"{name} train")
+        if any(v is not None for v in val):
+            ax_loss.plot(epochs, _nan(val), color=color, lw=1.2, ls="--", label=f"{name} validation")
+        if any(v is not None for v in metric):
+            ax_metric.plot(epochs, _nan(metric), color=color, lw=1.2, label=name)
+    ax_loss.set_title("loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_yscale("log")
+    ax_loss.legend(fontsize=7, frameon=False)
+    ax_metric.set_title(f"validation {metric_name}")
+    ax_metric.set_xlabel("epoch")
+    if ax_metric.has_data():
+        ax_metric.legend(fontsize=7, frameon=False)
+    else:
+        ax_metric.text(
+            0.5, 0.5, "no validation rows", ha="center", va="center", transform=ax_metric.transAxes
+        )
+    fig.tight_layout()
+    return to_img(fig, "training curves: loss and validation metric per epoch")
+
+
+def _nan(values: list) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def confusion_matrices(matrices: dict[str, np.ndarray], labels: list[str]) -> str:
+    """The confusion matrices side by side (rows true, columns predicted), coloured by the row's share
+    so small classes read as clearly as big ones, each cell showing its count."""
+    plt = require_matplotlib()
+    n = len(labels)
+    # the page is ~11 inches wide at 100 dpi: fit the row there so the browser does not shrink the text
+    side = min(max(2.6, 0.38 * n + 1.4), 5.5, 10.4 / len(matrices))
+    fig, axes = plt.subplots(1, len(matrices), figsize=(side * len(matrices) + 0.6, side), squeeze=False)
+    small = n > 12
+    for ax, (name, cm) in zip(axes[0], matrices.items()):
+        cm = np.asarray(cm)
+        support = cm.sum(axis=1, keepdims=True)
+        share = np.divide(cm, support, out=np.zeros(cm.shape), where=support > 0)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j] or (i == j and not small):
+                    color = "white" if share[i, j] > 0.6 else ("#b00" if i != j else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(int(cm[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=7 if small else 8,
+                        color=color,
+                    )
+        ax.set_xticks(
+            range(n),
+            labels,
+            rotation=45 if max(map(len, labels)) > 3 else 0,
+            ha="right" if max(map(len, labels)) > 3 else "center",
+            fontsize=7,
+        )
+        ax.set_yticks(range(n), labels, fontsize=7)
+        acc = np.trace(cm) / cm.sum() if cm.sum() else 0.0
+        ax.set_title(f"{name}: {100 * acc:.1f}%", color=COLORS.get(name, "black"))
+        ax.set_xlabel("predicted")
+        ax.spines[:].set_visible(False)
+    axes[0][0].set_ylabel("true")
+    fig.tight_layout()
+    return to_img(fig, "confusion matrices: " + ", ".join(matrices))
+
+
+def regression_plots(y: np.ndarray, predictions: dict[str, np.ndarray], target: str) -> str:
+    """Predicted against true (the diagonal is perfect) and the residuals against true. The board
+    computes the integer model exactly, so its points are drawn only where they differ from it."""
+    plt = require_matplotlib()
+    fig, (ax_p, ax_r) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    lo, hi = float(np.min(y)), float(np.max(y))
+    styles = {
+        "float": {"s": 22, "marker": "o", "facecolors": "none", "edgecolors": COLORS["float"], "lw": 0.7},
+        "integer": {"s": 10, "marker": "x", "color": COLORS["integer"], "lw": 0.8},
+        "board": {"s": 40, "marker": "+", "color": COLORS["board"], "lw": 1.0},
+    }
+    for name, pred in predictions.items():
+        ok = np.isfinite(pred)
+        label = name
+        if name == "board" and "integer" in predictions:
+            ok &= ~np.isclose(pred, predictions["integer"], rtol=0, atol=1e-9 * max(1.0, abs(hi)))
+            label = f"board, where it differs from integer ({int(ok.sum())} rows)"
+        style = styles.get(name, {"s": 10})
+        ax_p.scatter(y[ok], pred[ok], label=label, **style)
+        ax_r.scatter(y[ok], pred[ok] - y[ok], **style)
+        if ok.any():
+            lo, hi = min(lo, float(np.min(pred[ok]))), max(hi, float(np.max(pred[ok])))
+    ax_p.plot([lo, hi], [lo, hi], color="#555", lw=0.8)
+    ax_p.set_xlabel(f"true {target}")
+    ax_p.set_ylabel(f"predicted {target}")
+    ax_p.set_title("predicted vs true")
+    ax_r.axhline(0, color="#555", lw=0.8)
+    ax_r.set_xlabel(f"true {target}")
+    ax_r.set_ylabel("residual (predicted - true)")
+    ax_r.set_title("residuals")
+    ax_p.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return to_img(fig, "predicted vs true and residual plots", png=True)
+
+
+def layer_histograms(rows: list[tuple[str, np.ndarray | None, np.ndarray, tuple[int, int]]]) -> str:
+    """Per tensor: its int8 weights (left) and its integer activation codes on DATA (right).
+    rows: (name, weights or None, codes, (code_min, code_max))."""
+    plt = require_matplotlib()
+    fig, axes = plt.subplots(len(rows), 2, figsize=(8.0, 1.45 * len(rows) + 0.3), squeeze=False)
+    for (name, weights, codes, (cmin, cmax)), (ax_w, ax_a) in zip(rows, axes):
+        if weights is None:
+            ax_w.axis("off")
+            ax_w.text(
+                0.5,
+                0.5,
+                "raw features -> input codes\n(no weights)",
+                ha="center",
+                va="center",
+                transform=ax_w.transAxes,
+                color="#666",
+            )
+        else:
+            ax_w.hist(
+                np.asarray(weights).ravel(),
+                bins=np.arange(-128, 129, 4),
+                color="#7f7f7f",
+                histtype="stepfilled",
+            )
+            ax_w.set_xlim(-130, 130)
+            ax_w.set_title(f"{name}: int8 weights", fontsize=8, loc="left")
+        ax_a.hist(
+            np.asarray(codes).ravel(),
+            bins=np.arange(cmin, cmax + 2, 4),
+            color="#d62728",
+            histtype="stepfilled",
+        )
+        ax_a.set_xlim(cmin - 2, cmax + 3)
+        ax_a.set_yscale("log")
+        ax_a.set_title(f"{name}: activation codes on DATA (log count)", fontsize=8, loc="left")
+        for ax in (ax_w, ax_a):
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return to_img(fig, "weight and activation histograms per layer")
+
+
+def latency_histogram(latency_us: np.ndarray) -> str:
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(5.0, 2.2))
+    ax.hist(latency_us, bins=40, color=COLORS["board"], histtype="stepfilled")
+    for q, ls in ((50, "-"), (95, "--")):
+        ax.axvline(np.percentile(latency_us, q), color="black", lw=0.8, ls=ls, label=f"p{q}")
+    ax.set_xlabel("inference time on the board (us)")
+    ax.set_ylabel("rows")
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return to_img(fig, "latency histogram measured on the board")

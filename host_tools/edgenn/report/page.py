@@ -1,0 +1,450 @@
+"""The page: one self-contained HTML file (inline CSS, figures as data URIs, no scripts, no fonts to
+fetch) that reads on screen and prints on paper."""
+
+from __future__ import annotations
+
+import html
+import json
+
+import numpy as np
+
+from edgenn import __version__, modelfile
+from edgenn.metrics import confusion_matrix, regression_summary
+from edgenn.report import figures
+from edgenn.report.collect import ReportData
+from edgenn.report.tables import Cell, disagreement_table, layer_table, num, pct, per_class_table, table
+
+SECTIONS = [
+    ("data", "Data"),
+    ("training", "Training"),
+    ("results", "Results"),
+    ("quantization", "Quantization"),
+    ("board", "Board"),
+]
+
+CSS = """
+:root { --fg: #1a1a1a; --muted: #666; --line: #ddd; --bad: #b00020; --ok: #1b7a1b; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       color: var(--fg); background: #fff; margin: 0; }
+main { max-width: 1100px; margin: 0 auto; padding: 24px 28px 48px; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 18px; margin: 32px 0 8px; padding-top: 8px; border-top: 2px solid var(--fg); }
+h3 { font-size: 15px; margin: 20px 0 6px; }
+p { margin: 6px 0; }
+.sub { color: var(--muted); margin-bottom: 14px; }
+nav { margin: 10px 0 4px; font-size: 13px; }
+nav a { margin-right: 14px; color: #0b57d0; text-decoration: none; }
+.cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 14px 0; }
+.card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 130px; }
+.card .v { font-size: 20px; font-weight: 600; }
+.card .k { color: var(--muted); font-size: 12px; }
+table { border-collapse: collapse; margin: 8px 0 12px; font-size: 13px; }
+th, td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th { background: #f4f4f4; font-weight: 600; }
+table.facts td:first-child { color: var(--muted); }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.bad { color: var(--bad); font-weight: 600; }
+.ok { color: var(--ok); }
+.note { color: var(--muted); font-size: 13px; }
+.warn { border-left: 4px solid var(--bad); padding: 4px 10px; background: #fff4f4; }
+img.fig { max-width: 100%; height: auto; display: block; margin: 8px 0; }
+figure { margin: 0; break-inside: avoid; }
+.scroll { overflow-x: auto; }
+code { font-size: 12.5px; background: #f4f4f4; padding: 1px 4px; border-radius: 3px; }
+@media print {
+  body { font-size: 11px; }
+  main { max-width: none; padding: 0; }
+  nav { display: none; }
+  h2 { break-before: auto; break-after: avoid; }
+  table, figure, .cards { break-inside: avoid; }
+  .scroll { overflow: visible; }
+}
+"""
+
+
+def render(report: ReportData) -> str:
+    """The whole page as one string."""
+    parts = [
+        _header(report),
+        _data_section(report),
+        _training_section(report),
+        _results_section(report),
+        _quantization_section(report),
+        _board_section(report),
+        f'<p class="note">Made by edgenn {html.escape(__version__)} (<code>edgenn report</code>).</p>',
+    ]
+    title = html.escape(f"edgenn report: {report.title}")
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{CSS}</style></head><body><main>{''.join(parts)}</main></body></html>\n"
+    )
+
+
+def _section(key: str, title: str, body: str) -> str:
+    return f'<section id="{key}"><h2>{html.escape(title)}</h2>{body}</section>'
+
+
+def _p(text: str, cls: str = "") -> str:
+    attr = f' class="{cls}"' if cls else ""
+    return f"<p{attr}>{html.escape(text)}</p>"
+
+
+def _card(value: str, key: str, cls: str = "") -> str:
+    v, k = html.escape(value), html.escape(key)
+    return f'<div class="card"><div class="v {cls}">{v}</div><div class="k">{k}</div></div>'
+
+
+def _scores(report: ReportData) -> dict[str, dict]:
+    y = report.dataset.y
+    out = {}
+    for name, pred in report.predictions.items():
+        if report.task == "classify":
+            out[name] = {"accuracy": float(np.mean(pred == y)), "correct": int(np.sum(pred == y))}
+        else:
+            ok = np.isfinite(pred)
+            out[name] = regression_summary(pred[ok], y[ok])
+    return out
+
+
+def _header(r: ReportData) -> str:
+    qm = r.qm
+    arch = modelfile.describe(qm) if qm is not None else ""
+    kinds = " + ".join(r.predictions)
+    sub = (
+        f"{r.task} model {r.model_path} ({arch}); data {r.data_name}: {r.dataset.n_rows} rows; "
+        f"compared: {kinds}"
+    )
+    cards = []
+    for name, s in _scores(r).items():
+        if "accuracy" in s:
+            cards.append(_card(f"{100 * s['accuracy']:.2f}%", f"{name} accuracy"))
+        else:
+            cards.append(_card(f"{s['rmse']:.4g}", f"{name} RMSE (MAE {s['mae']:.4g})"))
+    if "float" in r.predictions:
+        f, q = r.predictions["float"], r.predictions["integer"]
+        if r.task == "classify":
+            agree = float(np.mean(f == q))
+            cards.append(_card(f"{100 * agree:.2f}%", "integer = float class", "" if agree == 1 else "bad"))
+    if r.board is not None:
+        agree = r.board.summary["agreement"]
+        cards.append(_card(f"{100 * agree:.2f}%", "board = golden outputs", "" if agree == 1 else "bad"))
+    if qm is not None:
+        cards.append(_card(f"{len(modelfile.to_bytes(qm))} B", ".enn model size"))
+    nav = "".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in SECTIONS)
+    notes = "".join(_p(n, "note") for n in r.notes)
+    return (
+        f"<header><h1>{html.escape(r.title)}</h1>{_p(sub, 'sub')}<nav>{nav}</nav>"
+        f'<div class="cards">{"".join(cards)}</div>{notes}</header>'
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def _data_section(r: ReportData) -> str:
+    ds = r.dataset
+    X = ds.X
+    body = [_p(f"{ds.n_rows} rows, {ds.n_features} features, label column {ds.label_column!r}.")]
+    if r.task == "classify":
+        counts = np.bincount(ds.y, minlength=len(r.labels))
+        share = ", ".join(f"{label} {c} ({100 * c / ds.n_rows:.0f}%)" for label, c in zip(r.labels, counts))
+        ratio = counts.max() / max(1, counts.min())
+        body.append(
+            _p(
+                f"Class balance: {share}."
+                + (f" Largest/smallest class: {ratio:.1f}x." if ratio > 1.5 else "")
+            )
+        )
+        body.append(f"<figure>{figures.class_balance(r.labels, counts)}</figure>")
+    else:
+        y = ds.y
+        body.append(
+            _p(
+                f"Target {ds.label_column}: min {y.min():.4g}, mean {y.mean():.4g}, max {y.max():.4g}, "
+                f"std {y.std():.4g}."
+            )
+        )
+    if r.calibrated_range is not None:
+        cal_lo, cal_hi = r.calibrated_range
+        lo, hi = X.min(axis=0), X.max(axis=0)
+        outside = (X < cal_lo) | (X > cal_hi)
+        rows_out = outside.any(axis=1)
+        body.append("<h3>Feature ranges: seen in DATA vs calibrated</h3>")
+        body.append(
+            _p(
+                "The board maps each raw feature onto 256 input codes over the range the model was "
+                "calibrated on; a value outside that range saturates at code 0 or 255 (the network sees "
+                "the edge of the range instead of the value)."
+            )
+        )
+        body.append(f"<figure>{figures.feature_ranges(r.feature_names, lo, hi, cal_lo, cal_hi)}</figure>")
+        bad = np.flatnonzero(outside.any(axis=0))
+        if len(bad):
+            body.append(
+                _p(
+                    f"{len(bad)} feature(s) leave the calibrated range; {int(rows_out.sum())} of "
+                    f"{ds.n_rows} rows have at least one saturating input.",
+                    "warn",
+                )
+            )
+            rows = [
+                [
+                    r.feature_names[j],
+                    num(lo[j]),
+                    num(hi[j]),
+                    num(cal_lo[j]),
+                    num(cal_hi[j]),
+                    int(outside[:, j].sum()),
+                ]
+                for j in bad
+            ]
+            body.append(
+                table(
+                    ["feature", "seen min", "seen max", "calibrated min", "calibrated max", "rows outside"],
+                    rows,
+                )
+            )
+        else:
+            body.append(
+                _p("Every feature value in DATA lies inside the calibrated range: no input saturates.", "ok")
+            )
+    return _section("data", "Data", "".join(body))
+
+
+def _training_section(r: ReportData) -> str:
+    body = []
+    if r.fm is None:
+        body.append(
+            _p("No float model given (pass --float MODEL.npz): training history is in the .npz.", "note")
+        )
+        return _section("training", "Training", "".join(body))
+    meta = r.fm.meta
+    config = meta.get("config") or {}
+    facts = []
+    if config:
+        lr = config.get("lr") or "default"
+        facts.append(
+            f"hidden {config.get('hidden')}, {config.get('activation')}, optimizer {config.get('optimizer')} "
+            f"(learning rate {lr}), batch {config.get('batch_size')}, seed {config.get('seed')}"
+        )
+    if "epochs_run" in meta:
+        facts.append(
+            f"{meta['epochs_run']} epochs run, best epoch {meta.get('best_epoch')} (weights kept from it)"
+        )
+    if "train_seconds" in meta:
+        facts.append(f"{meta['train_seconds']:.2f} s of training")
+    if facts:
+        body.append(_p("; ".join(facts) + "."))
+    if r.histories:
+        metric = "accuracy" if r.task == "classify" else "RMSE (standardized units)"
+        body.append(f"<figure>{figures.training_curves(r.histories, metric)}</figure>")
+        body.append(
+            _p(f"Runs: {', '.join(r.histories)}. Solid: training loss; dashed: validation loss.", "note")
+        )
+    else:
+        body.append(
+            _p("This model has no per-epoch training history (it was not trained by `edgenn train`).", "warn")
+        )
+    metrics = meta.get("metrics") or {}
+    if metrics:
+        key = "accuracy" if r.task == "classify" else "rmse"
+        rows = [
+            [part, m.get("n", "-"), pct(m.get(key)) if key == "accuracy" else num(m.get(key))]
+            for part, m in metrics.items()
+        ]
+        body.append(_p("Scores recorded at training time (float model, the split `train` made):"))
+        body.append(table(["part", "rows", key], rows))
+    return _section("training", "Training", "".join(body))
+
+
+def _results_section(r: ReportData) -> str:
+    y = r.dataset.y
+    preds = r.predictions
+    body = []
+    scores = _scores(r)
+    if r.task == "classify":
+        rows = [[name, s["correct"], len(y), pct(s["accuracy"], 2)] for name, s in scores.items()]
+        body.append(table(["model", "correct", "rows", "accuracy"], rows))
+        body.append(
+            _p(
+                "Confusion matrices: rows are the true class, columns the predicted one; "
+                "colour is the share of the row, numbers are rows.",
+                "note",
+            )
+        )
+        matrices = {name: confusion_matrix(y, p, len(r.labels)) for name, p in preds.items()}
+        body.append(f'<figure class="scroll">{figures.confusion_matrices(matrices, r.labels)}</figure>')
+        body.append("<h3>Per class</h3>")
+        body.append(f'<div class="scroll">{per_class_table(y, preds, r.labels)}</div>')
+        if "float" in preds:
+            html_table, count = disagreement_table(y, preds, r.labels)
+            body.append("<h3>Rows where the integer and float models disagree</h3>")
+            if count:
+                body.append(_p(f"{count} of {len(y)} rows get another class from the integer model:"))
+                body.append(html_table)
+            else:
+                body.append(
+                    _p("None: the integer model predicts the float model's class on every row.", "ok")
+                )
+    else:
+        rows = [[name, num(s["rmse"]), num(s["mae"])] for name, s in scores.items()]
+        body.append(table(["model", "RMSE", "MAE"], rows))
+        body.append(f"<figure>{figures.regression_plots(y, preds, r.dataset.label_column)}</figure>")
+        if "float" in preds:
+            diff = np.abs(preds["integer"] - preds["float"])
+            order = np.argsort(-diff)[:10]
+            body.append("<h3>Rows where the integer model is furthest from the float model</h3>")
+            rows2: list[list[Cell]] = [
+                [int(i), num(y[i]), num(preds["float"][i]), num(preds["integer"][i]), num(diff[i])]
+                for i in order
+            ]
+            body.append(table(["row", "true", "float", "integer", "|integer - float|"], rows2))
+    return _section("results", "Results", "".join(body))
+
+
+def _quantization_section(r: ReportData) -> str:
+    body = [_p(f"Integer model: {r.qm_source}.")]
+    if r.layers is None:
+        body.append(
+            _p(
+                "The per-layer error needs the float model beside the integer one: pass --float MODEL.npz.",
+                "note",
+            )
+        )
+        return _section("quantization", "Quantization", "".join(body))
+    body.append(
+        _p(
+            "Each tensor of the integer pipeline, mapped back to real units with the scales the quantizer "
+            "chose, against the float model's on every row of DATA. SNR = 10 log10(signal power / error "
+            "power): 20 dB is an error of 10% of the signal's RMS, 40 dB of 1%. Clipped values hit the end "
+            "of their code range by more than one code (input outside the calibrated range, ReLU above "
+            "its top code, pre-activations beyond the output's int8 range, or beyond a sigmoid/tanh "
+            "table's range where the function has not flattened out yet)."
+        )
+    )
+    body.append(layer_table(r.layers))
+    rows = []
+    for e in r.layers:
+        if e.name == "output":
+            span = (-128, 127)
+        else:
+            span = (0, 255)
+        rows.append((e.name, e.weights, e.codes, span))
+    body.append(f"<figure>{figures.layer_histograms(rows)}</figure>")
+    return _section("quantization", "Quantization", "".join(body))
+
+
+def _board_section(r: ReportData) -> str:
+    body = []
+    b = r.board
+    if b is None:
+        body.append(
+            _p(
+                "Not measured: pass --port PORT: a board (or `edgenn vboard`) serving the model "
+                "`edgenn deploy` put there.",
+                "note",
+            )
+        )
+    else:
+        s, info = b.summary, b.info
+        virtual = info.get("platform") == "linux"
+        lat = s["latency_us"]
+        rows: list[list[Cell]] = [
+            [
+                "board",
+                f"{info.get('platform')}, MicroPython {info.get('micropython')}"
+                + (" (virtual board)" if virtual else ""),
+            ],
+            ["kernel", str(info.get("kernel"))],
+            ["model on the board", f"{info.get('model_file')} (CRC32 {info.get('model_crc32')})"],
+            ["rows answered", f"{s['answered']} of {s['n']} ({s['errors']} refused)"],
+            [
+                "agreement with golden",
+                (
+                    f"{100 * s['agreement']:.2f}% of rows: int8 outputs byte for byte",
+                    "ok" if s["agreement"] == 1 else "bad",
+                ),
+            ],
+            [
+                "latency p50 / p95 / max",
+                f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['max']:.0f} us (measured on the board)",
+            ],
+            ["heap free", f"{info.get('heap_free')} B (heap in use {info.get('heap_alloc')} B)"],
+            ["link", f"{s['rows_per_s']:.0f} rows/s over the serial line"],
+        ]
+        if s.get("input_rounding_rows"):
+            rows.append(
+                [
+                    "input rounding",
+                    f"{s['input_rounding_rows']} rows scaled to a neighbouring code by 32-bit floats",
+                ]
+            )
+        body.append(table(None, rows, "facts"))
+        if virtual:
+            body.append(
+                _p(
+                    "Virtual board: these are x86-64 timings of the MicroPython unix port, not an ESP32's.",
+                    "warn",
+                )
+            )
+        if len(b.latency_us):
+            body.append(f"<figure>{figures.latency_histogram(b.latency_us)}</figure>")
+        if s["agreement"] < 1:
+            mism = "; ".join(
+                f"row {m['row']}: board {m['board']} golden {m['golden']}" for m in s["first_mismatches"]
+            )
+            body.append(_p(f"DISAGREEMENT with the golden model (a bug): {mism}", "warn"))
+    body.append(_fit(r))
+    return _section("board", "Board", "".join(body))
+
+
+def _fit(r: ReportData) -> str:
+    f = r.fit
+    if f is None:
+        return "<h3>Memory fit</h3>" + _p(
+            "Pass --board B (e.g. esp32) to check the model against a board's heap and flash.", "note"
+        )
+    heap_need = f.load_peak + f.working_heap
+
+    def verdict(need: int, have: int) -> Cell:
+        if need > have:
+            return ("does not fit", "bad")
+        share = 100 * need / have
+        return (f"{share:.0f}% used" if share >= 1 else "under 1% used", "ok")
+
+    rows: list[list[Cell]] = [
+        [
+            "model file in flash",
+            f"{f.model_bytes} B",
+            f"{f.flash} B filesystem",
+            verdict(f.model_bytes, f.flash),
+        ],
+        [
+            "heap: load peak + working memory",
+            f"{f.load_peak} + {f.working_heap} = {heap_need} B",
+            f"{f.heap} B",
+            verdict(heap_need, f.heap),
+        ],
+        [
+            "largest layer block",
+            f"{f.largest_layer_block} B",
+            f"{f.largest_block} B largest free block",
+            verdict(f.largest_layer_block, f.largest_block),
+        ],
+    ]
+    est = _p(f"Estimated latency: {f.estimate_note}", "note")
+    if f.estimate:
+        est = _p("Estimated latency (emulated machine code): " + html.escape(json.dumps(f.estimate)))
+    return (
+        f"<h3>Memory fit on {html.escape(f.board)}</h3>"
+        + table(["", "needs", "board has", ""], rows)
+        + _p(
+            "Load peak is edgenn.load's bound (1.25 x file size + 8 KB, firmware/README.md); the runtime's "
+            "own code is not counted here (`edgenn deploy` checks it with the built .mpy files).",
+            "note",
+        )
+        + est
+    )

@@ -1,0 +1,132 @@
+"""The inline-assembler kernels (firmware/edgenn_asm_<arch>.py) as the board runs them: compiled by
+mpy-cross, re-tagged as viper code by asmpack (as deploy installs them), run in the emulators. Every
+output byte must equal golden's on the zoo and on real models; a deliberately broken asm kernel must
+fail the same check; the instruction counts must meet the issue's goals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mpy_helpers import FIRMWARE
+from test_machinecode import layer_jobs, mismatches, need_emulator, zoo_rows
+
+from edgenn import golden, zoo
+from edgenn.machinecode import asmpack, kernels, mpy
+
+ASM = kernels.get_kernel("asm")
+ASM_ARCHES = [a for a in kernels.ARCHES if (FIRMWARE / ASM.sources[a]).exists()]
+
+
+@pytest.fixture(scope="module", params=ASM_ARCHES)
+def arch(request) -> str:
+    need_emulator(request.param)
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def asm_mpy(arch) -> bytes:
+    return kernels.kernel_mpy(ASM, arch)
+
+
+@pytest.fixture(scope="module")
+def zoo_models() -> dict:
+    return zoo.build_zoo(seed=0)
+
+
+def test_xtensawin_kernel_exists():
+    assert "xtensawin" in ASM_ARCHES
+
+
+def test_retag_turns_asm_into_viper_code(arch):
+    raw = kernels.compile_source(FIRMWARE / ASM.sources[arch], arch)
+    before = mpy.read(raw).function("layer")
+    after = mpy.read(asmpack.retag_asm_as_viper(raw)).function("layer")
+    assert before.kind == "asm" and after.kind == "viper" and before.code == after.code
+    assert asmpack.machine_code(asmpack.retag_asm_as_viper(raw))[0] == arch
+    with pytest.raises(asmpack.MpyError, match="no inline-assembler function"):
+        asmpack.retag_asm_as_viper(kernels.compile_source(FIRMWARE / "edgenn_viper.py", arch))
+    with pytest.raises(asmpack.MpyError, match="truncated"):
+        asmpack.retag_asm_as_viper(raw[:-3])
+
+
+def test_asm_is_bit_exact_on_the_zoo(arch, asm_mpy, zoo_models):
+    jobs, want, where = layer_jobs(zoo_models, zoo_rows)
+    assert len(jobs) >= 100
+    runs = kernels.run_layers(arch, asm_mpy, jobs, kernel=ASM, count=False)
+    assert mismatches(runs, want, where) == {}
+
+
+@pytest.fixture(scope="module")
+def real_models() -> dict:
+    from edgenn.demo import train_and_quantize
+
+    out = {}
+    for dataset, hidden in (("iris", (16,)), ("digits", (32,)), ("wine", (16, 8)), ("diabetes", (16,))):
+        ds, _fm, qm, _warnings = train_and_quantize(dataset, hidden, seed=0, epochs=20)
+        out[dataset] = (qm, golden.quantize_input(qm, ds.X))
+    return out
+
+
+def test_asm_is_bit_exact_on_real_models(arch, asm_mpy, real_models):
+    models = {name: qm for name, (qm, _) in real_models.items()}
+    codes = {id(qm): rows for qm, rows in real_models.values()}
+    jobs, want, where = layer_jobs(models, lambda m: codes[id(m)])
+    assert sum(len(j[2]) for j in jobs) > 2000
+    runs = kernels.run_layers(arch, asm_mpy, jobs, kernel=ASM, count=False)
+    assert mismatches(runs, want, where) == {}
+
+
+# one rounding constant per kernel, changed by one: the tests must notice
+BREAKS = {
+    "xtensawin": ("    addi(a12, a13, -1)\n", "    addi(a12, a13, -2)\n"),
+    "rv32imc": ("    addi(t0, t0, -1)\n", "    addi(t0, t0, -2)\n"),
+}
+
+
+def broken_asm_source(arch: str, directory) -> object:
+    source = (FIRMWARE / ASM.sources[arch]).read_text()
+    exact, broken = BREAKS[arch]
+    assert source.count(exact) == 1
+    path = directory / ASM.sources[arch]
+    path.write_text(source.replace(exact, broken))
+    return path
+
+
+def test_a_broken_asm_kernel_is_caught(arch, zoo_models, tmp_path):
+    broken = asmpack.retag_asm_as_viper(kernels.compile_source(broken_asm_source(arch, tmp_path), arch))
+    jobs, want, where = layer_jobs(zoo_models, zoo_rows)
+    bad = mismatches(kernels.run_layers(arch, broken, jobs, kernel=ASM, count=False), want, where)
+    assert sum(bad.values()) > 0, "the machine-code check did not notice a rounding error"
+
+
+def mlp_jobs(sizes: list[int], seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    model = zoo.random_model(rng, sizes[0], sizes[1:-1], ["relu"] * (len(sizes) - 2), sizes[-1], "classify")
+    rows = rng.integers(0, 256, size=(1, sizes[0]), dtype=np.uint8)
+    jobs = []
+    u = rows
+    for layer, out in zip(model.layers, golden.forward_layers_q(model, rows)):
+        jobs.append(kernels.quant_layer_job(layer, u))
+        u = np.asarray(out).view(np.uint8)
+    return jobs
+
+
+def test_instructions_per_mac_meet_the_goals(arch, asm_mpy):
+    # whole 64-32-10 inference, measured by running the code
+    runs = kernels.run_layers(arch, asm_mpy, mlp_jobs([64, 32, 10]), kernel=ASM)
+    per_mac = sum(r.instructions[0] for r in runs) / (64 * 32 + 32 * 10)
+    assert per_mac <= 6.0, per_mac
+    # the inner loop: the extra instructions of 64 more inputs per neuron, over 64 x n_out MACs
+    n_out = 32
+    counts = []
+    for n_in in (64, 128):
+        job = kernels.quant_layer_job(*random_layer(n_in, n_out))
+        counts.append(kernels.run_layers(arch, asm_mpy, [job], kernel=ASM)[0].instructions[0])
+    inner = (counts[1] - counts[0]) / (64 * n_out)
+    assert (arch != "xtensawin" or inner <= 5.0) and inner <= 6.0, inner
+
+
+def random_layer(n_in: int, n_out: int) -> tuple:
+    rng = np.random.default_rng(n_in)
+    model = zoo.random_model(rng, n_in, [], [], n_out, "classify")
+    return model.layers[0], rng.integers(0, 256, size=(1, n_in), dtype=np.uint8)

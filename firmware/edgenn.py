@@ -670,8 +670,10 @@ def _exact_code(neg, mh, ml, e, a, b, s):
     return 0 if v < 0 else (255 if v > 255 else v)
 
 
-def _decode_portable(raw, kind, d, out):
+def _decode_portable(raw, h, out):
     # edgenn_viper.decode on the bytes of the features (little-endian)
+    kind = h[0]
+    d = h[3]
     e = 0
     if kind == 0:
         o = d << 2
@@ -721,17 +723,19 @@ def _decode_portable(raw, kind, d, out):
     return 1
 
 
-def _codes_portable(raw, kind, q, xq, start, n):
+def _codes_portable(raw, q, xq, h):
     # edgenn_viper.codes in bytecode (same arithmetic, same results, same return value)
     me = _ME
-    for d in range(start, n):
+    kind = h[0]
+    for d in range(h[1], h[2]):
+        h[3] = d
         a = q[2 * d]
         f = (a >> 20) & 0x1F
         t = (a >> 25) - f  # S - f
         a &= 0xFFFFF
         if f == 0:
             return (d << 2) | 1
-        st = _decode_portable(raw, kind, d, me)
+        st = _decode_portable(raw, h, me)
         if st == 0:
             return d << 2
         mh = me[1]
@@ -904,6 +908,7 @@ class Net:
         self._decode = _viper.decode if native else _decode_portable
         self._argmax = _viper.argmax if native else _argmax_portable
         self._classify = self.task == "classify"
+        self._qh = array.array("i", (0, 0, n_inputs, 0))  # kind, start, n, index (edgenn_viper.codes)
         # a list's values go into _f64 (made by the first list call: not part of the load peak)
         # with one struct.pack_into ("<Nd"); the portable kernel reads raw bits from _raw (a copy
         # made through _copy, an io.BytesIO: no allocation)
@@ -1109,7 +1114,10 @@ class Net:
             c.seek(0)
             c.readinto(raw)
             src = raw
-        r = self._incodes(src, kind, self._q, self.xq, 0, n)
+        h = self._qh
+        h[0] = kind
+        h[1] = 0
+        r = self._incodes(src, self._q, self.xq, h)
         if r < 0:
             return self.xq
         return self._finish(src, kind, r, features)
@@ -1119,22 +1127,25 @@ class Net:
         codes = self._incodes
         q = self._q
         xq = self.xq
-        n = self.n_inputs
+        h = self._qh
         while r >= 0:
             d = r >> 2
             if not r & 3:
                 raise ValueError("feature %d is %r: NaN and infinity cannot be quantized" % (d, features[d]))
-            xq[d] = self._code(src, kind, d, features)
-            r = codes(src, kind, q, xq, d + 1, n)
+            xq[d] = self._code(src, d, features)
+            h[1] = d + 1
+            r = codes(src, q, xq, h)
         return xq
 
-    def _code(self, src, kind, d, features):
+    def _code(self, src, d, features):
         # one value the fast path returned: exactly, in small ints (_exact_code) when the feature is
         # dyadic and the value a float32 or an int32; else golden's float formula (float objects)
         q = self._q
         a = q[2 * d] & 0xFFFFF
         me = _ME
-        st = self._decode(src, kind, d, me)
+        h = self._qh
+        h[3] = d
+        st = self._decode(src, h, me)
         if st == 2:  # a float64 that is no float32 (double-precision builds): maybe an int
             x = features[d]
             if a and type(x) is int and -0xFFFFFFFF <= x <= 0xFFFFFFFF:

@@ -148,14 +148,17 @@ def prepare(blob: ptr8, h: ptr32) -> int:
 # within 2 of a multiple of 2**f. Those values (about 2**(1-f) of them), features without this path (f == 0), float64 values
 # that are not float32 values and ints beyond 2**24 are returned to the caller, which finishes them
 # with the exact bytecode path (edgenn._exact_code).
-# Returns -1 when every code from `start` on is written, else 4 * d + 1 (feature d needs the exact
-# path) or 4 * d (feature d is NaN or infinite).
+# h (array('i')): kind, start, n, and for decode the index. Returns -1 when every code from `start`
+# on is written, else 4 * d + 1 (feature d needs the exact path) or 4 * d (feature d is NaN or inf).
 
 
 @micropython.viper
-def codes(src: ptr32, kind: int, q: ptr32, xq: ptr8, start: int, n: int) -> int:
+def codes(src: ptr32, q: ptr32, xq: ptr8, h: ptr32) -> int:
+    # h: kind, start, n (one buffer: the ESP32 machine-code tests pass pointers only)
+    kind = h[0]
+    d = h[1]
+    n = h[2]
     half = ptr16(src)
-    d = start
     while d < n:
         p = d << 1
         a = q[p]
@@ -274,9 +277,11 @@ def codes(src: ptr32, kind: int, q: ptr32, xq: ptr8, start: int, n: int) -> int:
 
 
 @micropython.viper
-def decode(src: ptr32, kind: int, d: int, out: ptr32) -> int:
-    """Feature d of src as x = (-1)**out[0] * (out[1] * 2**16 + out[2]) * 2**out[3] (out[1], out[2]
-    below 2**16). Returns 1, or 0 for NaN/inf, 2 for a float64 that is not a float32 value."""
+def decode(src: ptr32, h: ptr32, out: ptr32) -> int:
+    """Value h[3] of src (kind h[0]) as x = (-1)**out[0] * (out[1] * 2**16 + out[2]) * 2**out[3]
+    (out[1], out[2] below 2**16). Returns 1, or 0 for NaN/inf, 2 for a float64 that is not a float32."""
+    kind = h[0]
+    d = h[3]
     half = ptr16(src)
     e = 0
     if kind == 0:

@@ -89,6 +89,7 @@ def main(model_path, rows_path):
     out["array_bytes"] = allocated(net.predict, arrays, "f")
     out["forward_q_bytes"] = allocated(net.forward_q, codes)
     out["forest_bytes"] = allocated(clf.predict, lists)
+    out["q"] = list(net._q)  # the input parameters the runtime derived (for the ESP32 counts)
     print(json.dumps(out))
 
 

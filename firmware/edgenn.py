@@ -1096,10 +1096,17 @@ class Net:
             except TypeError:
                 raise ValueError("features must be numbers")
         else:
-            kind = _KINDS.get(typecode, -1)
+            kind = 0 if typecode == "f" else _KINDS.get(typecode, -1)
             if kind < 0:
                 raise ValueError("typecode %r not supported (use 'f', 'd', 'h', 'i' or None)" % (typecode,))
             src = features
+        if self._raw is None:  # native kernel: the bits in place (the hot path, inlined)
+            h = self._qh
+            h[0] = kind
+            r = self._incodes(src, self._q, self.xq, h)
+            if r < 0:
+                return self.xq
+            return self._finish(src, kind, r, features)
         return self._scale(src, kind, features, typecode)
 
     def _scale(self, src, kind, features, typecode):
@@ -1116,7 +1123,6 @@ class Net:
             src = raw
         h = self._qh
         h[0] = kind
-        h[1] = 0
         r = self._incodes(src, self._q, self.xq, h)
         if r < 0:
             return self.xq
@@ -1128,13 +1134,16 @@ class Net:
         q = self._q
         xq = self.xq
         h = self._qh
-        while r >= 0:
-            d = r >> 2
-            if not r & 3:
-                raise ValueError("feature %d is %r: NaN and infinity cannot be quantized" % (d, features[d]))
-            xq[d] = self._code(src, d, features)
-            h[1] = d + 1
-            r = codes(src, q, xq, h)
+        try:
+            while r >= 0:
+                d = r >> 2
+                if not r & 3:
+                    raise ValueError("feature %d is %r: NaN and infinity cannot be quantized" % (d, features[d]))
+                xq[d] = self._code(src, d, features)
+                h[1] = d + 1
+                r = codes(src, q, xq, h)
+        finally:
+            h[1] = 0  # the next call starts at feature 0
         return xq
 
     def _code(self, src, d, features):

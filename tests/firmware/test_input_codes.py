@@ -156,7 +156,7 @@ def test_the_values_reach_float64_double_rounding(case) -> None:
     assert (want[rows].astype(np.int64) - exact).max() == 1  # rounding only ever lifts by one
 
 
-@pytest.mark.parametrize("kernel", ["viper", "portable"])
+@pytest.mark.parametrize("kernel", ["viper", pytest.param("portable", marks=pytest.mark.slow)])
 def test_float32_codes_equal_golden_unix(unix_py, case, kernel) -> None:
     directory, model, x, want = case
     result = unix_py.run(

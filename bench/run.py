@@ -19,6 +19,7 @@ BENCHMARKS = {
     "training": "float training and integer accuracy vs scikit-learn",
     "runtime": "device runtime: viper vs portable vs float MicroPython MLP",
     "serial": "prediction rows per second over the serial link",
+    "frontend": "sensor front end: gestures raw/stats/spectral vs scikit-learn; its cost",
     "report": "edgenn report build time and page size vs scoring alone",
     "predict": "predict from a list / array('f') vs forward_q vs an everywhereml random forest",
 }

@@ -1,185 +1,252 @@
-"""Training benchmark: our NumPy MLP against scikit-learn, and the integer model against the float one.
+"""Training benchmark: edgenn's defaults on small data against scikit-learn, and the integer model.
 
-For every bundled dataset and seeds 0, 1, 2: the same stratified split and the same input scaling
-(fitted on the training rows) for both trainers; hidden layers 32,16 with ReLU. scikit-learn's
-MLPClassifier / MLPRegressor run with their defaults (adam, lr 1e-3, batch min(200, n), max_iter 200,
-no early stopping) on the training rows; ours runs `edgenn.nn.train` with its defaults (which hold the
-validation rows out for early stopping). Integer = `edgenn.quantize.quantize` calibrated on the training
-rows, run by the golden model `edgenn.golden.predict`. Accuracy/RMSE are on the test rows; "agreement"
-is the fraction of test rows where the integer argmax equals the float argmax. Train-time ratio =
-our fit time / scikit-learn's fit time (summed over the seeds; < 1 means we are faster).
+The suite (bench/suite.py): classification sets shipped inside packages or generated here, each a fixed
+train CSV and test CSV. Per set, everything is fitted on the train file and scored on the test file:
 
-Run standalone: `python -m bench.training` (writes nothing); `make bench` calls `run(results_dir)`.
+- sklearn MLP: `StandardScaler` + `MLPClassifier(hidden_layer_sizes=(32, 16))` with its defaults
+  (adam, lr 1e-3, 200 epochs, no early stopping), mean of seeds 0, 1, 2;
+- forest: `RandomForestClassifier(n_estimators=10, max_depth=10)`, the kind of model a MicroPython user
+  ports instead (everywhereml), mean of the same seeds;
+- float: `edgenn.nn.train` with its defaults (hidden 32,16 relu, 5-fold cross-validation picks the epochs,
+  refit on every train row), mean of the seeds; worst seed and median seed;
+- integer: `edgenn.qat.fine_tune` (what `edgenn quantize` does: plain quantization, fine-tuned when that
+  raises agreement on the calibration rows) calibrated on the train rows, run by the golden model;
+- agreement: integer argmax == float argmax on the test rows;
+- tune: `edgenn.tune.tune(..., "esp32")` with a small budget, its best model's test accuracy (seed 0);
+- time ratio: edgenn's float training time (folds + refit) / scikit-learn MLP's fit time.
+
+Run standalone: `python -m bench.training` (writes the CSVs to a temp dir); `make bench` calls `run`.
 """
 
 from __future__ import annotations
 
 import pathlib
+import tempfile
 import time
 import warnings
 
 import numpy as np
 
-from edgenn.data import fit_scaling, list_datasets, load_dataset, stratified_split
-from edgenn.nn import TrainConfig, accuracy, rmse, train
+from bench.suite import LABEL, Task, build
+from edgenn import golden
+from edgenn.data import load_dataset, load_for_model
+from edgenn.nn import TrainConfig, accuracy, train
+from edgenn.qat import fine_tune
+from edgenn.tune import tune
 
 SEEDS = (0, 1, 2)
 HIDDEN = (32, 16)
-TARGETS = {
-    "float_vs_sklearn_points": 1.5,  # float accuracy at most this many points below scikit-learn
-    "int_vs_float_points": 0.5,  # integer accuracy at most this many points below float
-    "agreement": 0.99,
-    "int_rmse_ratio": 1.02,
-    "time_ratio": 1.0,
+TUNE_BUDGET_S = 8.0
+TUNE_BOARD = "esp32"
+GOALS = {
+    "float_minus_sklearn_mean_points": 1.0,  # >= this on average
+    "float_minus_sklearn_worst_points": -3.0,  # >= this on every set
+    "integer_drop_mean_points": 0.3,  # <= this on average
+    "agreement_mean": 0.99,
+    "agreement_min": 0.98,
+    "worst_seed_below_median_points": 10.0,  # <= this on every set
 }
 
 
-def _integer_tools():
-    """(quantize, golden.predict) if the integer side is importable, else None (reported as n/a)."""
-    try:
-        from edgenn import golden
-        from edgenn.quantize import quantize
-    except ImportError:
-        return None
-    return quantize, golden.predict
-
-
-def _sklearn_fit(task: str, seed: int, x: np.ndarray, y: np.ndarray):
+def _sklearn_mlp(seed: int, x: np.ndarray, y: np.ndarray):
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    estimator = (MLPClassifier if task == "classify" else MLPRegressor)(
-        hidden_layer_sizes=HIDDEN, random_state=seed
-    )
+    model = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=HIDDEN, random_state=seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         started = time.perf_counter()
-        estimator.fit(x, y)
-        return estimator, time.perf_counter() - started
+        model.fit(x, y)
+        return model, time.perf_counter() - started
 
 
-def bench_dataset(name: str, seeds=SEEDS) -> dict:
-    ds = load_dataset(name)
-    tools = _integer_tools()
+def _forest(seed: int, x: np.ndarray, y: np.ndarray):
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=10, max_depth=10, random_state=seed).fit(x, y)
+
+
+def bench_task(task: Task, seeds=SEEDS, tune_budget_s: float = TUNE_BUDGET_S) -> dict:
+    ds = load_dataset(str(task.train), LABEL, "classify")
+    test, _ = load_for_model(str(task.test), ds.feature_names, LABEL, "classify", ds.labels)
     per_seed = []
     for seed in seeds:
-        split = stratified_split(ds, seed=seed)
-        mean, std = fit_scaling(ds.X[split.train])
-        x_train, x_test = (ds.X[split.train] - mean) / std, (ds.X[split.test] - mean) / std
-        y_train, y_test = ds.y[split.train], ds.y[split.test]
         row: dict = {"seed": seed}
-        if ds.task == "classify":
-            sk, row["sklearn_seconds"] = _sklearn_fit(ds.task, seed, x_train, y_train)
-            row["sklearn"] = accuracy(sk.predict(x_test), y_test)
-        else:  # standardized targets for scikit-learn too, as ours
-            t_mean, t_std = y_train.mean(), y_train.std()
-            sk, row["sklearn_seconds"] = _sklearn_fit(ds.task, seed, x_train, (y_train - t_mean) / t_std)
-            row["sklearn"] = rmse(t_mean + t_std * sk.predict(x_test), y_test)
-        model = train(ds, TrainConfig(hidden=HIDDEN, activation="relu", seed=seed))
-        row["seconds"] = model.meta["train_seconds"]
-        row["epochs"] = model.meta["epochs_run"]
-        float_pred = model.predict(ds.X[split.test])
-        row["float"] = accuracy(float_pred, y_test) if ds.task == "classify" else rmse(float_pred, y_test)
-        if tools is not None:
-            quantize, golden_predict = tools
-            quant, _warnings = quantize(model, ds.X[split.train], name=name)
-            int_pred = golden_predict(quant, ds.X[split.test])
-            if ds.task == "classify":
-                row["integer"] = accuracy(int_pred, y_test)
-                row["agreement"] = float(np.mean(int_pred == float_pred))
-                row["agreement_all_rows"] = float(np.mean(golden_predict(quant, ds.X) == model.predict(ds.X)))
-            else:
-                row["integer"] = rmse(int_pred, y_test)
+        sk, row["sklearn_seconds"] = _sklearn_mlp(seed, ds.X, ds.y)
+        row["sklearn"] = accuracy(sk.predict(test.X), test.y)
+        row["forest"] = accuracy(_forest(seed, ds.X, ds.y).predict(test.X), test.y)
+        fm = train(ds, TrainConfig(hidden=HIDDEN, seed=seed))
+        row["seconds"] = fm.meta["train_seconds"]
+        row["epochs"] = fm.meta["epochs"]
+        row["cv"] = fm.meta["cv"]["mean"] if fm.meta["cv"] else None
+        float_pred = fm.predict(test.X)
+        row["float"] = accuracy(float_pred, test.y)
+        row["train_accuracy"] = fm.meta["metrics"]["train"]["accuracy"]
+        tuned = fine_tune(fm, ds.X, name=task.name, seed=seed)
+        int_pred = golden.predict(tuned.model, test.X)
+        row["integer"] = accuracy(int_pred, test.y)
+        row["agreement"] = float(np.mean(int_pred == float_pred))
+        row["qat_used"] = tuned.used
+        row["calibration_agreement_plain"] = tuned.plain_score
+        row["calibration_agreement"] = tuned.qat_score if tuned.used else tuned.plain_score
         per_seed.append(row)
 
-    def mean_of(key: str) -> float | None:
-        values = [r[key] for r in per_seed if key in r]
-        return float(np.mean(values)) if values else None
+    def mean_of(key: str) -> float:
+        return float(np.mean([r[key] for r in per_seed]))
 
+    floats = [r["float"] for r in per_seed]
     summary = {
-        "task": ds.task,
-        "metric": "accuracy" if ds.task == "classify" else "rmse",
-        "n_test": int(len(stratified_split(ds, seed=seeds[0]).test)),
+        "source": task.source,
+        "n_train": task.n_train,
+        "n_test": task.n_test,
+        "n_features": task.n_features,
+        "n_classes": task.n_classes,
         "sklearn": mean_of("sklearn"),
+        "forest": mean_of("forest"),
         "float": mean_of("float"),
         "integer": mean_of("integer"),
         "agreement": mean_of("agreement"),
-        "agreement_all_rows": mean_of("agreement_all_rows"),
+        "agreement_min_seed": float(min(r["agreement"] for r in per_seed)),
+        "cv": mean_of("cv") if all(r["cv"] is not None for r in per_seed) else None,
+        "worst_seed": float(min(floats)),
+        "median_seed": float(np.median(floats)),
+        "qat_used": int(sum(r["qat_used"] for r in per_seed)),
         "sklearn_seconds": float(sum(r["sklearn_seconds"] for r in per_seed)),
         "seconds": float(sum(r["seconds"] for r in per_seed)),
         "seeds": per_seed,
     }
     summary["time_ratio"] = summary["seconds"] / summary["sklearn_seconds"]
-    summary["checks"] = _checks(summary)
+    if tune_budget_s > 0:
+        started = time.perf_counter()
+        result = tune(ds, TUNE_BOARD, budget_s=tune_budget_s, seed=0)
+        default = next(c for c in result.candidates if c.is_default)
+        summary["tune"] = {
+            "best": result.best.as_dict(),
+            "default_cv": default.cv_mean,
+            "candidates": len(result.candidates),
+            "fits": sum(c.fits for c in result.candidates),
+            "test": accuracy(result.model.predict(test.X), test.y),
+            "at_least_default": result.best.cv_mean >= default.cv_mean,
+            "better_than_default": result.best.cv_mean > default.cv_mean,
+            "seconds": time.perf_counter() - started,
+        }
     return summary
 
 
-def _checks(s: dict) -> dict:
-    checks = {"time": s["time_ratio"] <= TARGETS["time_ratio"]}
-    if s["task"] == "classify":
-        checks["float_vs_sklearn"] = 100 * (s["sklearn"] - s["float"]) <= TARGETS["float_vs_sklearn_points"]
-        if s["integer"] is not None:
-            checks["int_vs_float"] = 100 * (s["float"] - s["integer"]) <= TARGETS["int_vs_float_points"]
-            checks["agreement"] = s["agreement"] >= TARGETS["agreement"]
-    elif s["integer"] is not None:
-        checks["int_rmse"] = s["integer"] <= TARGETS["int_rmse_ratio"] * s["float"]
-    return checks
+def goals(results: dict) -> dict:
+    sets = results["datasets"].values()
+    diffs = [100 * (s["float"] - s["sklearn"]) for s in sets]
+    drops = [100 * (s["float"] - s["integer"]) for s in sets]
+    agreements = [s["agreement"] for s in sets]
+    gaps = [100 * (s["median_seed"] - s["worst_seed"]) for s in sets]
+    tuned = [s["tune"] for s in sets if "tune" in s]
+    figures = {
+        "float_minus_sklearn_mean_points": float(np.mean(diffs)),
+        "float_minus_sklearn_worst_points": float(min(diffs)),
+        "float_minus_forest_mean_points": float(np.mean([100 * (s["float"] - s["forest"]) for s in sets])),
+        "integer_drop_mean_points": float(np.mean(drops)),
+        "agreement_mean": float(np.mean(agreements)),
+        "agreement_min": float(min(agreements)),
+        "worst_seed_below_median_points": float(max(gaps)),
+        "tune_at_least_default_sets": sum(t["at_least_default"] for t in tuned),
+        "tune_better_than_default_sets": sum(t["better_than_default"] for t in tuned),
+        "sets": len(diffs),
+        "sets_under_300_train_rows": sum(s["n_train"] < 300 for s in sets),
+    }
+    met = {
+        "float_minus_sklearn_mean_points": figures["float_minus_sklearn_mean_points"]
+        >= GOALS["float_minus_sklearn_mean_points"],
+        "float_minus_sklearn_worst_points": figures["float_minus_sklearn_worst_points"]
+        >= GOALS["float_minus_sklearn_worst_points"],
+        "integer_drop_mean_points": figures["integer_drop_mean_points"] <= GOALS["integer_drop_mean_points"],
+        "agreement_mean": figures["agreement_mean"] >= GOALS["agreement_mean"],
+        "agreement_min": figures["agreement_min"] >= GOALS["agreement_min"],
+        "worst_seed_below_median_points": figures["worst_seed_below_median_points"]
+        <= GOALS["worst_seed_below_median_points"],
+        "tune_at_least_default_on_3_sets": figures["tune_at_least_default_sets"] >= 3,
+    }
+    return {"figures": figures, "met": met}
 
 
-def _fmt(value: float | None, metric: str) -> str:
-    if value is None:
-        return "n/a"
-    return f"{100 * value:.2f}%" if metric == "accuracy" else f"{value:.2f}"
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}"
 
 
 def print_table(results: dict) -> None:
-    header = ("dataset", "sklearn", "float", "integer", "agreement", "train-time ratio", "targets")
+    header = (
+        "set",
+        "train",
+        "test",
+        "sklearn",
+        "forest",
+        "float",
+        "cv",
+        "integer",
+        "agree",
+        "worst seed",
+        "tune best",
+        "tune net",
+        "time ratio",
+    )
     rows = [header]
     for name, s in results["datasets"].items():
-        m = s["metric"]
-        label = name if m == "accuracy" else f"{name} (RMSE)"
-        agreement = (
-            _fmt(s["agreement"], "accuracy")
-            if m == "accuracy"
-            else (f"int/float {s['integer'] / s['float']:.4f}" if s["integer"] is not None else "n/a")
-        )
-        failed = [k for k, ok in s["checks"].items() if not ok]
+        t = s.get("tune")
         rows.append(
             (
-                label,
-                _fmt(s["sklearn"], m),
-                _fmt(s["float"], m),
-                _fmt(s["integer"], m),
-                agreement,
-                f"{s['time_ratio']:.2f} ({s['seconds']:.2f}s / {s['sklearn_seconds']:.2f}s)",
-                "ok" if not failed else "MISSED " + ",".join(failed),
+                name,
+                str(s["n_train"]),
+                str(s["n_test"]),
+                _pct(s["sklearn"]),
+                _pct(s["forest"]),
+                _pct(s["float"]),
+                _pct(s["cv"]),
+                _pct(s["integer"]),
+                _pct(s["agreement"]),
+                _pct(s["worst_seed"]),
+                _pct(t["test"]) if t else "n/a",
+                f"{','.join(map(str, t['best']['hidden']))} {t['best']['activation']}" if t else "n/a",
+                f"{s['time_ratio']:.1f}",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print(
-        f"Training: hidden {','.join(map(str, HIDDEN))} relu, mean of seeds {', '.join(map(str, SEEDS))}; "
-        "test rows of the same stratified splits; ratio = ours / scikit-learn fit time"
+        f"Training: test-file accuracy %, mean of seeds {', '.join(map(str, SEEDS))}; hidden 32,16 for "
+        "sklearn and edgenn defaults; cv = edgenn's own 5-fold estimate on the train file; tune = esp32, "
+        f"{TUNE_BUDGET_S:g} s budget, seed 0; time ratio = edgenn float training / sklearn MLP fit"
     )
     print("\n".join(lines))
-    if results["integer_missing"]:
-        print("integer columns n/a: edgenn.quantize is not available")
+    f, met = results["goals"]["figures"], results["goals"]["met"]
+    print(
+        f"float - sklearn: mean {f['float_minus_sklearn_mean_points']:+.2f} points, worst set "
+        f"{f['float_minus_sklearn_worst_points']:+.2f}; float - forest: mean "
+        f"{f['float_minus_forest_mean_points']:+.2f}; integer drop: mean {f['integer_drop_mean_points']:.2f} "
+        f"points; agreement: mean {100 * f['agreement_mean']:.2f}%, worst set "
+        f"{100 * f['agreement_min']:.2f}%; "
+        f"worst seed below median: at most {f['worst_seed_below_median_points']:.1f} points; tune >= default "
+        f"on {f['tune_at_least_default_sets']} sets (better on {f['tune_better_than_default_sets']})"
+    )
+    missed = [k for k, ok in met.items() if not ok]
+    print("goals: " + ("all met" if not missed else "MISSED " + ", ".join(missed)))
 
 
-def run(results_dir: pathlib.Path | None = None) -> dict:
-    names = [d["name"] for d in sorted(list_datasets(), key=lambda d: (d["task"] != "classify", d["name"]))]
-    results = {
-        "seeds": list(SEEDS),
-        "hidden": list(HIDDEN),
-        "targets": TARGETS,
-        "integer_missing": _integer_tools() is None,
-        "datasets": {name: bench_dataset(name) for name in names},
-    }
-    results["all_targets_met"] = all(all(s["checks"].values()) for s in results["datasets"].values())
+def run(results_dir: pathlib.Path | None = None, names: list[str] | None = None) -> dict:
+    data_dir = (results_dir / "training_data") if results_dir else pathlib.Path(tempfile.mkdtemp())
+    tasks = build(data_dir, names)
+    results: dict = {"seeds": list(SEEDS), "hidden": list(HIDDEN), "goal_targets": GOALS, "datasets": {}}
+    for task in tasks:
+        started = time.perf_counter()
+        results["datasets"][task.name] = bench_task(task)
+        print(f"  {task.name}: {time.perf_counter() - started:.1f} s", flush=True)
+    results["goals"] = goals(results)
     print_table(results)
     return results
 
 
 if __name__ == "__main__":
-    run()
+    import sys
+
+    run(names=sys.argv[1:] or None)

@@ -162,10 +162,11 @@ def _prepare_portable(blob, h):
 # them exactly); the shared tables (bit reversal and band edges plain, twiddles + _OFF) are written
 # once by load(). Every intermediate stays below 2**30: small ints on a 32-bit board, no allocation.
 
-_H_SIZE = const(17)  # fields of the front end's header array h (the names are in edgenn_viper.py)
+_H_SIZE = const(19)  # fields of the front end's header array h (the names are in edgenn_viper.py)
 
 
-def _fe_load_portable(win, ws, h, a):
+def _fe_load_portable(win, ws, h):
+    a = h[17]
     n = h[0]
     w = h[1]
     o = h[7] + a * h[6]
@@ -198,7 +199,8 @@ def _isqrt(n):
     return r
 
 
-def _fe_series_portable(ws, feats, h, k):
+def _fe_series_portable(ws, feats, h):
+    k = h[17]
     n = h[0]
     w = h[1]
     src = h[8] if k < n else h[9]
@@ -215,7 +217,7 @@ def _fe_series_portable(ws, feats, h, k):
         mac += y - prv if y >= prv else prv - y
         prv = y
     m = s // w  # floor division
-    mac //= w - 1
+    mac //= w
     lo -= m
     hi -= m
     amax = hi if hi > -lo else -lo
@@ -408,24 +410,61 @@ def asm_status():
     vectors); otherwise why it does not. The self-test runs once, at the first load."""
     global _asm_verdict
     if _asm_verdict is None:
+        # A file beside the module marks a self-test in progress: if machine code crashes the board,
+        # the next boot finds the mark for this same module file and refuses it instead of crashing
+        # again (a boot loop). A redeployed module (other size or time) is tested afresh.
+        mark = ident = None
+        if _asm is not None:
+            try:
+                st = os.stat(_asm.__file__)
+                mark = _asm.__file__ + ".testing"
+                ident = "%d %d" % (st[6], st[8])
+                with open(mark) as f:
+                    if f.read() == ident:
+                        _asm_verdict = "refused: its self-test did not finish last time (crash or reset)"
+                        return _asm_verdict
+            except Exception:  # no mark (the usual case), or no file system to keep one
+                pass
+            try:
+                with open(mark, "w") as f:
+                    f.write(ident)
+            except Exception:
+                mark = None
         try:
             _asm_verdict = _asm_self_test()
         except Exception as e:
             _asm_verdict = "refused: %r" % (e,)
+        if mark is not None:
+            try:
+                os.remove(mark)
+            except Exception:
+                pass
     return _asm_verdict
 
 
 def _asm_self_test():
-    # Runs the asm kernel beside viper on fixed layers of every activation (widths that use the
-    # 16-wide loop, twice, and the tail) and compares every output byte; any difference refuses it.
+    # Runs the asm kernel beside viper on fixed layers of every activation and compares every byte.
     if _asm is None:
         return "not installed"
     if _viper is None:
         return "no viper kernel to check it against"
     if type(_asm.layer) is not type(_viper.layer):  # e.g. asm-kind code on a firmware without asm
         return "refused: not native code on this firmware"
-    # Shifts 15..18 with multipliers that keep most outputs inside the clamps, so that a rounding
-    # error of one shows in about a third of the bytes; all-255 and all-0 inputs drive the clamps.
+    for blob, head, x in _self_test_cases():
+        want = bytearray(head[1])
+        got = bytearray(head[1])
+        _viper.layer(blob, x, want, head)
+        _asm.layer(blob, x, got, head)
+        if got != want:
+            return "refused: differs from viper (activation %d, %d inputs)" % (head[2], head[0])
+    return "ok"
+
+
+def _self_test_cases():
+    # (prepared blob, h, input) for the asm self-test: every activation, widths that use the 16-wide
+    # loop (once, twice) and the tail; shifts 15..18 with multipliers that keep most outputs inside the
+    # clamps, so that a rounding error of one shows in about a third of the bytes; all-255 and all-0
+    # inputs drive the clamps. The input buffer is refilled for each case.
     s = 1
     for n_in, n_out in ((21, 4), (40, 3)):
         for act in range(4):
@@ -445,19 +484,13 @@ def _asm_self_test():
                 blob[pb + 6 * n_out + c] = t
             head = array.array("i", (n_in, n_out, act, (act * 37) % 60 - 30 + _OFF))
             if _viper.prepare(blob, head) >= 0:
-                return "refused: bad self-test layer"
+                raise ValueError("bad self-test layer")
             x = bytearray(n_in)
-            want = bytearray(n_out)
-            got = bytearray(n_out)
             for v in range(8):
                 for j in range(n_in):
                     s = (s * 75 + 74) % 65537
                     x[j] = 255 if v == 0 else 0 if v == 1 else s & 0xFF
-                _viper.layer(blob, x, want, head)
-                _asm.layer(blob, x, got, head)
-                if got != want:
-                    return "refused: differs from viper (activation %d, %d inputs)" % (act, n_in)
-    return "ok"
+                yield blob, head, x
 
 
 def load(path, kernel=None):
@@ -971,15 +1004,16 @@ class Net:
                 ws[prev + t] = r
         for j in range(axes * w):
             src.skip_str("column name")
-        bits = 0
-        while (1 << bits) < w:
-            bits += 1
-        bits = (29 - bits) // 2
+        bits_w = 0
+        while (1 << bits_w) < w:
+            bits_w += 1
+        bits = (29 - bits_w) // 2
         if bits > 12:
             bits = 12
         # h: axes, window, kind, fft, bands, bits, window stride, window base, then the ws offsets
         self._h = array.array("i", (axes, w, kind, p, nb, bits, w, 0, 0, w, pre, pre + p, prev, pedge,
-                                    pcos, psin, 5 * n_series))
+                                    pcos, psin, 5 * n_series, 0,
+                                    (bits_w + 1) if (1 << bits_w) == w else 0))
         self._ws = ws
         self._win = array.array("H", bytes(2 * axes * w))
         self.feats = array.array("i", bytes(4 * n_inputs))
@@ -1001,10 +1035,12 @@ class Net:
         ws = self._ws
         feats = self.feats
         for a in range(self.axes):
-            load(win, ws, h, a)
-            series(ws, feats, h, a)
+            h[17] = a  # the series to work on
+            load(win, ws, h)
+            series(ws, feats, h)
         if self.axes > 1:
-            series(ws, feats, h, self.axes)
+            h[17] = self.axes  # the magnitude
+            series(ws, feats, h)
         return feats
 
     def features(self, window):

@@ -11,7 +11,7 @@ def load(path: str, kernel: str | None = None) -> Net:
     """Load a .enn model. kernel: None (asm if installed and self-tested, else viper if available),
     "asm", "viper" or "portable".
     Raises ValueError ("file is empty", "not an edgenn model (bad magic)", "truncated header",
-    "format version N not supported (reader knows 1)", "truncated: ...", "trailing bytes: ...",
+    "format version N not supported (reader knows 1 and 2)", "truncated: ...", "trailing bytes: ...",
     "CRC mismatch: file is corrupted", "malformed: ...") and OSError if the file cannot be opened."""
 
 class Net:
@@ -26,6 +26,19 @@ class Net:
     out_scale: array  # array('f'), n_outputs
     out_zero_point: array  # array('f'), n_outputs
     xq: bytearray  # the preallocated input-code buffer (what quantize_input returns)
+    # Sensor front end (format version 2): the model takes a raw window and computes its features.
+    axes: int  # 0 without a front end
+    window: int  # samples per axis, 0 without a front end
+    n_raw: int  # values predict/forward/quantize_input take: axes * window, else n_inputs
+    feats: array  # array('i'), n_inputs: the front end's features (what features() returns)
+    @property
+    def frontend(self) -> str | None:
+        """"stats" or "spectral" when the model computes its features from a raw window, else None."""
+    def features(self, window: Sequence[int]) -> array:
+        """A raw window (axes x window readings, axis-major) -> the integer features (the preallocated
+        array('i')), bit-exact with the host's golden model. Readings saturate to int16; floats are
+        rounded to the nearest integer (halves up). Integer readings allocate nothing.
+        ValueError: no front end, wrong count, NaN or infinity."""
     out: array  # the preallocated int8 output buffer, array('b') (what forward_q returns)
     @property
     def labels(self) -> list[str]:
@@ -35,7 +48,8 @@ class Net:
         """clamp(floor(x * in_scale + in_offset + 0.5), 0, 255) into the preallocated buffer, exactly
         golden's float64 codes, computed from the values' bits in small ints. typecode: None for a
         list/tuple (packed as float64), or the typecode of an array.array: "f", "d", "h", "i" (read
-        in place, nothing allocated). ValueError: wrong number of features, NaN or infinity, an
+        in place, nothing allocated). With a front end, `features` is the raw window (n_raw
+        readings): features() first. ValueError: wrong number of features, NaN or infinity, an
         unsupported typecode."""
     def forward_q(self, xq: bytes | bytearray | memoryview) -> array:
         """Integer network on n_inputs codes -> the preallocated array('b') of int8 outputs.
@@ -48,3 +62,24 @@ class Net:
         (regress). typecode as for quantize_input: predict(buf, "f") allocates nothing."""
     def layer_output(self, i: int) -> bytearray | array:
         """Layer i's output bytes from the last forward_q (hidden: bytearray, last: array('b'))."""
+
+class Window:
+    """Windows from a sensor loop over a preallocated ring buffer (the model needs a front end).
+
+        w = edgenn.Window(net, stride=16)
+        k = w.push((ax, ay, az))    # None, or the class of the latest `net.window` samples
+    """
+
+    net: Net
+    axes: int
+    window: int
+    stride: int
+    def __init__(self, net: Net, stride: int = 0) -> None:
+        """stride: samples between predictions (0: net.window, back-to-back windows).
+        ValueError: the model has no front end, stride < 0."""
+    def push(self, sample: Sequence[int]) -> int | float | None:
+        """One sample (axes readings). Every `stride` samples, once a whole window is in: the front end
+        and the network on the latest window -> class index (classify) or the first output's value
+        (regress); else None. Integer readings allocate nothing (classify)."""
+    def reset(self) -> None:
+        """Forget the samples so far."""

@@ -29,6 +29,7 @@ from micropython import const
 
 PROTOCOL = const(2)  # 2: the `x` request and `float_bits` in info
 MODEL_FILE = "model.enn"
+BACKUP_FILE = "model.enn.bak"
 _CR = const(13)
 _LF = const(10)
 _COMMA = const(44)
@@ -43,11 +44,14 @@ _stdout = getattr(sys.stdout, "buffer", sys.stdout)
 
 
 def _find_model():
+    # model.enn; else the previous model that deploy keeps as model.enn.bak (a power cut between the
+    # two renames of a deploy leaves only that one); else any *.enn a user copied by hand.
     import os
 
     names = os.listdir()
-    if MODEL_FILE in names:
-        return MODEL_FILE
+    for name in (MODEL_FILE, BACKUP_FILE):
+        if name in names:
+            return name
     for name in sorted(names):
         if name.endswith(".enn"):
             return name
@@ -74,10 +78,13 @@ def _version():
 
 
 class Server:
-    def __init__(self):
+    # model_file: serve this file instead of looking for one (deploy checks a new model this way, in
+    # the raw REPL, with the heap as main.py leaves it, before it becomes model.enn).
+    def __init__(self, model_file=None):
         self.net = None
         self.model_file = None
         self.problem = None
+        self.warning = None
         self.runtime = None
         try:
             import edgenn
@@ -87,15 +94,23 @@ class Server:
             self.problem = "edgenn runtime not installed on the board (%s): run `edgenn deploy`" % exc
             edgenn = None
         if edgenn is not None:
-            self.model_file = _find_model()
+            self.model_file = model_file or _find_model()
             if self.model_file is None:
                 self.problem = "no model deployed: run `edgenn deploy MODEL.enn --port PORT`"
             else:
-                self.model_size, self.model_crc = _file_size_crc(self.model_file)
-                try:
-                    self.net = edgenn.load(self.model_file)
-                except Exception as exc:  # a bad file must not kill the server: report it instead
-                    self.problem = "cannot load %s: %s" % (self.model_file, exc)
+                gc.collect()  # the imports' garbage goes first: the model's layers need large blocks
+                self.load(edgenn, self.model_file)
+                if self.net is None and model_file is None and self.model_file == MODEL_FILE:
+                    # model.enn does not load (e.g. no heap for it): serve the previous model
+                    # rather than nothing, and say so in the banner and in info.
+                    failed = self.problem
+                    self.problem = None
+                    gc.collect()
+                    if self.load(edgenn, BACKUP_FILE):
+                        self.warning = "%s; serving %s" % (failed, BACKUP_FILE)
+                    else:
+                        self.problem = failed
+                        self.load_size(MODEL_FILE)
         n_in = self.net.n_inputs if self.net else 0
         n_out = self.net.n_outputs if self.net else 0
         # A model with a sensor front end takes a raw window (n_raw readings), not n_in features.
@@ -124,6 +139,29 @@ class Server:
         # "-128, " is 6 bytes per output; "255, " 5 per input code (the `x` request echoes them)
         self.reply = bytearray(96 + width + 6 * n_out + 5 * n_in)
         self.one = bytearray(1)
+
+    def load(self, edgenn, name):
+        # True when `name` loaded; a bad or missing file must not kill the server: report it instead.
+        if not self.load_size(name):
+            self.model_file = None
+            self.problem = "cannot load %s: no such file" % name
+            return False
+        try:
+            self.net = edgenn.load(name)
+        except Exception as exc:
+            self.net = None
+            self.problem = "cannot load %s: %s" % (name, exc)
+            return False
+        self.model_file = name
+        return True
+
+    def load_size(self, name):
+        try:
+            self.model_size, self.model_crc = _file_size_crc(name)
+        except OSError:
+            return False
+        self.model_file = name
+        return True
 
     # ---- replies -------------------------------------------------------------------------------
 
@@ -154,6 +192,8 @@ class Server:
                  ("max_line", self.max_line)]
         if self.problem:
             pairs.append(("error", self.problem))
+        if self.warning:
+            pairs.append(("warning", self.warning))
         self.send_object(pairs)
 
     def info(self):
@@ -165,6 +205,8 @@ class Server:
                       ("labels", [str(x) for x in net.labels]), ("kernel", getattr(net, "kernel", "?"))]
         else:
             pairs.append(("error", self.problem))
+        if self.warning:
+            pairs.append(("warning", self.warning))
         pairs += [("model_file", self.model_file)]
         if self.model_file:
             pairs += [("model_size", self.model_size), ("model_crc32", self.model_crc)]

@@ -376,11 +376,15 @@ _H_EDGE = const(13)
 _H_COS = const(14)
 _H_SIN = const(15)
 _H_NSTATS = const(16)
+_H_WSHIFT = const(18)  # log2(window) + 1 when the window is a power of two, else 0
+_H_SERIES_INDEX = const(17)  # which series fe_load / fe_series work on (an array field, not an
+# argument: pointer-only signatures, so the machine-code harness can run them as they are)
 
 
 @micropython.viper
-def fe_load(win: ptr16, ws: ptr32, h: ptr32, a: int):
-    """Axis a of the window into the series area; its |readings| added to the magnitude (N > 1)."""
+def fe_load(win: ptr16, ws: ptr32, h: ptr32):
+    """Axis a = h[17] of the window into the series area; its |readings| added to the magnitude."""
+    a = int(h[_H_SERIES_INDEX])
     n = int(h[_H_AXES])
     w = int(h[_H_WINDOW])
     o = int(h[_H_BASE]) + a * int(h[_H_STRIDE])
@@ -401,26 +405,10 @@ def fe_load(win: ptr16, ws: ptr32, h: ptr32, a: int):
 
 
 @micropython.viper
-def isqrt(n: int) -> int:
-    """floor(sqrt(n)) for 0 <= n < 2**30, bit by bit."""
-    r = 0
-    bit = 1 << 28
-    while bit > n:
-        bit >>= 2
-    while bit != 0:
-        if n >= r + bit:
-            n -= r + bit
-            r = (r >> 1) + bit
-        else:
-            r >>= 1
-        bit >>= 2
-    return r
-
-
-@micropython.viper
-def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
-    """Series k (axis k, or the magnitude when k == N): its 5 statistics into feats[5k..], and for an
-    axis of a spectral front end its band amplitudes into feats[n_stats + k * n_bands ..]."""
+def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
+    """Series k = h[17] (axis k, or the magnitude when k == N): its 5 statistics into feats[5k..], and
+    for an axis of a spectral front end its band amplitudes into feats[n_stats + k * n_bands ..]."""
+    k = int(h[_H_SERIES_INDEX])
     n = int(h[_H_AXES])
     w = int(h[_H_WINDOW])
     src = int(h[_H_SERIES]) if k < n else int(h[_H_MAG])
@@ -444,11 +432,16 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
         mac += dd
         prv = y
         t += 1
-    if s >= 0:  # floor division with non-negative operands only
-        m = s // w
-    else:
-        m = 0 - ((0 - s + w - 1) // w)
-    mac = mac // (w - 1)
+    lw = int(h[_H_WSHIFT]) - 1  # log2(w) for a power of two: floor division is a shift
+    if lw >= 0:
+        m = s >> lw
+        mac = mac >> lw
+    else:  # (`//` calls the runtime) floor division with non-negative operands only
+        if s >= 0:
+            m = s // w
+        else:
+            m = 0 - ((0 - s + w - 1) // w)
+        mac = mac // w
     lo -= m
     hi -= m
     amax = hi
@@ -463,11 +456,10 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
     pre = int(h[_H_RE])
     pim = int(h[_H_IM])
     prev = int(h[_H_REV])
-    if fft:
-        t = 0
+    if fft:  # the zero padding (every other position of re gets a sample below; im: stage 1)
+        t = w
         while t < p:
-            ws[pre + t] = _OFF
-            ws[pim + t] = _OFF
+            ws[pre + int(ws[prev + t])] = _OFF
             t += 1
     q = 0
     t = 0
@@ -481,7 +473,22 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
         if fft:
             ws[pre + int(ws[prev + t])] = v + _OFF
         t += 1
-    r = int(isqrt(q // w))
+    if lw >= 0:
+        n2 = q >> lw
+    else:
+        n2 = q // w
+    # isqrt(n2), inline (a call would cost more than the loop)
+    r = 0
+    bit = 1 << 28
+    while bit > n2:
+        bit >>= 2
+    while bit != 0:
+        if n2 >= r + bit:
+            n2 -= r + bit
+            r = (r >> 1) + bit
+        else:
+            r >>= 1
+        bit >>= 2
     if sft >= 0:
         r = r << sft
     else:
@@ -494,10 +501,43 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
     feats[f + 4] = mac
     if not fft:
         return
+    # Stages 1 and 2 have the twiddles 1 and -i (cos/sin 16384 and 0): the general butterfly's
+    # products are then exact shifts, so these loops give the same integers with no multiplication.
+    # Stage 1 (half 1): im is still all zero.
+    j = pre
+    end = pre + p
+    while j < end:
+        ar = int(ws[j]) - _OFF
+        br = int(ws[j + 1]) - _OFF
+        ws[j] = ((ar + br) >> 1) + _OFF
+        ws[j + 1] = ((ar - br) >> 1) + _OFF
+        ws[j + p] = _OFF
+        ws[j + p + 1] = _OFF
+        j += 2
+    # Stage 2 (half 2): i, i + 2 with w = 1; i + 1, i + 3 with w = -i (tr = bi, ti = -br)
+    j = pre
+    while j < end:
+        ar = int(ws[j]) - _OFF
+        br = int(ws[j + 2]) - _OFF
+        ai = int(ws[j + p]) - _OFF
+        bi = int(ws[j + p + 2]) - _OFF
+        ws[j] = ((ar + br) >> 1) + _OFF
+        ws[j + 2] = ((ar - br) >> 1) + _OFF
+        ws[j + p] = ((ai + bi) >> 1) + _OFF
+        ws[j + p + 2] = ((ai - bi) >> 1) + _OFF
+        ar = int(ws[j + 1]) - _OFF
+        br = int(ws[j + 3]) - _OFF
+        ai = int(ws[j + p + 1]) - _OFF
+        bi = int(ws[j + p + 3]) - _OFF
+        ws[j + 1] = ((ar + bi) >> 1) + _OFF
+        ws[j + 3] = ((ar - bi) >> 1) + _OFF
+        ws[j + p + 1] = ((ai - br) >> 1) + _OFF
+        ws[j + p + 3] = ((ai + br) >> 1) + _OFF
+        j += 4
     pc = int(h[_H_COS])
     psn = int(h[_H_SIN])
-    half = 1
-    step = p >> 1
+    half = 4
+    step = p >> 3
     while half < p:
         st = 0
         while st < p:
@@ -536,7 +576,17 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32, k: int):
             xi = int(ws[pim + i]) - _OFF
             e += xr * xr + xi * xi
             i += 1
-        r = int(isqrt(e))
+        r = 0
+        bit = 1 << 28
+        while bit > e:
+            bit >>= 2
+        while bit != 0:
+            if e >= r + bit:
+                e -= r + bit
+                r = (r >> 1) + bit
+            else:
+                r >>= 1
+            bit >>= 2
         if sft >= 0:
             r = r << sft
         else:

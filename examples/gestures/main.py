@@ -3,7 +3,9 @@
 # On an ESP32 it reads an MPU6050 over I2C (SCL GPIO 22, SDA GPIO 21, +-8 g = 4096 LSB per g) at
 # 50 Hz. Without `machine` (the virtual board, the unix port) it simulates an IMU performing gestures
 # (idle, shake, circle, punch, tap), each in a random orientation, amplitude and speed, with noise,
-# and adds the true gesture to every prediction so you can watch the model at work.
+# faster than real time (a sample every SIM_PERIOD_MS), and adds the true gesture to every prediction
+# so you can watch the model at work. A file gesture.txt on the board naming one gesture makes the
+# simulator perform only that one (what you do with a real IMU while `edgenn record` runs).
 #
 # Modes (see README.md):
 #   main.py                  model.enn on the board: predict every window, one JSON line each
@@ -22,6 +24,7 @@ import time
 WINDOW = 32
 STRIDE = 32  # samples between predictions (WINDOW: back-to-back windows)
 PERIOD_MS = 20  # 50 Hz
+SIM_PERIOD_MS = 2  # the simulator's pace
 LSB_PER_G = 4096
 GESTURES = ("idle", "shake", "circle", "punch", "tap")
 I2C_SCL, I2C_SDA = 22, 21
@@ -96,7 +99,7 @@ class SimulatedIMU:
         self.param = (3.0 + 2.0 * random.random(), 1.0 + random.random(), 0.0,
                       0.0, 0.25 + 0.2 * random.random())[k]
         self.speed = 0.7 + 0.7 * random.random()
-        self.shift = 0.3 * random.random() - 0.15
+        self.shift = 0.6 * random.random() - 0.3
         self.amp = 0.5 + 1.5 * random.random()
         self.rot = _rotation()
         down = _rotation()
@@ -126,8 +129,14 @@ def open_imu():
         imu = MPU6050(i2c)
         return imu.read, lambda: time.sleep_ms(PERIOD_MS), None
     except (ImportError, AttributeError, OSError, ValueError):
-        sim = SimulatedIMU()
-        return sim.read, lambda: time.sleep_ms(PERIOD_MS), sim
+        only = None
+        try:
+            with open("gesture.txt") as f:
+                only = [GESTURES.index(f.read().strip())]
+        except (OSError, ValueError):
+            pass
+        sim = SimulatedIMU(only)
+        return sim.read, lambda: time.sleep_ms(SIM_PERIOD_MS), sim
 
 
 def record(n, names):

@@ -22,7 +22,7 @@ from edgenn.device.client import BoardClient, format_features
 from edgenn.errors import UserError
 from edgenn.modelfile import QuantModel
 from edgenn.nn import TrainConfig, split_for_model, train
-from edgenn.quantize import quantize
+from edgenn.qat import fine_tune
 
 DATASET = "iris"
 HIDDEN = (16,)
@@ -47,14 +47,15 @@ class Steps:
 
 
 def train_and_quantize(dataset_name: str, hidden: tuple[int, ...], seed: int = 0, epochs: int = 200):
-    """Train on the bundled dataset and quantize (calibrated on the training rows).
+    """Train on the bundled dataset (cross-validated, then refitted on every row, as `edgenn train`) and
+    quantize as `edgenn quantize` does (calibrated on the training rows, fine-tuned when that helps).
     Returns (dataset, float model, integer model, quantizer warnings)."""
     dataset = load_dataset(dataset_name)
     fm = train(dataset, TrainConfig(hidden=hidden, seed=seed, epochs=epochs))
     split = split_for_model(fm, dataset)
     calib = dataset.X[split.train] if split is not None else dataset.X
-    qm, warnings = quantize(fm, calib, name=dataset_name)
-    return dataset, fm, qm, warnings
+    result = fine_tune(fm, calib, name=dataset_name, seed=seed)
+    return dataset, fm, result.model, result.warnings
 
 
 def deploy_model(model_path: Path, port: str) -> None:
@@ -72,21 +73,25 @@ def run_demo(out: Path) -> int:
     step(f"Train a float MLP on the bundled {DATASET} dataset (hidden {','.join(map(str, HIDDEN))})")
     dataset, fm, qm, warnings = train_and_quantize(DATASET, HIDDEN)
     fm.save(out / f"{DATASET}.npz")
-    test_acc = fm.meta.get("metrics", {}).get("test", {}).get("accuracy")
-    shown = f"{100 * test_acc:.1f}%" if test_acc is not None else "n/a"
+    cv = fm.meta.get("cv")
+    shown = f"{100 * cv['mean']:.1f}% ± {100 * cv['std']:.1f} over {cv['k']} folds" if cv else "n/a"
     print(
         f"  {dataset.n_rows} rows, {dataset.n_features} features, {len(dataset.labels)} classes; "
-        f"held-out test accuracy {shown}; wrote {out / f'{DATASET}.npz'} ({step.took()})"
+        f"cross-validated accuracy {shown}; then trained on all {dataset.n_rows} rows for "
+        f"{fm.meta['epochs']} epochs; wrote {out / f'{DATASET}.npz'} ({step.took()})"
     )
 
     step("Quantize to integers (int8 weights, int32 biases) and write the .enn model file")
     model_path = out / f"{DATASET}.enn"
     size = modelfile.save(qm, model_path)
-    golden_acc = float(np.mean(golden.predict(qm, dataset.X) == dataset.y))
-    float_acc = float(np.mean(fm.predict(dataset.X) == dataset.y))
+    int_pred, float_pred = golden.predict(qm, dataset.X), fm.predict(dataset.X)
+    agreement = float(np.mean(int_pred == float_pred))
+    float_acc, int_acc = float(np.mean(float_pred == dataset.y)), float(np.mean(int_pred == dataset.y))
     print(
-        f"  {modelfile.describe(qm)}, {size} bytes; accuracy on all rows: float {100 * float_acc:.1f}%, "
-        f"integer (golden) {100 * golden_acc:.1f}%; wrote {model_path}"
+        f"  {modelfile.describe(qm)}, {size} bytes; on the {dataset.n_rows} training rows the integer model "
+        f"(golden) agrees with the float model on {100 * agreement:.1f}% (accuracy there: float "
+        f"{100 * float_acc:.1f}%, integer {100 * int_acc:.1f}%); "
+        f"wrote {model_path}"
     )
     for w in warnings:
         print(f"  warning: {w}")

@@ -4,11 +4,15 @@ Works from the model (a QuantModel, `.enn` bytes or a path) and a board profile 
 to be connected. A connected board can sharpen the figures (`heap_free`, `largest_block`, `flash_free`
 measured on it), which is what deploy does.
 
-What the runtime needs on the board (firmware/README.md states the contract):
+What the runtime needs on the board (measured on the virtual board, esp32 profile; an ESP32's 32-bit
+objects are smaller, so these figures are on the safe side):
 - flash: the model file (whole 4 KB filesystem blocks), written beside the old one before the swap;
-- heap: the runtime's and the server's code and buffers (`runtime_bytes`), the model's arrays while
-  `edgenn.load` reads it (its peak, `load_peak_bytes`) and working memory for requests;
-- one contiguous block per layer (`layer_block_bytes`): the largest must fit the heap's largest free block.
+- heap: the runtime's and the server's code and buffers once imported (`RUNTIME_HEAP`, 24 KB for the
+  .mpy runtime), the model's arrays (`model_heap_bytes`: its layer blocks + small arrays, about the file
+  size + 3 KB), a little while loading (`LOAD_TRANSIENT`) and working memory for requests (`WORKING_HEAP`);
+- contiguity: the runtime keeps each layer in one block (`layer_block_bytes`), and once the runtime is
+  imported the heap's free space is one large block and small holes, so the layer blocks together must
+  fit the heap's largest free block (a two-layer 26 KB + 17 KB model fails where one 43 KB layer loads).
 
 A model that does not fit gets a suggestion: the fewest hidden units to remove (from the widest hidden
 layer first) so that it would fit, e.g. `--hidden 256,64` -> `--hidden 200,64`.
@@ -28,11 +32,17 @@ from edgenn.boards import BoardProfile, load_board
 FS_BLOCK = 4096
 LAYER_FILE_HEADER = modelfile.LAYER_HEADER.size
 LUT_BYTES = modelfile.LUT_SIZE
-# Heap the server needs besides the model and its code: line buffer, parsing, JSON replies.
-WORKING_HEAP = 16 * 1024
-# The runtime + server compiled to .mpy, as they sit in the heap once imported (used when the caller
-# does not pass the real size, e.g. quantize --board without a board).
-DEFAULT_RUNTIME_BYTES = 24 * 1024
+# The runtime + server (.mpy) in the heap once imported, server buffers included: measured 24,256 B on
+# the virtual board. Per byte of .mpy file that is ~1.45 B of heap (deploy passes its real files).
+RUNTIME_HEAP = 24 * 1024
+RUNTIME_HEAP_PER_MPY_BYTE = 1.45
+LOAD_TRANSIENT = 2 * 1024  # edgenn.load's temporaries on top of what it keeps
+WORKING_HEAP = 4 * 1024  # a request's parsing and reply; `info` builds a few small lists
+# Beside the layer blocks the model keeps: each layer's output buffer and header, the input scaling in
+# fixed point (about 24 B per input) and the labels (measured: +2.5..3.5 KB for 96 inputs).
+PER_INPUT_BYTES = 24
+PER_LAYER_BYTES = 150
+MODEL_FIXED_BYTES = 512
 
 
 def layer_block_bytes(n_in: int, n_out: int, lut: bool) -> int:
@@ -45,9 +55,18 @@ def layer_file_bytes(n_in: int, n_out: int, lut: bool) -> int:
     return LAYER_FILE_HEADER + n_in * n_out + 7 * n_out + (LUT_BYTES if lut else 0)
 
 
-def load_peak_bytes(model_size: int) -> int:
-    """Peak heap of edgenn.load, as firmware/README.md states it: <= 1.25 x file size + 8 KB."""
-    return model_size * 5 // 4 + 8 * 1024
+def model_heap_bytes(shapes: list[tuple[int, int, bool]]) -> int:
+    """What the runtime keeps in the heap for a model: layer blocks, output buffers, input scaling."""
+    return (
+        sum(layer_block_bytes(*s) + s[1] + PER_LAYER_BYTES for s in shapes)
+        + PER_INPUT_BYTES * shapes[0][0]
+        + MODEL_FIXED_BYTES
+    )
+
+
+def runtime_heap_bytes(mpy_bytes: int) -> int:
+    """Heap the runtime and server take once imported, from the size of their .mpy files."""
+    return int(mpy_bytes * RUNTIME_HEAP_PER_MPY_BYTE)
 
 
 def largest_layer_block(model: modelfile.QuantModel) -> int:
@@ -66,9 +85,9 @@ class FitResult:
     fits: bool
     model_bytes: int
     hidden: tuple[int, ...]  # the model's hidden layer widths
-    heap_needed: int  # runtime + load peak + working memory
+    heap_needed: int  # runtime + the model's arrays + loading + working memory
     heap_free: int  # what the board has for it
-    block_needed: int  # the largest layer's one block
+    block_needed: int  # the layer blocks together (they must share the largest free block)
     largest_block: int  # the heap's largest free block
     flash_needed: int
     flash_free: int
@@ -79,8 +98,9 @@ class FitResult:
     def summary(self) -> str:
         """One line for a terminal."""
         figures = (
-            f"heap {self.heap_needed} of {self.heap_free} B, largest layer block {self.block_needed} of "
-            f"{self.largest_block} B, flash {self.flash_needed // 1024} of {self.flash_free // 1024} KB"
+            f"heap {self.heap_needed} of {self.heap_free} B, layer blocks {self.block_needed} of "
+            f"{self.largest_block} B in one free block, "
+            f"flash {self.flash_needed // 1024} of {self.flash_free // 1024} KB"
         )
         if self.fits:
             return f"fits the {self.board} board ({figures})"
@@ -127,8 +147,8 @@ def _figures(shapes: list[tuple[int, int, bool]], overhead: int, budget: _Budget
     size = overhead + sum(layer_file_bytes(*s) for s in shapes)
     return {
         "model_bytes": size,
-        "heap_needed": budget.runtime_bytes + load_peak_bytes(size) + WORKING_HEAP,
-        "block_needed": max(layer_block_bytes(*s) for s in shapes),
+        "heap_needed": budget.runtime_bytes + model_heap_bytes(shapes) + LOAD_TRANSIENT + WORKING_HEAP,
+        "block_needed": sum(layer_block_bytes(*s) for s in shapes),
         "flash_needed": flash_blocks(size) * FS_BLOCK,
     }
 
@@ -147,8 +167,8 @@ def _reasons(fig: dict, budget: _Budget, board: str) -> list[str]:
         )
     if fig["block_needed"] > budget.largest_block:
         reasons.append(
-            f"its largest layer needs one {fig['block_needed']} B block, the heap's largest free block is "
-            f"{budget.largest_block} B"
+            f"its layers need {fig['block_needed']} B in one free block, the heap's largest free block "
+            f"is {budget.largest_block} B"
         )
     return reasons
 
@@ -177,9 +197,13 @@ def check_fit(
     largest_block: int | None = None,
     flash_free: int | None = None,
     runtime_bytes: int | None = None,
+    runtime_loaded: bool = False,
 ) -> FitResult:
     """Whether `model` fits `board`. Measured figures from a connected board (heap_free, largest_block,
-    flash_free, runtime_bytes) replace the profile's when given; the profile's stay the ceiling."""
+    flash_free; runtime_bytes: the runtime's heap, see runtime_heap_bytes) replace the profile's when
+    given; the profile's stay the ceiling.
+    runtime_loaded: heap_free and largest_block were measured with the runtime and server already in
+    the heap (deploy's check on the board), so the runtime's own bytes are not counted again."""
     profile = load_board(board) if isinstance(board, str) else board
     if isinstance(model, (str, Path)):
         model = modelfile.to_bytes(modelfile.load(model))  # UserError naming a missing or bad file
@@ -198,7 +222,7 @@ def check_fit(
             else profile.largest_block_bytes
         ),
         flash_free=flash_free if flash_free is not None else profile.flash_fs_bytes,
-        runtime_bytes=runtime_bytes if runtime_bytes is not None else DEFAULT_RUNTIME_BYTES,
+        runtime_bytes=0 if runtime_loaded else (runtime_bytes or RUNTIME_HEAP),
     )
     fig = _figures(shapes, overhead, budget)
     reasons = _reasons(fig, budget, profile.name)

@@ -209,7 +209,7 @@ def features_float(fe: FrontEnd, X: np.ndarray) -> np.ndarray:
         mean = s.mean(axis=1)
         d = s - mean[:, None]
         cols += [mean, np.sqrt((d * d).mean(axis=1)), d.min(axis=1), d.max(axis=1)]
-        cols.append(np.abs(np.diff(s, axis=1)).mean(axis=1))
+        cols.append(np.abs(np.diff(s, axis=1)).sum(axis=1) / s.shape[1])  # per sample of the window
     for a in range(fe.axes if fe.kind == "spectral" else 0):
         d = v[:, a] - v[:, a].mean(axis=1, keepdims=True)
         spectrum = np.fft.fft(d, n=fe.fft_size, axis=1) / fe.fft_size
@@ -254,7 +254,7 @@ def _series_int(s: np.ndarray, bits: int, lim: _Limit) -> tuple[list[np.ndarray]
     mean = total // w
     d = s - mean[:, None]
     lo, hi = d.min(axis=1), d.max(axis=1)
-    mac = lim(np.abs(np.diff(s, axis=1)).sum(axis=1), "sum of |change|") // (w - 1)
+    mac = lim(np.abs(np.diff(s, axis=1)).sum(axis=1), "sum of |change|") // w
     amax = np.maximum(hi, -lo)
     length = np.array([int(a).bit_length() for a in amax], dtype=np.int64)
     sft = length - bits

@@ -165,7 +165,8 @@ def layer_errors(fm: FloatModel, qm: QuantModel, x_raw: np.ndarray) -> list[Laye
     function has not flattened out yet), by more than one code (one code is rounding noise)."""
     x = np.asarray(x_raw, dtype=np.float64)
     floats = fm.forward_layers(x)
-    feats = golden.features(qm, x)  # a front end's integer features of raw windows, else x itself
+    # the input scaling's own inputs: the raw features, or a sensor front end's integer features
+    feats = np.asarray(golden.features(qm, x), dtype=np.float64)
     codes_f = feats * np.asarray(qm.in_scale, np.float32).astype(np.float64)
     codes_f = np.floor(codes_f + np.asarray(qm.in_offset, np.float32).astype(np.float64) + 0.5)
     u = golden.quantize_input(qm, x)
@@ -229,11 +230,13 @@ def layer_errors(fm: FloatModel, qm: QuantModel, x_raw: np.ndarray) -> list[Laye
     return out
 
 
-def layer_error_lines(errors: list[LayerError]) -> list[str]:
-    """The per-layer summary `quantize` prints: one short table."""
+def layer_error_lines(errors: list[LayerError] | list[dict]) -> list[str]:
+    """The per-layer summary `quantize` prints: one short table (from LayerErrors or their as_dict)."""
     lines = [f"  {'tensor':<9}{'act':<9}{'width':>6}{'SNR dB':>9}{'clipped':>16}"]
     for e in errors:
-        snr = "exact" if not np.isfinite(e.snr_db) else f"{e.snr_db:.1f}"
-        clipped = f"{e.clipped} ({100 * e.clipped_fraction:.1f}%)"
-        lines.append(f"  {e.name:<9}{e.activation:<9}{e.width:>6}{snr:>9}{clipped:>16}")
+        d = e.as_dict() if isinstance(e, LayerError) else e
+        snr = "exact" if d["snr_db"] is None else f"{d['snr_db']:.1f}"
+        share = d["clipped"] / d["values"] if d["values"] else 0.0
+        clipped = f"{d['clipped']} ({100 * share:.1f}%)"
+        lines.append(f"  {d['name']:<9}{d['activation']:<9}{d['width']:>6}{snr:>9}{clipped:>16}")
     return lines

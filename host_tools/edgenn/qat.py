@@ -37,6 +37,7 @@ from edgenn.nn import Adam, Params, activation_grad, softmax
 from edgenn.quantize import LUT_OUTPUT, Calibration, _output_spec, quantize
 
 EPOCHS = 20
+JITTER = 0.0
 LR = 1e-3
 BATCH = 32
 
@@ -156,6 +157,18 @@ def _student(params: Params, teacher: FloatModel) -> FloatModel:
     return student
 
 
+def _score(
+    teacher: FloatModel, qm: QuantModel, x: np.ndarray, teacher_out: np.ndarray
+) -> tuple[float, float]:
+    """(agreement or -RMS, -RMS of the outputs in the teacher's units): compared as a tuple, so among
+    models that agree equally often the one whose outputs are closer to the float model's wins."""
+    integer_out = golden.dequantize(qm, golden.forward_q(qm, golden.quantize_input(qm, x)))
+    if teacher.task == "regress":  # back to standardized units, as the teacher's forward()
+        integer_out = (integer_out - teacher.target_mean) / teacher.target_std
+    closeness = -float(np.sqrt(np.mean((integer_out - teacher_out) ** 2)))
+    return agreement_score(teacher, qm, x), closeness
+
+
 def fine_tune(
     teacher: FloatModel,
     x_calib: np.ndarray,
@@ -165,22 +178,24 @@ def fine_tune(
     lr: float = LR,
     seed: int = 0,
     force: bool = False,
+    jitter: float = JITTER,
     progress: Callable[[int, float], None] | None = None,
 ) -> QATResult:
     """Plain quantization, then up to `epochs` of fine-tuning; the better integer model on the
-    calibration rows is returned (with `force`, the best fine-tuned epoch even if it is not better)."""
+    calibration rows is returned: higher agreement, or equal agreement and outputs closer to the float
+    model's (with `force`, the best fine-tuned epoch even if it is not better). Each epoch trains on the
+    calibration rows moved by Gaussian noise of `jitter` standard deviations per feature (fresh every
+    epoch), so the student matches the teacher around the rows, not only on them."""
     cal = calibration or Calibration()
     x = np.asarray(x_calib, np.float64)
     plain, plain_warnings = quantize(teacher, x, name=name, calibration=cal)
-    plain_score = agreement_score(teacher, plain, x)
+    teacher_out = teacher.forward(x)
+    plain_score = _score(teacher, plain, x, teacher_out)
     best = (plain_score, 0, plain, plain_warnings)
     best_tuned = None
     epochs_run = 0
-    if epochs > 0 and not (plain_score >= 1.0 and not force):  # nothing to gain over full agreement
+    if epochs > 0:
         grids = _grids(teacher, x, cal)
-        a0, s_in = _input_tensor(teacher, plain, x)
-        teacher_out = teacher.forward(x)
-        target = softmax(teacher_out) if teacher.task == "classify" else teacher_out
         sizes = teacher.layer_sizes
         params = Params(sizes)
         for l, (w, b) in enumerate(zip(teacher.weights, teacher.biases)):  # noqa: E741
@@ -188,7 +203,12 @@ def fine_tune(
         optimizer = Adam(params, lr)
         rng = np.random.default_rng(seed)
         n = len(x)
+        std = np.asarray(teacher.input_std, np.float64)
         for epoch in range(1, epochs + 1):
+            x_epoch = x + jitter * std * rng.normal(size=x.shape) if jitter else x
+            a0, s_in = _input_tensor(teacher, plain, x_epoch)
+            out_epoch = teacher.forward(x_epoch)
+            target = softmax(out_epoch) if teacher.task == "classify" else out_epoch
             order = rng.permutation(n)
             for start in range(0, n, BATCH):
                 rows = order[start : start + BATCH]
@@ -199,21 +219,19 @@ def fine_tune(
                 qm, warnings = quantize(_student(params, teacher), x, name=name, calibration=cal)
             except UserError:  # a fine-tuned model the format cannot hold is simply not chosen
                 continue
-            score = agreement_score(teacher, qm, x)
+            score = _score(teacher, qm, x, teacher_out)
             if progress is not None:
-                progress(epoch, score)
+                progress(epoch, score[0])
             if best_tuned is None or score > best_tuned[0]:
                 best_tuned = (score, epoch, qm, warnings)
-            if score >= 1.0 and teacher.task == "classify":
-                break
     use_tuned = best_tuned is not None and (force or best_tuned[0] > plain_score)
     chosen = best_tuned if use_tuned else best
     return QATResult(
         model=chosen[2],
         warnings=chosen[3],
         used=use_tuned,
-        plain_score=plain_score,
-        qat_score=best_tuned[0] if best_tuned is not None else plain_score,
+        plain_score=plain_score[0],
+        qat_score=best_tuned[0][0] if best_tuned is not None else plain_score[0],
         epoch=chosen[1],
         epochs_run=epochs_run,
     )

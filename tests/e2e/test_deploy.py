@@ -127,11 +127,11 @@ def test_budget_checks_follow_the_runtimes_memory_contract() -> None:
     data = modelfile.to_bytes(model)
     info = _info(6, 3, "xtensawin")
     info.heap_free = 200_000
-    with pytest.raises(UserError, match="largest layer needs one 49400 B block"):  # 240*200 + 7*200
+    with pytest.raises(UserError, match="layers need 50021 B in one free block"):  # 240*200+7*200 + 200*3+7*3
         make_plan(info, load_board("esp32"), data, runtime_sources())
     plan = make_plan(info, load_board("esp32s3"), data, runtime_sources())  # 80 KB blocks: fits
     assert [f.status for f in plan.files][-2:] == ["new", "new"]
-    info.heap_free = 60_000  # measured free heap counts too, not only the profile
+    info.heap_free = 70_000  # measured free heap counts too, not only the profile
     with pytest.raises(UserError, match="B of heap with the runtime"):
         make_plan(info, load_board("esp32s3"), data, runtime_sources())
 

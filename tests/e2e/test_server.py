@@ -202,6 +202,10 @@ def test_1000_predictions_equal_golden_and_heap_does_not_grow(serve):
     expected = golden.forward_q(model, golden.quantize_input(model, X))
     for row in X[:20]:  # warm up: first-use allocations (interned strings, caches) happen here
         server.ask(line_for(row))
+    for _round in range(2):  # and a pipelined batch or two: a one-off 32 B appeared in the first one
+        server.send(b"".join(line_for(row).encode() + b"\n" for row in X[:50]))
+        for _ in range(50):
+            server.reply()
     before = server.ask("info")
     # Pipelined in batches, as eval-device does.
     for start in range(0, 1000, 50):

@@ -23,6 +23,8 @@ STAND_INS = {
     "broken": None,  # edgenn_viper.py with an off-by-one in the rounding
     "import_error": "raise ImportError('no such thing')\n",
     "bytecode": "def layer(w, x, out, h):\n    pass\n",
+    # machine code that takes the board down in the middle of the self-test (a reset, here an exit)
+    "crash": "import sys\n\n@micropython.viper\ndef layer(w, x, out, h):\n    sys.exit(3)\n",
 }
 SCRIPT = """
 import sys, json, edgenn
@@ -34,13 +36,13 @@ print(json.dumps({"kernel": net.kernel, "status": edgenn.asm_status(), "outs": o
 """
 
 
-def run_with(kind: str, tmp_path) -> dict:
+def run_with(kind: str, tmp_path, expect_rc: int = 0, source: str | None = None) -> dict:
     need_micropython()
     d = tmp_path / kind
-    d.mkdir()
+    d.mkdir(exist_ok=True)
     for name in ("edgenn.py", "edgenn_viper.py"):
         shutil.copy(FIRMWARE / name, d / name)
-    source = STAND_INS[kind]
+    source = source or STAND_INS[kind]
     if source is None:
         viper = (FIRMWARE / "edgenn_viper.py").read_text()
         assert viper.count(EXACT) == 1
@@ -55,7 +57,9 @@ def run_with(kind: str, tmp_path) -> dict:
     env = dict(os.environ, MICROPYPATH=str(d))
     cmd = [MICROPYTHON, str(d / "run.py"), str(d / "m.enn"), str(d / "x.json")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == expect_rc, proc.stderr
+    if expect_rc:
+        return {}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     want = golden.forward_q(model, xs).tolist()
     assert out["outs"] == want and out["outs_mv"] == want  # whichever kernel serves, golden's bytes
@@ -90,3 +94,13 @@ def test_asking_for_a_refused_asm_kernel_is_a_clear_error(tmp_path):
     env = dict(os.environ, MICROPYPATH=str(tmp_path))
     proc = subprocess.run([MICROPYTHON, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert proc.stdout.strip() == "kernel 'asm' not available here: not installed"
+
+
+def test_an_asm_kernel_that_crashed_its_self_test_is_refused_at_the_next_boot(tmp_path):
+    run_with("crash", tmp_path, expect_rc=3)  # the board "resets" during the self-test
+    assert (tmp_path / "crash" / "edgenn_asm.py.testing").exists()
+    out = run_with("crash", tmp_path)  # next boot: no second crash, viper serves
+    assert out["kernel"] == "viper" and out["status"].startswith("refused: its self-test did not finish")
+    out = run_with("crash", tmp_path, source=STAND_INS["good"])  # redeployed: tested afresh
+    assert (out["kernel"], out["status"]) == ("asm", "ok")
+    assert not (tmp_path / "crash" / "edgenn_asm.py.testing").exists()

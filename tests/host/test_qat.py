@@ -32,7 +32,7 @@ def test_qat_never_lowers_agreement_on_the_calibration_rows(activation, seed):
     result = fine_tune(fm, ds.X, seed=seed)
     assert result.plain_score == agreement_score(fm, plain, ds.X)
     assert agreement_score(fm, result.model, ds.X) >= agreement_score(fm, plain, ds.X)
-    assert result.used == (result.qat_score > result.plain_score)
+    assert result.qat_score >= result.plain_score or not result.used
 
 
 def test_qat_improves_agreement_somewhere():

@@ -14,6 +14,7 @@ from edgenn.floatmodel import FloatModel
 from edgenn.nn import TrainConfig, split_for_model, train
 from edgenn.quantize import (
     LUT_ACTIVE_RANGE,
+    Calibration,
     _quantize_weights,
     _Tensor,
     quantize,
@@ -99,7 +100,9 @@ def test_input_quantization_covers_the_training_range() -> None:
     qm, _ = quantize(fm, ds.X[split.train])
     codes = golden.quantize_input(qm, ds.X[split.train])
     assert codes.min(axis=0).max() > 0 and codes.max(axis=0).min() < 255  # margin on both sides, no clipping
-    assert np.all(codes.max(axis=0) - codes.min(axis=0) >= 128)  # most of the 256 codes used per feature
+    # the training range spans 256 / (1 + 2 * margin) codes per feature (the margin leaves room for new rows)
+    span = 255 / (1 + 2 * Calibration().input_margin)
+    assert np.all(codes.max(axis=0) - codes.min(axis=0) >= np.floor(span) - 1)
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])

@@ -30,9 +30,9 @@ pytest.importorskip("matplotlib", reason="edgenn report needs the report extra (
 SECTION_IDS = ("data", "training", "results", "quantization", "board")
 
 
-def _models(tmp: Path, name: str) -> tuple[Path, Path]:
+def _models(tmp: Path, name: str, folds: int = 0) -> tuple[Path, Path]:
     dataset = load_dataset(name)
-    fm = train(dataset, TrainConfig(hidden=(16, 8), seed=1, epochs=60))
+    fm = train(dataset, TrainConfig(hidden=(16, 8), seed=1, epochs=60, folds=folds, val_fraction=0.15))
     npz = tmp / f"{name}.npz"
     fm.save(npz)
     qm, _ = quantize(fm, dataset.X)
@@ -44,7 +44,7 @@ def _models(tmp: Path, name: str) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def iris(tmp_path_factory) -> tuple[Path, Path, Path]:
     tmp = tmp_path_factory.mktemp("report-iris")
-    npz, enn = _models(tmp, "iris")
+    npz, enn = _models(tmp, "iris", folds=3)  # fold histories for the training curves
     out = tmp / "iris.html"
     assert main(["report", str(enn), "iris", "--float", str(npz), "--board", "esp32", "-o", str(out)]) == 0
     return npz, enn, out
@@ -101,7 +101,9 @@ def test_classification_report_has_every_section_and_class(iris) -> None:
         assert heading in text
     assert "float precision" in text and "integer recall" in text and "SNR (dB)" in text
     assert "confusion matrices: float, integer" in html  # the figure's alt text
-    assert "training curves" in html
+    curves = _figure(html, "training curves")
+    assert all(f">{run}<" in curves for run in ("fold 1", "fold 3", "final fit"))
+    assert "3-fold cross-validation accuracy" in text
     assert "layer 0" in text and "output" in text
     assert "Estimated latency" in text
     assert_self_contained(html)
@@ -230,6 +232,7 @@ needs_chromium = pytest.mark.skipif(
 
 
 @needs_chromium
+@pytest.mark.slow  # two pages in a real browser: ~5 s, more on a loaded machine
 def test_the_page_renders_in_headless_chromium(iris, diabetes, tmp_path) -> None:
     for out in (iris[2], diabetes[1]):
         shot = render(out)
@@ -251,3 +254,49 @@ def test_the_browser_check_catches_a_broken_page(tmp_path) -> None:
     blank.write_text("<html><body></body></html>")
     non_white, _ = _not_blank(render(blank).png)
     assert non_white < 0.001
+
+
+def test_estimated_latency_on_an_esp32_and_why_not_on_the_virtual_board(iris, tmp_path) -> None:
+    import shutil
+
+    _, enn, out = iris
+    text = _text(out.read_text())
+    if shutil.which("qemu-xtensa"):
+        assert re.search(r"estimated time per inference\s+[\d.]+ us at 160 MHz \(Xtensa LX6\)", text)
+        assert "kernel instructions" in text
+    else:
+        assert "Estimated latency: not available" in text
+    report = build_report(str(enn), "iris", tmp_path / "v.html", board="virtual")
+    assert report.fit is not None and report.fit.estimate is None
+    assert "not available for virtual" in report.fit.estimate_note
+    assert "Memory fit on virtual" in (tmp_path / "v.html").read_text()
+
+
+def test_a_sensor_front_end_model_shows_its_features(tmp_path) -> None:
+    """Rows are raw windows; the feature ranges are those of the front end's features, which are what
+    the input scaling sees."""
+    rng = np.random.default_rng(3)
+    t = np.arange(32)
+    csv = tmp_path / "g.csv"
+    y = np.repeat(np.arange(3), 15)
+    with open(csv, "w") as fh:
+        fh.write(",".join(f"{a}{i}" for a in "xyz" for i in t) + ",label\n")
+        for k in y:  # three gestures: still, slow wave, fast wave (integer sensor counts)
+            w = [
+                np.round(500 * k * np.sin(2 * np.pi * (k + a) * t / 32) + rng.normal(0, 40, 32))
+                for a in range(3)
+            ]
+            fh.write(",".join(str(int(v)) for v in np.concatenate(w)) + f",g{k}\n")
+    npz, enn = tmp_path / "g.npz", tmp_path / "g.enn"
+    assert (
+        main(["train", str(csv), "--label", "label", "--axes", "3", "--features", "stats", "-o", str(npz)])
+        == 0
+    )
+    assert main(["quantize", str(npz), "--data", str(csv), "-o", str(enn), "--no-qat", "--json"]) == 0
+    report = build_report(str(enn), str(csv), tmp_path / "g.html", float_model=str(npz))
+    qm = modelfile.load(enn)
+    assert qm.frontend is not None and report.input_names == list(qm.feature_names)
+    assert report.inputs is not None and report.inputs.shape == (len(y), len(qm.feature_names))
+    ranges = _figure((tmp_path / "g.html").read_text(), "feature ranges")
+    assert f">{qm.feature_names[0]}<" in ranges and ">x0<" not in ranges
+    assert report.layers is not None and report.layers[0].width == len(qm.feature_names)

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         "task": fm.task,
         "architecture": modelfile.describe(qm),
         "calibration_rows": int(len(calib_rows)),
-        "calibrated_on": "train" if eval_part == "test" else "all",
+        "calibrated_on": "train" if split is not None and len(split.test) else "all",
         "evaluated_on": eval_part,
         "n": int(len(y_eval)),
         "trained_on_evaluated_rows": eval_part == "all" and split is not None,
@@ -156,18 +156,17 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"edgenn quantize: warning: {warning}", file=sys.stderr)
     _print_human(result)
-    rows = (
-        f"{result['n']} held-out test rows" if result["evaluated_on"] == "test" else f"all {result['n']} rows"
-    )
-    print(f"  per layer, integer vs float activations on the {rows} (SNR; values clipped at a range end):")
-    print("\n".join(layer_error_lines(layers)))
     return 0
 
 
-def _print_human(r: dict) -> None:
-    rows = {"test": f"{r['n']} held-out test rows", "test_file": f"{r['n']} rows of the --test file"}.get(
+def _rows_text(r: dict) -> str:
+    return {"test": f"{r['n']} held-out test rows", "test_file": f"{r['n']} rows of the --test file"}.get(
         r["evaluated_on"], f"all {r['n']} rows"
     )
+
+
+def _print_human(r: dict) -> None:
+    rows = _rows_text(r)
     calib = "training rows" if r["calibrated_on"] == "train" else "rows"
     print(
         f"{r['source']} -> {r['model']}: {r['architecture']}, calibrated on {r['calibration_rows']} {calib}"
@@ -195,6 +194,8 @@ def _print_human(r: dict) -> None:
         f"  size: {r['bytes']} bytes (.enn, everything included) vs {r['float32_bytes']} bytes of float32 "
         f"weights and biases ({ratio:.1f}x)"
     )
+    print(f"  per layer, integer vs float activations on {rows} (SNR; values clipped at a range end):")
+    print("\n".join(layer_error_lines(r["layers"])))
 
 
 def _qat_line(r: dict) -> str:
@@ -212,6 +213,8 @@ def _qat_line(r: dict) -> str:
             f"{shown(q['calibration_score_plain'])})"
         )
     verdict = "used" if q["used"] else "not used, plain quantization kept"
+    if q["used"] and q["calibration_score_qat"] == q["calibration_score_plain"]:
+        verdict = "used: same agreement, outputs closer to the float model's"
     return (
         f"quantization-aware fine-tuning: {verdict} ({what} on the calibration rows: plain "
         f"{shown(q['calibration_score_plain'])}, fine-tuned {shown(q['calibration_score_qat'])}"

@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--board",
         metavar="B",
         help="board profile (`edgenn boards`) to check the model's size and load peak against its heap "
-        "and flash (default with --port: the board's own profile)",
+        "and flash, with the emulated latency of its machine code for ESP32 chips (`edgenn estimate`); "
+        "default with --port: the board's own profile",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object (path, bytes, seconds)")
 

@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--optimizer",
         choices=OPTIMIZERS,
         default=defaults.optimizer,
-        help=f"(default {defaults.optimizer})",
+        help=f"adam, or sgd with momentum 0.9 (default {defaults.optimizer})",
     )
     parser.add_argument("--lr", type=float, help="learning rate (default adam 0.01, sgd 0.05)")
     parser.add_argument(

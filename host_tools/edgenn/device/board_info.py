@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import os
+import time
 from dataclasses import dataclass, field
 
 from mpremote.transport import TransportError, TransportExecError
@@ -34,6 +35,7 @@ MPY_ARCH_NAMES = {
     12: "rv64imc",
 }
 READ_TIMEOUT_S = 5
+RAW_REPL_ATTEMPTS = 3
 ARCH_TO_BOARD = {"x64": "virtual", "xtensawin": "esp32", "rv32imc": "esp32c3"}
 
 
@@ -98,14 +100,21 @@ def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> Serial
         transport = SerialTransport(port, baudrate=baud, timeout=READ_TIMEOUT_S)
     except TransportError:
         raise UserError(_port_problem(port)) from None
-    try:
-        transport.enter_raw_repl(soft_reset=soft_reset)
-    except (TransportError, OSError) as exc:
-        transport.close()
-        raise UserError(
-            f"no MicroPython REPL on {port} ({exc}); is MicroPython flashed (edgenn flash)?"
-        ) from None
-    return transport
+    for attempt in range(RAW_REPL_ATTEMPTS):
+        try:
+            transport.enter_raw_repl(soft_reset=soft_reset)
+            return transport
+        except (TransportError, OSError) as exc:
+            # A Ctrl-C that reaches a board still booting is a plain byte to the main.py that then
+            # starts (its Ctrl-C handling is not on yet); the next attempt's Ctrl-C stops it.
+            if attempt + 1 < RAW_REPL_ATTEMPTS:
+                time.sleep(0.5)
+                continue
+            transport.close()
+            raise UserError(
+                f"no MicroPython REPL on {port} ({exc}); is MicroPython flashed (edgenn flash)?"
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def close_board(transport: SerialTransport, restart: bool = False) -> None:

@@ -1,16 +1,16 @@
-"""`edgenn deploy`: put the runtime, main.py and a model on a board, changing only what differs.
+"""`edgenn deploy`: put the runtime, main.py and a model on a board, changing only what differs,
+and never leave the board without a model that works.
 
 1. ask the board what it is (board_info.probe): MicroPython version, `.mpy` format, free heap and flash,
    the files at its root with their SHA-256 computed on the board;
 2. build what it should hold: the runtime modules (listed once, in firmware/package.json, the mip
    manifest) compiled with the matching mpy-cross for the board's arch -- or left as .py with a warning
    when no compiler matches -- plus firmware/main.py and the model as `model.enn`;
-3. refuse before touching anything when the model does not fit the board's flash or heap;
-4. copy each file whose hash differs to `NAME.part`, check its hash on the board, then rename it into
-   place. For the model the previous file is kept as `model.enn.bak`; both renames run in one snippet
-   on the board, so a host killed mid-transfer leaves the old model in place and loadable;
-5. remove the stale twin (`edgenn.py` when `edgenn.mpy` was installed, and vice versa) and soft-reset
-   the board so main.py starts with the new model.
+3. refuse before touching anything when the model does not fit the board's flash or heap (edgenn.fit);
+4. copy each file whose hash differs to `NAME.part` and check its hash on the board. Runtime files are
+   renamed into place (an atomic replace on littlefs); the model stays `model.enn.part` until
+5. the board proves it loads it and answers one inference as the golden model does (device/swap.py:
+   verify, swap with the old model kept as `model.enn.bak`, restart, health check, automatic roll back).
 """
 
 from __future__ import annotations
@@ -23,20 +23,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
 from edgenn import fit, modelfile
 from edgenn.boards import BoardProfile, load_board
-from edgenn.device import mpy
+from edgenn.device import mpy, swap
 from edgenn.device.board_info import BoardInfo, close_board, open_board, probe
+from edgenn.device.swap import MODEL_BACKUP, MODEL_NAME, MODEL_PART, PART_SUFFIX, board_exec
 from edgenn.errors import UserError
-from edgenn.machinecode import asmpack
+from edgenn.machinecode.mpy import MpyError, retag_asm_as_viper
 from edgenn.resources import shipped_dir
 
-MODEL_NAME = "model.enn"
-MODEL_BACKUP = "model.enn.bak"
-PART_SUFFIX = ".part"  # not ".enn": main.py looks for *.enn when model.enn is missing
 MAIN_NAME = "main.py"
 UPLOAD_CHUNK = 1536  # raw bytes per exec (2 KB of base64): small enough for an ESP32's heap
 FS_BLOCK = fit.FS_BLOCK
@@ -136,8 +134,8 @@ def build_asm(info: BoardInfo, compiler: mpy.Compiler, warnings: list[str]) -> d
     if (info.mpy.version, info.mpy.sub_version) != (6, 3) or not source.is_file():
         return {}
     try:
-        return {ASM_NAME: asmpack.retag_asm_as_viper(mpy.compile_source(compiler, source, info.mpy.arch))}
-    except (UserError, asmpack.MpyError) as exc:
+        return {ASM_NAME: retag_asm_as_viper(mpy.compile_source(compiler, source, info.mpy.arch))}
+    except (UserError, MpyError) as exc:
         warnings.append(f"the asm kernel is not installed (viper serves): {exc}")
         return {}
 
@@ -150,7 +148,7 @@ def _twin(name: str) -> str | None:
     return None
 
 
-def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> fit.FitResult:
+def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_heap: int | None) -> fit.FitResult:
     """Refuse (UserError) when the model cannot fit the board's flash or heap (edgenn.fit's arithmetic
     with the board's measured free heap and flash)."""
     info, profile = plan.info, plan.profile
@@ -168,7 +166,7 @@ def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_bytes: int) -> fi
             f"free (profile {profile.name}: {profile.flash_fs_bytes // 1024} KB filesystem). "
             "Delete files with `mpremote rm`, or make the model smaller (fewer hidden units)"
         )
-    result = fit.check_fit(model_bytes, profile, heap_free=info.heap_free, runtime_bytes=runtime_bytes)
+    result = fit.check_fit(model_bytes, profile, heap_free=info.heap_free, runtime_bytes=runtime_heap)
     if not result.fits:
         raise UserError(f"model {result.summary()}; nothing was copied")
     return result
@@ -199,21 +197,14 @@ def make_plan(
     removals = [t for t in (_twin(n) for n in runtime) if t and t in info.files]
     leftovers = [n for n in info.files if n.endswith(PART_SUFFIX)]
     plan = DeployPlan(info, profile, runtime_format, files, removals, leftovers, warnings)
-    check_budget(plan, model_bytes, sum(len(d) for d in runtime.values()))
+    compiled = all(name.endswith(".mpy") for name in runtime)
+    # a .py runtime is compiled on the board: its heap is not known from its size; the default is a floor
+    runtime_heap = fit.runtime_heap_bytes(sum(len(d) for d in runtime.values())) if compiled else None
+    check_budget(plan, model_bytes, runtime_heap)
     return plan
 
 
 # ---- talking to the board -------------------------------------------------------------------------
-
-
-def _exec(transport: SerialTransport, code: str) -> str:
-    try:
-        return transport.exec(code).decode(errors="replace")
-    except TransportExecError as exc:
-        last = exc.error_output.strip().splitlines()[-1] if exc.error_output.strip() else "error"
-        if "ENOSPC" in exc.error_output or last.endswith("OSError: 28"):
-            raise UserError("the board's filesystem is full; delete files with `mpremote rm`") from None
-        raise UserError(f"the board reported: {last}") from None
 
 
 _HASH_ONE = """
@@ -230,32 +221,29 @@ print(binascii.hexlify(_h.digest()).decode())
 """
 
 
-def upload(transport: SerialTransport, name: str, data: bytes, keep_backup: str | None = None) -> None:
-    """Write `data` to NAME.part, verify its SHA-256 on the board, then rename it over NAME."""
+def upload(transport: SerialTransport, name: str, data: bytes, into_place: bool = True) -> None:
+    """Write `data` to NAME.part and verify its SHA-256 on the board; with into_place, rename it over NAME."""
     part = name + PART_SUFFIX
-    _exec(transport, f"from binascii import a2b_base64 as _d\n_f = open({part!r}, 'wb')\n_w = _f.write")
+    board_exec(transport, f"from binascii import a2b_base64 as _d\n_f = open({part!r}, 'wb')\n_w = _f.write")
     for i in range(0, len(data), UPLOAD_CHUNK):
         chunk = base64.b64encode(data[i : i + UPLOAD_CHUNK]).decode()
-        _exec(transport, f"_w(_d({chunk!r}))")
-    _exec(transport, "_f.close()\ndel _f, _w, _d")
+        board_exec(transport, f"_w(_d({chunk!r}))")
+    board_exec(transport, "_f.close()\ndel _f, _w, _d")
     try:
-        on_board = _exec(transport, _HASH_ONE.format(name=part)).strip().splitlines()[-1]
+        on_board = board_exec(transport, _HASH_ONE.format(name=part)).strip().splitlines()[-1]
     except UserError:
         on_board = None  # no hashlib on this board: the size check below still catches a short write
-    size_on_board = int(_exec(transport, f"import os\nprint(os.stat({part!r})[6])").strip())
+    size_on_board = int(board_exec(transport, f"import os\nprint(os.stat({part!r})[6])").strip())
     if size_on_board != len(data) or (on_board is not None and on_board != sha256_hex(data)):
-        _exec(transport, f"import os\nos.remove({part!r})")
+        board_exec(transport, f"import os\nos.remove({part!r})")
         raise UserError(f"{name}: the copy on the board does not match (line errors?); run deploy again")
-    # One snippet: once the board has it, it runs to the end even if the host dies now.
-    backup = ""
-    if keep_backup:
-        backup = (
-            f"try:\n os.remove({keep_backup!r})\nexcept OSError:\n pass\n"
-            f"try:\n os.rename({name!r}, {keep_backup!r})\nexcept OSError:\n pass\n"
+    if into_place:
+        # littlefs renames over a file atomically; FAT cannot, so there remove first.
+        board_exec(
+            transport,
+            f"import os\ntry:\n os.rename({part!r}, {name!r})\nexcept OSError:\n"
+            f" os.remove({name!r})\n os.rename({part!r}, {name!r})",
         )
-    else:
-        backup = f"try:\n os.remove({name!r})\nexcept OSError:\n pass\n"  # FAT cannot rename over a file
-    _exec(transport, f"import os\n{backup}os.rename({part!r}, {name!r})")
 
 
 @dataclass
@@ -273,6 +261,26 @@ def describe_board(info: BoardInfo) -> str:
         f"heap free {info.heap_free} B; flash free {info.flash_free // 1024} KB "
         f"of {info.flash_total // 1024} KB"
     )
+
+
+def _cannot_run(verdict: swap.Verdict, model_bytes: bytes, profile: BoardProfile) -> str:
+    """One line: why the board cannot run the model, the figures, and what would fit."""
+    text = f"the board cannot run this model ({verdict.problem})"
+    if verdict.largest_block is None:
+        return text
+    if verdict.needed is not None:
+        text += (
+            f": it needs {verdict.needed} B in one block, the heap's largest free block with the "
+            f"runtime loaded is {verdict.largest_block} B"
+        )
+    measured = fit.check_fit(
+        model_bytes,
+        profile,
+        heap_free=verdict.heap_free,
+        largest_block=verdict.largest_block,
+        runtime_loaded=True,
+    )
+    return text + measured.advice()
 
 
 def deploy(
@@ -294,6 +302,8 @@ def deploy(
     transport = open_board(port, baud)
     copied: list[str] = []
     removed: list[str] = []
+    failure = ""
+    restart_now = restart and not dry_run
     try:
         info = probe(transport, wanted_hashes)
         profile = load_board(board or info.likely_board)
@@ -305,7 +315,7 @@ def deploy(
         verb = "would copy" if dry_run else "copy"
         for name in plan.leftovers:
             if not dry_run:
-                _exec(transport, f"import os\nos.remove({name!r})")
+                board_exec(transport, f"import os\nos.remove({name!r})")
                 removed.append(name)
             done = "would remove" if dry_run else "removed"
             say(f"  {name:<18} {'':>7}    {done} (left by an interrupted deploy)")
@@ -317,12 +327,8 @@ def deploy(
                 say(f"  {action.name:<18} {len(action.data):>7} B  {verb} ({action.status})")
                 continue
             t0 = time.monotonic()
-            upload(
-                transport,
-                action.name,
-                action.data,
-                keep_backup=MODEL_BACKUP if action.name == MODEL_NAME else None,
-            )
+            # the model waits as model.enn.part until the board has shown that it runs it
+            upload(transport, action.name, action.data, into_place=action.name != MODEL_NAME)
             copied.append(action.name)
             say(
                 f"  {action.name:<18} {len(action.data):>7} B  copied ({action.status}, hash checked, "
@@ -332,20 +338,70 @@ def deploy(
             if dry_run:
                 say(f"  {name:<18} {'':>7}    would remove (stale)")
                 continue
-            _exec(transport, f"import os\nos.remove({name!r})")
+            board_exec(transport, f"import os\nos.remove({name!r})")
             removed.append(name)
             say(f"  {name:<18} {'':>7}    removed (stale)")
         if dry_run:
             say(f"dry run: {plan.changes} change(s) would be made")
-        elif not plan.changes:
+            return DeployResult(plan, copied, removed, time.monotonic() - started)
+        if not plan.changes:
             say("nothing to do: the board already has this runtime and model")
-        else:
+            return DeployResult(plan, copied, removed, time.monotonic() - started)
+        model_changed = MODEL_NAME in copied
+        t0 = time.monotonic()
+        verdict = swap.verify_on_board(transport, MODEL_PART if model_changed else MODEL_NAME, model)
+        if verdict.ok:
             say(
-                f"deployed: {len(copied)} file(s) copied, {len(removed)} removed in "
-                f"{time.monotonic() - started:.1f} s"
+                f"  {'on the board':<18} {'':>7}    the model loads and answers as the golden model "
+                f"({time.monotonic() - t0:.1f} s)"
             )
+            if model_changed:
+                swap.swap_in(transport)
+        else:
+            if model_changed:
+                board_exec(transport, f"import os\nos.remove({MODEL_PART!r})")
+            failure = _cannot_run(verdict, model_bytes, profile)
     except (TransportError, OSError) as exc:
         raise UserError(f"lost the connection to {port} ({exc}); run deploy again") from None
     finally:
-        close_board(transport, restart=restart and not dry_run)
+        close_board(transport, restart=restart_now)
+    if failure:
+        raise UserError(failure + _still_serving(port, baud, model_changed and restart_now))
+    if restart_now:
+        health = swap.health_check(port, model, baud)
+        if not health.ok:
+            raise UserError(_roll_back_after(port, baud, health, model_changed))
+        say(f"  {'health check':<18} {'':>7}    the board serves {model.name!r}, as the golden model")
+    else:
+        say("not restarted (--no-restart): the board stays at the REPL")
+    seconds = time.monotonic() - started
+    say(f"deployed: {len(copied)} file(s) copied, {len(removed)} removed in {seconds:.1f} s")
     return DeployResult(plan, copied, removed, time.monotonic() - started)
+
+
+def _still_serving(port: str, baud: int, check: bool) -> str:
+    """The tail of a failure message: what the board serves now that it was restarted."""
+    if not check:
+        return ""
+    old = swap.health_check(port, None, baud)
+    if old.ok:
+        return f"; the board still serves its previous model {old.model!r}"
+    return f"; the board has no working model either ({old.problem})"
+
+
+def _roll_back_after(port: str, baud: int, health: swap.Health, model_changed: bool) -> str:
+    """The new model failed its health check: put the previous one back, restart, say what happened."""
+    text = f"the new model did not start on the board ({health.problem})"
+    if not model_changed:
+        return text + "; run `edgenn doctor`"
+    transport = open_board(port, baud)
+    try:
+        restored = swap.roll_back(transport, keep_current=False)
+    finally:
+        close_board(transport, restart=True)
+    if not restored:
+        return text + "; there was no previous model to restore"
+    old = swap.health_check(port, None, baud)
+    if old.ok:
+        return text + f"; restored the previous model {old.model!r}, which the board serves again"
+    return text + f"; restored the previous model, but it does not start either ({old.problem})"

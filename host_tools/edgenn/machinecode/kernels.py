@@ -27,7 +27,7 @@ import numpy as np
 
 from edgenn.device import mpy as mpy_cross
 from edgenn.errors import UserError
-from edgenn.machinecode import asmpack, mpy, rv32, xtensa
+from edgenn.machinecode import mpy, rv32, xtensa
 from edgenn.machinecode.memory import Call, MachineCodeError, Result
 from edgenn.modelfile import ACTIVATION_CODES, QuantLayer, layer_body
 from edgenn.resources import shipped_dir
@@ -44,8 +44,8 @@ class Kernel:
     layer: str = "layer"
     prepare: str | None = "prepare"  # None: the host offsets the weights
     description: str = ""
-    # inline assembler: the .mpy is re-tagged as viper code (asmpack, as deploy installs it) and the
-    # code reads its array objects itself (memory.Call.objects)
+    # inline assembler: the .mpy is re-tagged as viper code (mpy.retag_asm_as_viper, as deploy installs
+    # it) and the code reads its array objects itself (memory.Call.objects)
     inline_asm: bool = False
 
 
@@ -111,7 +111,7 @@ def kernel_mpy(kernel: Kernel, arch: str) -> bytes:
             f"kernel {kernel.name!r} has no source for {arch} (it has {', '.join(kernel.sources)})"
         )
     data = compile_source(shipped_dir("firmware", "EDGENN_FIRMWARE_DIR") / kernel.sources[arch], arch)
-    return asmpack.retag_asm_as_viper(data) if kernel.inline_asm else data
+    return mpy.retag_asm_as_viper(data) if kernel.inline_asm else data
 
 
 def run_calls(

@@ -123,6 +123,8 @@ class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
+        # per asm raw code: (end of its kind vuint, start and end of its n_pos_args + type_sig fields)
+        self.asm_fields: list[tuple[int, int, int]] = []
 
     def byte(self) -> int:
         if self.pos >= len(self.data):
@@ -167,6 +169,7 @@ class _Reader:
 
     def raw_code(self) -> RawCode:
         head = self.uint()
+        head_end = self.pos
         kind = KINDS[head & 3]
         rc = RawCode(kind=kind, code=self.bytes(head >> 3))
         if kind == "native":
@@ -174,8 +177,10 @@ class _Reader:
         elif kind in ("viper", "asm"):
             rc.scope_flags = self.uint()
             if kind == "asm":
+                start = self.pos
                 self.uint()  # n_pos_args
                 self.uint()  # type signature
+                self.asm_fields.append((head_end, start, self.pos))
         if kind == "viper":
             rodata_size = self.uint() if rc.scope_flags & FLAG_VIPERRODATA else 0
             rc.bss_size = self.uint() if rc.scope_flags & FLAG_VIPERBSS else 0
@@ -210,7 +215,46 @@ class _Reader:
 
 def read(data: bytes) -> Mpy:
     """Parse a whole .mpy; raises MpyError on anything else."""
+    return _parse(_Reader(bytes(data)))
+
+
+def retag_asm_as_viper(data: bytes) -> bytes:
+    """The same .mpy with every inline-assembler function stored as viper code.
+
+    mpy-cross 1.29 assembles `@micropython.asm_xtensa` / `@micropython.asm_rv32` functions as raw code
+    of kind "asm". A board makes a function object of that kind only when its firmware was built with
+    the inline assembler (MICROPY_EMIT_INLINE_XTENSA / _RV32), which the stock ESP32 port is not: its
+    py/emitglue.c then falls through to the bytecode branch and would run the machine code as bytecode.
+    Every firmware that runs viper code loads the "viper" kind, which differs only in the calling
+    convention: the code receives (function object, n_args, n_kw, args[]) instead of up to four
+    converted arguments. So: kind bits 3 -> 2 and the asm-only n_pos_args and type_sig fields dropped;
+    the kernels in firmware/edgenn_asm_*.py are written for the viper convention."""
     r = _Reader(bytes(data))
+    module = _parse(r)
+    if r.pos != len(data):
+        raise MpyError(f"{len(data) - r.pos} unexpected bytes after the module's code")
+    if not r.asm_fields:
+        raise MpyError("no inline-assembler function in this .mpy")
+    if _any_asm_with(module.module, FLAG_VIPERRELOC | FLAG_VIPERRODATA | FLAG_VIPERBSS):
+        raise MpyError("an inline-assembler function with viper-only scope flags")
+    out = bytearray()
+    done = 0
+    for head_end, cut, cut_end in r.asm_fields:
+        out += data[done:head_end]
+        out[-1] = (out[-1] & ~3) | KINDS.index("viper")  # the kind is the low bits of the vuint's last byte
+        out += data[head_end:cut]
+        done = cut_end
+    return bytes(out + data[done:])
+
+
+def _any_asm_with(rc: RawCode, flags: int) -> bool:
+    return (rc.kind == "asm" and bool(rc.scope_flags & flags)) or any(
+        _any_asm_with(c, flags) for c in rc.children
+    )
+
+
+def _parse(r: _Reader) -> Mpy:
+    data = r.data
     if len(data) < 4 or r.byte() != ord("M"):
         raise MpyError("not a .mpy file (it must start with 'M'; compile the .py with mpy-cross)")
     major = r.byte()

@@ -39,17 +39,11 @@ class BoardSection:
 
 @dataclass
 class FitSection:
-    """The model against a board profile's heap and flash (the deploy check's arithmetic)."""
+    """The model against a board profile's heap and flash (edgenn.fit, the arithmetic deploy checks),
+    and the emulated latency of the board's own machine code when `edgenn estimate` runs for it."""
 
-    board: str
-    model_bytes: int
-    load_peak: int
-    working_heap: int
-    heap: int
-    largest_layer_block: int
-    largest_block: int
-    flash: int
-    estimate: dict[str, Any] | None  # `edgenn estimate`'s result when that capability exists
+    fit: Any  # edgenn.fit.FitResult
+    estimate: dict[str, Any] | None
     estimate_note: str
 
 
@@ -66,7 +60,10 @@ class ReportData:
     qm: QuantModel | None
     qm_source: str  # where the integer model came from (file, in-memory quantization, the board)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # "float" / "integer" / "board"
-    calibrated_range: tuple[np.ndarray, np.ndarray] | None = None  # raw feature units, per feature
+    calibrated_range: tuple[np.ndarray, np.ndarray] | None = None  # feature units, per network input
+    # what the network's input scaling sees per row: the raw features, or a front end's features
+    inputs: np.ndarray | None = None
+    input_names: list[str] = field(default_factory=list)
     layers: list[LayerError] | None = None
     board: BoardSection | None = None
     fit: FitSection | None = None
@@ -89,6 +86,10 @@ def collect(
     """Load MODEL (.npz or .enn) and DATA and compute every section's numbers."""
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
+    if board is not None:  # an unknown --board is a one-line error before any slow work
+        from edgenn.boards import load_board
+
+        load_board(board)
     loaded = load_model(model)
     fm: FloatModel | None = loaded.float_model
     qm: QuantModel | None = None
@@ -152,7 +153,7 @@ def collect(
         report.qm, _ = quantize(fm, X[rows], name=str(fm.meta.get("dataset") or dataset.name))
         where = "the training rows" if split is not None else "all rows of DATA"
         report.qm_source = (
-            f"quantized in memory for this report (calibrated on {where}, as `edgenn quantize`)"
+            f"quantized in memory for this report (calibrated on {where}, as `edgenn quantize --no-qat`)"
         )
 
     t = time.perf_counter()
@@ -165,14 +166,19 @@ def collect(
         report.predictions["board"] = report.board.predictions
     a = np.asarray(qm.in_scale, np.float32).astype(np.float64)
     c = np.asarray(qm.in_offset, np.float32).astype(np.float64)
-    report.calibrated_range = ((-0.5 - c) / a, (255.5 - c) / a)  # raw values that round to codes 0..255
+    report.calibrated_range = ((-0.5 - c) / a, (255.5 - c) / a)  # values that round to codes 0..255
+    report.inputs = np.asarray(golden.features(qm, X), dtype=np.float64)
+    report.input_names = list(qm.feature_names)
     if fm is not None:
         report.layers = layer_errors(fm, qm, X)
     report.seconds["models"] = time.perf_counter() - t
 
     profile_name = board or _board_profile_name(report.board)
     if profile_name is not None:
+        say(f"memory fit on {profile_name}; estimated latency from its machine code (emulated)")
+        t = time.perf_counter()
         report.fit = fit_section(qm, profile_name)
+        report.seconds["fit"] = time.perf_counter() - t
     return report
 
 
@@ -183,7 +189,7 @@ def _values(pred: np.ndarray, task: str) -> np.ndarray:
 
 
 def _check_same_interface(fm: FloatModel, qm: QuantModel, fm_name: str, qm_name: str) -> None:
-    if list(fm.feature_names) != list(qm.feature_names) or list(fm.labels) != list(qm.labels):
+    if fm.input_names != qm.input_names or list(fm.labels) != list(qm.labels):
         raise UserError(
             f"{fm_name} and {qm_name} are not the same model (their features or labels differ); "
             f"pass the .npz the .enn was quantized from"
@@ -246,35 +252,28 @@ def _board_profile_name(board: BoardSection | None) -> str | None:
 
 
 def fit_section(qm: QuantModel, board_name: str) -> FitSection:
-    from edgenn.boards import load_board
-    from edgenn.fit import WORKING_HEAP, largest_layer_block, load_peak_bytes
+    from edgenn.fit import check_fit
 
-    profile = load_board(board_name)
-    size = len(modelfile.to_bytes(qm))
+    fit = check_fit(qm, board_name)  # the profile's figures (UserError naming an unknown board)
     estimate, note = _estimate(qm, board_name)
-    return FitSection(
-        board=profile.name,
-        model_bytes=size,
-        load_peak=load_peak_bytes(size),
-        working_heap=WORKING_HEAP,
-        heap=profile.heap_bytes,
-        largest_layer_block=largest_layer_block(qm),
-        largest_block=profile.largest_block_bytes,
-        flash=profile.flash_fs_bytes,
-        estimate=estimate,
-        estimate_note=note,
-    )
+    return FitSection(fit, estimate, note)
 
 
 def _estimate(qm: QuantModel, board_name: str) -> tuple[dict[str, Any] | None, str]:
-    """The emulated latency on the board's own machine code, when `edgenn estimate` is installed."""
+    """`edgenn estimate`'s figures (viper kernel), or why there are none."""
     try:
-        from edgenn.machinecode import estimate as mc_estimate  # type: ignore[attr-defined]
+        from edgenn.boards import load_board
+        from edgenn.machinecode import MachineCodeError
+        from edgenn.machinecode.estimate import CORES, estimate
     except ImportError:
         return None, "not available: this edgenn has no `edgenn estimate` (machine-code emulation)"
-    from edgenn.boards import load_board
-
+    profile = load_board(board_name)
+    if profile.chip not in CORES:
+        return None, (
+            f"not available for {profile.name}: `edgenn estimate` models the cores of "
+            f"{', '.join(CORES)} (pass --board esp32 for an ESP32's figure)"
+        )
     try:
-        return dict(mc_estimate.estimate(qm, load_board(board_name))), ""
-    except UserError as exc:
-        return None, f"not available for {board_name}: {exc}"
+        return estimate(qm, profile, "viper"), ""
+    except (MachineCodeError, UserError, OSError) as exc:
+        return None, f"not available: {exc}"

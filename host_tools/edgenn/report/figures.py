@@ -114,35 +114,35 @@ def feature_ranges(
 
 
 def training_curves(runs: dict[str, list[dict]], metric_name: str) -> str:
-    """Loss per epoch (train solid, validation dashed) and the validation metric, one colour per run."""
+    """Loss and metric per epoch, training solid and validation dashed; the final fit in black, each
+    cross-validation fold in its own colour."""
     plt = require_matplotlib()
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9.0, 3.0))
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10.0, 3.2))
     cmap = plt.get_cmap("tab10")
     for k, (name, history) in enumerate(runs.items()):
-        color = "black" if name == "final fit" else cmap(k % 10)
+        final = name == "final fit"
+        style = {"color": "black" if final else cmap(k % 10), "lw": 1.6 if final else 1.0}
+        if not final:
+            style["alpha"] = 0.75
         epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
-        train = [h.get("train_loss") for h in history]
-        val = [h.get("val_loss") for h in history]
-        metric = [h.get("val_metric") for h in history]
-        ax_loss.plot(epochs, _nan(train), color=color, lw=1.2, label=f"{name} train")
-        if any(v is not None for v in val):
-            ax_loss.plot(epochs, _nan(val), color=color, lw=1.2, ls="--", label=f"{name} validation")
-        if any(v is not None for v in metric):
-            ax_metric.plot(epochs, _nan(metric), color=color, lw=1.2, label=name)
-    ax_loss.set_title("loss")
+        for ax, train_key, val_key in (
+            (ax_loss, "train_loss", "val_loss"),
+            (ax_metric, "train_metric", "val_metric"),
+        ):
+            train = _nan([h.get(train_key) for h in history])
+            val = _nan([h.get(val_key) for h in history])
+            if np.isfinite(train).any():
+                ax.plot(epochs, train, label=name, **style)
+            if np.isfinite(val).any():
+                ax.plot(epochs, val, ls="--", label=None if np.isfinite(train).any() else name, **style)
+    ax_loss.set_title("loss (solid: training rows, dashed: validation rows)", fontsize=9)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_yscale("log")
-    ax_loss.legend(fontsize=7, frameon=False)
-    ax_metric.set_title(f"validation {metric_name}")
+    ax_metric.set_title(f"{metric_name} (solid: training, dashed: validation)", fontsize=9)
     ax_metric.set_xlabel("epoch")
-    if ax_metric.has_data():
-        ax_metric.legend(fontsize=7, frameon=False)
-    else:
-        ax_metric.text(
-            0.5, 0.5, "no validation rows", ha="center", va="center", transform=ax_metric.transAxes
-        )
+    ax_metric.legend(fontsize=7, frameon=False, loc="best")
     fig.tight_layout()
-    return to_img(fig, "training curves: loss and validation metric per epoch")
+    return to_img(fig, "training curves: loss and metric per epoch")
 
 
 def _nan(values: list) -> np.ndarray:

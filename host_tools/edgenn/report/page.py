@@ -4,7 +4,6 @@ fetch) that reads on screen and prints on paper."""
 from __future__ import annotations
 
 import html
-import json
 
 import numpy as np
 
@@ -146,8 +145,7 @@ def _header(r: ReportData) -> str:
 
 def _data_section(r: ReportData) -> str:
     ds = r.dataset
-    X = ds.X
-    body = [_p(f"{ds.n_rows} rows, {ds.n_features} features, label column {ds.label_column!r}.")]
+    body = [_p(f"{ds.n_rows} rows, {ds.n_features} columns besides the label {ds.label_column!r}.")]
     if r.task == "classify":
         counts = np.bincount(ds.y, minlength=len(r.labels))
         share = ", ".join(f"{label} {c} ({100 * c / ds.n_rows:.0f}%)" for label, c in zip(r.labels, counts))
@@ -167,20 +165,26 @@ def _data_section(r: ReportData) -> str:
                 f"std {y.std():.4g}."
             )
         )
-    if r.calibrated_range is not None:
+    if r.calibrated_range is not None and r.inputs is not None:
         cal_lo, cal_hi = r.calibrated_range
+        X = r.inputs  # what the input scaling sees: the raw features, or the front end's features
         lo, hi = X.min(axis=0), X.max(axis=0)
         outside = (X < cal_lo) | (X > cal_hi)
         rows_out = outside.any(axis=1)
         body.append("<h3>Feature ranges: seen in DATA vs calibrated</h3>")
         body.append(
             _p(
-                "The board maps each raw feature onto 256 input codes over the range the model was "
+                "The board maps each feature onto 256 input codes over the range the model was "
                 "calibrated on; a value outside that range saturates at code 0 or 255 (the network sees "
                 "the edge of the range instead of the value)."
+                + (
+                    " With a sensor front end these are its features of each window."
+                    if r.qm and r.qm.frontend
+                    else ""
+                )
             )
         )
-        body.append(f"<figure>{figures.feature_ranges(r.feature_names, lo, hi, cal_lo, cal_hi)}</figure>")
+        body.append(f"<figure>{figures.feature_ranges(r.input_names, lo, hi, cal_lo, cal_hi)}</figure>")
         bad = np.flatnonzero(outside.any(axis=0))
         if len(bad):
             body.append(
@@ -192,7 +196,7 @@ def _data_section(r: ReportData) -> str:
             )
             rows = [
                 [
-                    r.feature_names[j],
+                    r.input_names[j],
                     num(lo[j]),
                     num(hi[j]),
                     num(cal_lo[j]),
@@ -214,6 +218,10 @@ def _data_section(r: ReportData) -> str:
     return _section("data", "Data", "".join(body))
 
 
+def _metric_name(name: str | None) -> str:
+    return {"rmse": "RMSE", "mae": "MAE"}.get(str(name), str(name))
+
+
 def _training_section(r: ReportData) -> str:
     body = []
     if r.fm is None:
@@ -230,20 +238,34 @@ def _training_section(r: ReportData) -> str:
             f"hidden {config.get('hidden')}, {config.get('activation')}, optimizer {config.get('optimizer')} "
             f"(learning rate {lr}), batch {config.get('batch_size')}, seed {config.get('seed')}"
         )
-    if "epochs_run" in meta:
+    if meta.get("cv"):  # cross-validation chose the epochs; the saved weights ran exactly that many
+        facts.append(f"final fit on every row: {meta.get('epochs_run')} epochs")
+    elif "epochs_run" in meta:
         facts.append(
-            f"{meta['epochs_run']} epochs run, best epoch {meta.get('best_epoch')} (weights kept from it)"
+            f"{meta['epochs_run']} epochs run, best validation epoch {meta.get('best_epoch')} "
+            "(its weights are the ones saved)"
         )
     if "train_seconds" in meta:
         facts.append(f"{meta['train_seconds']:.2f} s of training")
     if facts:
         body.append(_p("; ".join(facts) + "."))
+    cv = meta.get("cv")
+    if cv:
+        scale = 100 if r.task == "classify" else 1
+        unit = "%" if r.task == "classify" else ""
+        folds = ", ".join(f"{scale * v:.1f}{unit}" for v in cv.get("folds", []))
+        body.append(
+            _p(
+                f"{cv.get('k')}-fold cross-validation {_metric_name(cv.get('metric'))}: "
+                f"{scale * cv['mean']:.2f}{unit} ± {scale * cv['std']:.2f}{unit} (folds: {folds}); "
+                f"the final fit on every row ran {cv.get('epochs')} epochs, the median of the folds' best "
+                f"epochs {cv.get('best_epochs')}."
+            )
+        )
     if r.histories:
         metric = "accuracy" if r.task == "classify" else "RMSE (standardized units)"
         body.append(f"<figure>{figures.training_curves(r.histories, metric)}</figure>")
-        body.append(
-            _p(f"Runs: {', '.join(r.histories)}. Solid: training loss; dashed: validation loss.", "note")
-        )
+        body.append(_p(f"Runs: {', '.join(r.histories)}.", "note"))
     else:
         body.append(
             _p("This model has no per-epoch training history (it was not trained by `edgenn train`).", "warn")
@@ -255,8 +277,8 @@ def _training_section(r: ReportData) -> str:
             [part, m.get("n", "-"), pct(m.get(key)) if key == "accuracy" else num(m.get(key))]
             for part, m in metrics.items()
         ]
-        body.append(_p("Scores recorded at training time (float model, the split `train` made):"))
-        body.append(table(["part", "rows", key], rows))
+        body.append(_p("Scores `edgenn train` recorded for the float model, by the rows it used:"))
+        body.append(table(["rows", "count", key], rows))
     return _section("training", "Training", "".join(body))
 
 
@@ -297,8 +319,15 @@ def _results_section(r: ReportData) -> str:
             diff = np.abs(preds["integer"] - preds["float"])
             order = np.argsort(-diff)[:10]
             body.append("<h3>Rows where the integer model is furthest from the float model</h3>")
+            fmt = ".2f" if np.abs(y).max() >= 1 else ".4g"  # one format per column, like a spreadsheet
             rows2: list[list[Cell]] = [
-                [int(i), num(y[i]), num(preds["float"][i]), num(preds["integer"][i]), num(diff[i])]
+                [
+                    int(i),
+                    num(y[i], fmt),
+                    num(preds["float"][i], fmt),
+                    num(preds["integer"][i], fmt),
+                    num(diff[i], fmt),
+                ]
                 for i in order
             ]
             body.append(table(["row", "true", "float", "integer", "|integer - float|"], rows2))
@@ -407,7 +436,7 @@ def _fit(r: ReportData) -> str:
         return "<h3>Memory fit</h3>" + _p(
             "Pass --board B (e.g. esp32) to check the model against a board's heap and flash.", "note"
         )
-    heap_need = f.load_peak + f.working_heap
+    fit = f.fit
 
     def verdict(need: int, have: int) -> Cell:
         if need > have:
@@ -418,33 +447,59 @@ def _fit(r: ReportData) -> str:
     rows: list[list[Cell]] = [
         [
             "model file in flash",
-            f"{f.model_bytes} B",
-            f"{f.flash} B filesystem",
-            verdict(f.model_bytes, f.flash),
+            f"{fit.flash_needed} B ({fit.model_bytes} B file in 4 KB blocks)",
+            f"{fit.flash_free} B filesystem",
+            verdict(fit.flash_needed, fit.flash_free),
         ],
         [
-            "heap: load peak + working memory",
-            f"{f.load_peak} + {f.working_heap} = {heap_need} B",
-            f"{f.heap} B",
-            verdict(heap_need, f.heap),
+            "heap: runtime + load peak + working memory",
+            f"{fit.heap_needed} B",
+            f"{fit.heap_free} B",
+            verdict(fit.heap_needed, fit.heap_free),
         ],
         [
             "largest layer block",
-            f"{f.largest_layer_block} B",
-            f"{f.largest_block} B largest free block",
-            verdict(f.largest_layer_block, f.largest_block),
+            f"{fit.block_needed} B",
+            f"{fit.largest_block} B largest free block",
+            verdict(fit.block_needed, fit.largest_block),
         ],
     ]
-    est = _p(f"Estimated latency: {f.estimate_note}", "note")
-    if f.estimate:
-        est = _p("Estimated latency (emulated machine code): " + html.escape(json.dumps(f.estimate)))
-    return (
-        f"<h3>Memory fit on {html.escape(f.board)}</h3>"
-        + table(["", "needs", "board has", ""], rows)
-        + _p(
-            "Load peak is edgenn.load's bound (1.25 x file size + 8 KB, firmware/README.md); the runtime's "
-            "own code is not counted here (`edgenn deploy` checks it with the built .mpy files).",
+    body = [f"<h3>Memory fit on {html.escape(fit.board)}</h3>", table(["", "needs", "board has", ""], rows)]
+    body.append(_p(fit.summary()[0].upper() + fit.summary()[1:] + ".", "ok" if fit.fits else "warn"))
+    body.append(
+        _p(
+            "edgenn.fit's arithmetic (what `edgenn deploy` checks): load peak is edgenn.load's bound, 1.25 x "
+            "file size + 8 KB, plus the runtime's code and 16 KB of working memory; the board profile's "
+            "figures, not a measurement.",
             "note",
         )
-        + est
     )
+    e = f.estimate
+    if e:
+        body.append("<h3>Estimated latency (the board's own machine code, emulated)</h3>")
+        body.append(
+            table(
+                None,
+                [
+                    ["estimated time per inference", f"{e['us']} us at {e['clock_mhz']} MHz ({e['core']})"],
+                    ["kernel", f"{e['kernel']} ({e['arch']})"],
+                    ["multiply-accumulates", str(e["macs"])],
+                    [
+                        "kernel instructions",
+                        f"{e['kernel_instructions']} ({e['instructions_per_mac']} per MAC)",
+                    ],
+                ],
+                "facts",
+            )
+        )
+        body.append(
+            _p(
+                "From `edgenn estimate`: the instructions are counted exactly in an emulator; the time comes "
+                "from a per-instruction-class cycle model (an estimate). Not counted: "
+                f"{e.get('uncounted', '')}",
+                "note",
+            )
+        )
+    else:
+        body.append(_p(f"Estimated latency: {f.estimate_note}.", "note"))
+    return "".join(body)

@@ -1187,20 +1187,22 @@ class Net:
         # dyadic and the value a float32 or an int32; else golden's float formula (float objects)
         q = self._q
         a = q[2 * d] & 0xFFFFF
-        me = _ME
-        h = self._qh
-        h[3] = d
-        st = self._decode(src, h, me)
+        st = 0
+        if a:  # dyadic: the exact small-int path if the value is a float32 or an int32
+            me = _ME
+            h = self._qh
+            h[3] = d
+            st = self._decode(src, h, me)
         if st == 2:  # a float64 that is no float32 (double-precision builds): maybe an int
             x = features[d]
-            if a and type(x) is int and -0xFFFFFFFF <= x <= 0xFFFFFFFF:
+            if type(x) is int and -0xFFFFFFFF <= x <= 0xFFFFFFFF:
                 st = 1
                 me[0] = 1 if x < 0 else 0
                 x = -x if x < 0 else x
                 me[1] = x >> 16
                 me[2] = x & 0xFFFF
                 me[3] = 0
-        if st == 1 and a:
+        if st == 1:
             s = q[2 * d] >> 25
             return _exact_code(me[0], me[1], me[2], me[3], a, q[2 * d + 1] - _OFF, s)
         x = features[d]

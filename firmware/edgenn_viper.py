@@ -167,6 +167,47 @@ def codes(src: ptr32, q: ptr32, xq: ptr8, h: ptr32) -> int:
         a &= 0xFFFFF
         if f == 0:
             return (d << 2) | 1
+        if kind == 0:
+            # The common case in one pass: a normal float32 with sh = S - f - e >= 16. Few statements,
+            # long expressions: the viper emitter keeps an expression's partial results in registers
+            # but every local in a stack slot. Same arithmetic as below (hp = floor(P / 2**16)).
+            w = src[d]
+            ex = (w >> 23) & 0xFF
+            if ex == 0 and (w & 0x7FFFFF) == 0:  # +-0: V = B / 2**S
+                v = (q[p + 1] - _OFF) >> (t + f)
+                xq[d] = 0 if v < 0 else (255 if v > 255 else v)
+                d += 1
+                continue
+            sh = t + 150 - ex
+            if ex != 0 and ex != 0xFF and sh >= 16:
+                mx = (w & 0x7FFFFF) | 0x800000
+                hp = ((((((mx & 0xFF) * a) >> 8) + ((mx >> 8) & 0xFF) * a) >> 8) + (mx >> 16) * a)
+                k = sh - 16
+                if k > 30:
+                    k = 30  # hp < 2**29
+                v = q[p + 1] - _OFF
+                if t >= 0:
+                    v = v >> t
+                else:
+                    v = v << (0 - t)
+                if (w >> 31) & 1:  # negative: floor of -P / 2**sh, one less if any bit of P is below
+                    v -= hp >> k
+                    if (hp & ((1 << k) - 1)) or (((mx & 0xFF) * (a & 0xFFFF)
+                                                  + ((((mx >> 8) & 0xFF) * (a & 0xFF)) << 8)) & 0xFFFF):
+                        v -= 1
+                else:
+                    v += hp >> k
+                if v < 0:
+                    xq[d] = 0
+                elif v >= (255 << f):
+                    xq[d] = 255
+                else:
+                    m = (1 << f) - 1
+                    if (v & m) >= m - 1:
+                        return (d << 2) | 1
+                    xq[d] = v >> f
+                d += 1
+                continue
         # the value as (-1)**neg * mx * 2**e with mx < 2**24
         if kind == 0:
             w = src[d]

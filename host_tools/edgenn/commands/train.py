@@ -115,6 +115,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --folds 0: hold this fraction out for early stopping (default 0)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object, no progress")
+    add_sensor_arguments(parser)
+
+
+def add_sensor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--features/--axes/--bands (train and tune alike); make_front_end reads them."""
     sensor = parser.add_argument_group(
         "sensor windows",
         "DATA rows are windows of raw readings, axis-major (all samples of axis 0, then axis 1, ...); "

@@ -62,5 +62,11 @@ def run(args: argparse.Namespace) -> int:
         f"  estimated {result['us']} us per inference at {result['clock_mhz']} MHz "
         f"({result['cycles']} cycles; an estimate from a cycle model per instruction class, see README)"
     )
+    fe = result.get("frontend")
+    if fe:
+        print(
+            f"  front end ({fe['frontend']}): {fe['instructions']} instructions per window, "
+            f"estimated {fe['us']} us (viper machine code; not in the total above)"
+        )
     print(f"  not counted: {result['uncounted']}")
     return 0

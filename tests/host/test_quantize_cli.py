@@ -12,7 +12,7 @@ import pytest
 from edgenn import golden
 from edgenn import modelfile as mf
 from edgenn.cli import main
-from edgenn.data import load_dataset
+from edgenn.data import bundled_path, load_dataset
 from edgenn.nn import TrainConfig, train
 
 
@@ -161,3 +161,13 @@ def test_a_model_trained_on_every_row_calibrates_on_all_rows_and_says_so(tmp_pat
     )
     code, out, _ = run_cli([str(npz), "--data", "iris", "-o", str(tmp_path / "x.enn"), "--no-qat"], capsys)
     assert "fine-tuning: off (--no-qat)" in out
+
+
+def test_a_handful_of_calibration_rows_is_warned_about(iris_npz, tmp_path, capsys) -> None:
+    rows = bundled_path("iris").read_text().splitlines()
+    few = tmp_path / "few.csv"
+    few.write_text("\n".join(rows[:4]) + "\n")  # three setosa rows
+    code, _, err = run_cli([str(iris_npz), "--data", str(few), "-o", str(tmp_path / "few.enn")], capsys)
+    assert code == 0 and "warning: calibrated on only 3 row(s) of" in err
+    code, _, err = run_cli([str(iris_npz), "--data", "iris", "-o", str(tmp_path / "all.enn")], capsys)
+    assert code == 0 and "calibrated on only" not in err

@@ -20,6 +20,7 @@ from edgenn.qat import EPOCHS as QAT_EPOCHS
 from edgenn.qat import fine_tune
 
 NAME = "quantize"
+MIN_CALIBRATION_ROWS = 20
 HELP = "turn a trained .npz into an integer .enn model (calibrated on DATA) and report what it cost"
 
 
@@ -110,7 +111,14 @@ def run(args: argparse.Namespace) -> int:
         epochs=0 if args.qat == "off" else QAT_EPOCHS,
         force=args.qat == "on",
     )
-    qm, warnings = tuned.model, tuned.warnings
+    qm, warnings = tuned.model, list(tuned.warnings)
+    if len(calib_rows) < MIN_CALIBRATION_ROWS:
+        # Ranges seen in a handful of rows are narrower than what the model meets: new rows clip.
+        warnings.append(
+            f"calibrated on only {len(calib_rows)} row(s) of {args.data}: each input's and layer's range "
+            f"comes from these rows, so other rows clip at the range ends; calibrate on the training "
+            f"data (--data, at least {MIN_CALIBRATION_ROWS} rows) and score new rows with --test"
+        )
     try:
         size = modelfile.save(qm, out_path)
     except OSError as exc:

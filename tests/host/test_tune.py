@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 
@@ -80,3 +81,36 @@ def test_tune_with_a_sensor_front_end_scores_features_and_keeps_the_front_end(tm
     raw = load_dataset(str(tmp_path / "w.csv"), label="label")
     qm, _ = quantize(model, raw.X)
     assert abs(len(modelfile.to_bytes(qm)) - result["best"]["bytes"]) < 64  # sized with its front end
+
+
+def test_ctrl_c_on_a_terminal_clears_the_progress_line_first(tmp_path):
+    """What a user sees: the progress line rewritten in place, then Ctrl-C's one line on its own."""
+    import os
+    import pty
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    leader, follower = pty.openpty()
+    argv = [sys.executable, "-m", "edgenn.cli", *"tune iris --board esp32 -o".split(), str(tmp_path / "b")]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"candidates" not in seen and time.monotonic() < deadline:
+        seen += os.read(leader, 4096)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the pty closes with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    text = seen.decode()
+    assert "tune: 1/72 candidates" in text
+    assert re.search(r"\r +\redgenn tune: interrupted\r?\n$", text), text[-300:]

@@ -83,18 +83,21 @@ def run(args: argparse.Namespace) -> int:
     def stage(text: str) -> None:
         show(f"tune: {text}")
 
-    result = tune(
-        dataset,
-        args.board,
-        budget_s=args.budget_s,
-        seed=args.seed,
-        estimate_top=ESTIMATE_TOP,
-        progress=progress,
-        stage=stage,
-        front_end=front_end,
-    )
-    if on_terminal:
-        sys.stderr.write("\r" + " " * PROGRESS_WIDTH + "\r")
+    try:
+        result = tune(
+            dataset,
+            args.board,
+            budget_s=args.budget_s,
+            seed=args.seed,
+            estimate_top=ESTIMATE_TOP,
+            progress=progress,
+            stage=stage,
+            front_end=front_end,
+        )
+    finally:  # also on Ctrl-C and errors: their one line starts on a clean line
+        if on_terminal:
+            sys.stderr.write("\r" + " " * PROGRESS_WIDTH + "\r")
+            sys.stderr.flush()
     result.model.save(output)
     board = result.leaderboard()
     if args.json:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -14,6 +16,9 @@ from edgenn.data import load_dataset
 from edgenn.floatmodel import FloatModel
 from edgenn.nn import TrainConfig
 from edgenn.tune import search_space, tune
+
+sys.path.insert(0, str(Path(__file__).parent))
+from on_terminal import run_on_terminal  # noqa: E402
 
 BASE = TrainConfig(epochs=30, patience=5, folds=3)
 
@@ -85,32 +90,7 @@ def test_tune_with_a_sensor_front_end_scores_features_and_keeps_the_front_end(tm
 
 def test_ctrl_c_on_a_terminal_clears_the_progress_line_first(tmp_path):
     """What a user sees: the progress line rewritten in place, then Ctrl-C's one line on its own."""
-    import os
-    import pty
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    leader, follower = pty.openpty()
-    argv = [sys.executable, "-m", "edgenn.cli", *"tune iris --board esp32 -o".split(), str(tmp_path / "b")]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower)
-    os.close(follower)
-    seen = b""
-    deadline = time.monotonic() + 60
-    while b"candidates" not in seen and time.monotonic() < deadline:
-        seen += os.read(leader, 4096)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # the pty closes with the process
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(leader)
-    text = seen.decode()
-    assert "tune: 1/72 candidates" in text
+    argv = ["tune", "iris", "--board", "esp32", "-o", str(tmp_path / "b.npz")]
+    code, text = run_on_terminal(argv, interrupt_after=b"candidates")
+    assert code == 130 and "tune: 1/72 candidates" in text
     assert re.search(r"\r +\redgenn tune: interrupted\r?\n$", text), text[-300:]

@@ -104,13 +104,27 @@ def run(args: argparse.Namespace) -> int:
         calib_rows = eval_rows = np.arange(dataset.n_rows)
         eval_part = "all"
     name = str(fm.meta.get("dataset") or dataset.name)
-    tuned = fine_tune(
-        fm,
-        dataset.X[calib_rows],
-        name=name,
-        epochs=0 if args.qat == "off" else QAT_EPOCHS,
-        force=args.qat == "on",
-    )
+    epochs = 0 if args.qat == "off" else QAT_EPOCHS
+    on_terminal = not args.json and sys.stderr.isatty()
+
+    def progress(epoch: int, score: float) -> None:
+        shown = f"agreement {100 * score:.2f}%" if fm.task == "classify" else f"RMS vs float {-score:.4g}"
+        sys.stderr.write(f"\rquantization-aware fine-tuning: epoch {epoch}/{epochs}, {shown}".ljust(70))
+        sys.stderr.flush()
+
+    try:
+        tuned = fine_tune(
+            fm,
+            dataset.X[calib_rows],
+            name=name,
+            epochs=epochs,
+            force=args.qat == "on",
+            progress=progress if on_terminal else None,
+        )
+    finally:  # the result (or Ctrl-C's line) starts on a clean line
+        if on_terminal:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+            sys.stderr.flush()
     qm, warnings = tuned.model, list(tuned.warnings)
     if len(calib_rows) < MIN_CALIBRATION_ROWS:
         # Ranges seen in a handful of rows are narrower than what the model meets: new rows clip.

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from edgenn import golden, modelfile
-from edgenn.commands.common import output_file, print_json
+from edgenn.commands.common import print_json
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column
 from edgenn.metrics import layer_error_lines, layer_errors
 from edgenn.nn import accuracy, rmse, split_for_model
+from edgenn.outputs import output_file
 from edgenn.qat import EPOCHS as QAT_EPOCHS
 from edgenn.qat import fine_tune
 

@@ -8,11 +8,12 @@ import sys
 import time
 
 from edgenn import frontend
-from edgenn.commands.common import output_file, print_json
+from edgenn.commands.common import print_json
 from edgenn.data import load_dataset, load_for_model
 from edgenn.errors import UserError
 from edgenn.floatmodel import ACTIVATIONS, TASKS, FloatModel
 from edgenn.nn import OPTIMIZERS, EpochReport, TrainConfig, metric_name, train, train_windows
+from edgenn.outputs import output_file
 
 NAME = "train"
 HELP = "train a float MLP on a CSV file or bundled dataset and save it as .npz"

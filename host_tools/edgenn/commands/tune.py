@@ -8,11 +8,12 @@ import sys
 import time
 
 from edgenn.boards import load_board
-from edgenn.commands.common import output_file, print_json
+from edgenn.commands.common import print_json
 from edgenn.commands.train import add_sensor_arguments, make_front_end
 from edgenn.data import load_dataset
 from edgenn.errors import UserError
 from edgenn.floatmodel import TASKS
+from edgenn.outputs import output_file
 from edgenn.tune import DEFAULT_BUDGET_S, Candidate, tune
 
 NAME = "tune"

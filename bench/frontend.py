@@ -1,17 +1,20 @@
 """Sensor front end benchmark (`make bench`, or `python -m bench.frontend`).
 
 Accuracy: the gesture set of bench/gestures.py (3 axes x 32 samples, 5 classes, random orientation,
-amplitude, speed, noise; 400 windows per class), seeds 0, 1, 2, the same stratified split for every
-model. Our MLP (hidden 32,16, ReLU, `edgenn.nn` defaults) on raw windows, on `stats` and on `spectral`
-features, float (the .npz model) and integer (quantized, calibrated on the training rows, run by the
-golden model on the test rows, i.e. what the board computes); scikit-learn's MLPClassifier (32,16,
-standardized raw windows, max_iter 500) beside them. Goal: spectral integer >= 95% and >= 25 points
+amplitude, speed, start, noise; 400 windows per class), seeds 0, 1, 2; 20% of the rows held out
+(stratified, seeded), the same for every model. Our MLP (hidden 32,16, ReLU, `edgenn.nn` defaults but
+3-fold cross-validation) on raw windows, on `stats` and on `spectral` features, float (the .npz model)
+and integer (quantized, calibrated on the training rows, run by the golden model on the test rows, i.e.
+what the board computes); scikit-learn's MLPClassifier (32,16, standardized raw windows, max_iter 500)
+beside them. Goal: spectral integer >= 95% and >= 25 points
 above raw integer.
 
 Cost: microseconds per window of the integer front end (`net.features`) for 3x32 and 3x128 windows
 against the network of a 96-32-16-5 model (`forward_q`), both kernels, in the MicroPython unix port
-(x86-64 timings, not ESP32 timings); and the ESP32 proxy: xtensa instructions of the viper kernels,
-from the disassembled .mpy (per loop pass, times the passes a window needs).
+(x86-64 timings, not ESP32 timings); and on the ESP32 (xtensawin) and ESP32-C3 (rv32imc): the front
+end's viper machine code run in the emulator (`edgenn.machinecode.frontend`, bit-exact with golden),
+instructions counted exactly and time estimated by `edgenn estimate`'s cycle model, beside the
+network's count for every registered kernel.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -28,15 +30,21 @@ from pathlib import Path
 import numpy as np
 
 from bench import gestures
-from bench.runtime import FIRMWARE, LOOP_COST, _tool, compile_runtime
+from bench.runtime import _tool, compile_runtime
 from edgenn import frontend, golden, modelfile, zoo
 from edgenn.data import Dataset, fit_scaling, stratified_split
+from edgenn.errors import UserError
+from edgenn.machinecode import KERNELS, MachineCodeError
+from edgenn.machinecode.estimate import CORES, estimate
+from edgenn.machinecode.frontend import estimate_frontend
 from edgenn.nn import TrainConfig, accuracy, train, train_windows
 from edgenn.quantize import quantize
 
 SEEDS = (0, 1, 2)
 PER_CLASS = 400
 HIDDEN = (32, 16)
+TEST_FRACTION = 0.2  # stratified, seeded: every model is scored on the same held-out rows
+FOLDS = 3  # edgenn train's cross-validation picks the epochs (3 folds, not the CLI's 5: bench time)
 KINDS = ("raw", "stats", "spectral")
 GOAL_SPECTRAL = 0.95
 GOAL_POINTS_ABOVE_RAW = 25.0
@@ -62,24 +70,24 @@ def accuracy_table() -> dict:
     results["sklearn_raw"] = {"float": []}
     for seed in SEEDS:
         ds = _dataset(seed)
-        config = TrainConfig(hidden=HIDDEN, seed=seed)
-        split = stratified_split(ds, config.test_fraction, config.val_fraction, seed=seed)
-        train_rows = np.concatenate([split.train, split.val])
+        split = stratified_split(ds, TEST_FRACTION, 0.0, seed=seed)
+        train_ds = ds.subset(split.train)
         X_test, y_test = ds.X[split.test], ds.y[split.test]
+        config = TrainConfig(hidden=HIDDEN, seed=seed, folds=FOLDS)
         for kind in KINDS:
-            fm = _fit(ds, kind, config)
-            qm, _ = quantize(fm, ds.X[split.train])
+            fm = _fit(train_ds, kind, config)
+            qm, _ = quantize(fm, train_ds.X)
             p_float, p_int = fm.predict(X_test), golden.predict(qm, X_test)
             results[kind]["float"].append(accuracy(p_float, y_test))
             results[kind]["integer"].append(accuracy(p_int, y_test))
             results[kind]["agreement"].append(accuracy(p_int, p_float))
         from sklearn.neural_network import MLPClassifier
 
-        mean, std = fit_scaling(ds.X[train_rows])
+        mean, std = fit_scaling(train_ds.X)
         clf = MLPClassifier(HIDDEN, max_iter=500, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning
-            clf.fit((ds.X[train_rows] - mean) / std, ds.y[train_rows])
+            clf.fit((train_ds.X - mean) / std, train_ds.y)
         results["sklearn_raw"]["float"].append(accuracy(clf.predict((X_test - mean) / std), y_test))
     return {name: {k: float(np.mean(v)) for k, v in r.items()} for name, r in results.items()}
 
@@ -107,43 +115,30 @@ def _cost_models(directory: Path) -> list[dict]:
     return jobs
 
 
-def _xtensa_loops() -> dict | None:
-    if not LOOP_COST.exists():
-        return None
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(LOOP_COST),
-            str(FIRMWARE / "edgenn_viper.py"),
-            "--mpy-cross",
-            _tool("mpy-cross"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode:
-        return None
-    return {f["function"]: f["loops"] for f in json.loads(proc.stdout)["functions"]}
-
-
-def xtensa_estimate(loops: dict, axes: int, window: int, kind: str, n_bands: int = 8) -> int | None:
-    """Instructions per window from the viper loops' per-pass counts (loop bodies only, the way the
-    network's figure counts its MAC loop alone: per-series set-up and calls are left out). fe_series'
-    innermost loops in source order: pass 1 (per sample), zero padding, bit length, pass 2 (per
-    sample), isqrt x2, FFT stage 1 (per 2 points), stage 2 (per 4), the butterfly, band sums (per
-    bin), isqrt x2; an isqrt of a value below 2**26 takes ~13 passes."""
-    s = [lp["insns"] for lp in loops.get("fe_series", [])]
-    if len(s) != 12 or "fe_load" not in loops:
-        return None  # the kernel changed shape: the mapping above no longer holds
-    per_series = (s[0] + s[3]) * window + 12 * s[2] + 13 * s[5]
-    total = axes * (loops["fe_load"][0]["insns"] * window + per_series) + (per_series if axes > 1 else 0)
-    if kind == "spectral":
-        p = 1 << (window - 1).bit_length()
-        general = (p // 2) * (p.bit_length() - 3)  # butterflies after stages 1 and 2
-        fft = s[1] * (p - window) + s[6] * p // 2 + s[7] * p // 4 + s[8] * general
-        total += axes * (fft + s[9] * (p // 2) + n_bands * 13 * s[11])
-    return int(total)
+def machine_code(jobs: list[dict]) -> dict:
+    """Per board: the front end's instructions and estimated us per window (its viper machine code,
+    bit-exact with golden, in qemu-xtensa / unicorn) and the 96-32-16-5 network's per kernel."""
+    out = {}
+    for board, arch in (("esp32", "xtensawin"), ("esp32c3", "rv32imc")):
+        core = CORES[board]
+        rows = {}
+        try:
+            for job in jobs:
+                if job["window"]:
+                    fe = modelfile.load(job["path"]).frontend
+                    rows[job["name"]] = estimate_frontend(fe, arch, core.cycles, core.mhz)
+                else:
+                    net = modelfile.load(job["path"])
+                    for kernel in KERNELS:
+                        try:
+                            r = estimate(net, board, kernel)
+                        except (MachineCodeError, UserError):
+                            continue  # a kernel without this arch
+                        rows[f"{job['name']} ({kernel})"] = {"instructions": r["instructions"], "us": r["us"]}
+        except (MachineCodeError, UserError) as exc:
+            rows = {"error": str(exc)}
+        out[board] = rows
+    return out
 
 
 def cost_table() -> dict:
@@ -163,7 +158,7 @@ def cost_table() -> dict:
         if proc.returncode:
             raise RuntimeError(f"MicroPython front end benchmark failed: {proc.stderr.strip()}")
         timings = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    loops = _xtensa_loops()
+        counted = machine_code(jobs)
     rows = []
     for job, t in zip(jobs, timings, strict=True):
         row = {"name": job["name"]}
@@ -173,13 +168,8 @@ def cost_table() -> dict:
             row[f"{kernel}_predict_us"] = t[f"{kernel}_predict_us"]  # predict() on a raw window
             if job["window"]:
                 row[f"{kernel}_features_us"] = t[f"{kernel}_features_us"]
-        if loops and job["window"]:
-            row["xtensa_insns"] = xtensa_estimate(loops, 3, job["window"], job["kind"])
-        elif loops:
-            main = max(loops["layer"], key=lambda lp: lp["mul"])
-            row["xtensa_insns"] = int(main["insns"] / main["mul"] * (96 * 32 + 32 * 16 + 16 * 5))
         rows.append(row)
-    return {"rows": rows}
+    return {"rows": rows, "machine_code": counted}
 
 
 def run(results_dir: Path | None = None) -> dict:
@@ -219,17 +209,24 @@ def print_tables(result: dict) -> None:
         f"{g['points_above_raw']:.1f} points above raw integer (>= 25): {'met' if g['met'] else 'NOT met'}"
     )
     print()
-    print("cost per window: MicroPython unix port, x86-64 (not ESP32 timings); xtensa: viper loop bodies")
-    print("  front end = net.features without the copy of the readings; network = forward_q on codes;")
+    print("cost per window, MicroPython unix port (x86-64 time, not ESP32 time; a shared machine):")
+    print("  front end = net.features without copying the readings in; network = forward_q on codes;")
     print("  predict = net.predict(raw window): copy + front end (or input scaling) + network")
-    head = f"{'viper us':>9} {'portable us':>11} {'predict viper':>13} {'predict port':>12} {'xtensa':>8}"
+    head = f"{'viper us':>9} {'portable us':>11} {'predict viper':>13} {'predict port':>12}"
     print(f"{'':>20} {head}")
     for r in result["cost"]["rows"]:
-        xt = r.get("xtensa_insns")
         print(
             f"{r['name']:>20} {r['viper_us']:>9.1f} {r['portable_us']:>11.1f} {r['viper_predict_us']:>13.1f} "
-            f"{r['portable_predict_us']:>12.1f} {xt if xt is not None else 'n/a':>8}"
+            f"{r['portable_predict_us']:>12.1f}"
         )
+    print()
+    print("the board's own machine code (front end: viper; counted exactly, us from the cycle model):")
+    for board, rows in result["cost"]["machine_code"].items():
+        if "error" in rows:
+            print(f"  {board}: unavailable ({rows['error']})")
+            continue
+        for name, r in rows.items():
+            print(f"  {board:>8} {name:>28} {r['instructions']:>9} instructions {r['us']:>8.1f} us")
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def _prepare_portable(blob, h):
 # them exactly); the shared tables (bit reversal and band edges plain, twiddles + _OFF) are written
 # once by load(). Every intermediate stays below 2**30: small ints on a 32-bit board, no allocation.
 
-_H_SIZE = const(19)  # fields of the front end's header array h (the names are in edgenn_viper.py)
+_H_SIZE = const(20)  # fields of the front end's header array h (the names are in edgenn_viper.py)
 
 
 def _fe_load_portable(win, ws, h):
@@ -1013,12 +1013,15 @@ class Net:
         # h: axes, window, kind, fft, bands, bits, window stride, window base, then the ws offsets
         self._h = array.array("i", (axes, w, kind, p, nb, bits, w, 0, 0, w, pre, pre + p, prev, pedge,
                                     pcos, psin, 5 * n_series, 0,
-                                    (bits_w + 1) if (1 << bits_w) == w else 0))
+                                    (bits_w + 1) if (1 << bits_w) == w else 0, 0))
         self._ws = ws
         self._win = array.array("H", bytes(2 * axes * w))
         self.feats = array.array("i", bytes(4 * n_inputs))
         self._fe_load = _viper.fe_load if kernel == "viper" else _fe_load_portable
         self._fe_series = _viper.fe_series if kernel == "viper" else _fe_series_portable
+        # viper: the FFT and the bands are separate functions (the portable series does it all)
+        self._fe_fft = _viper.fe_fft if kernel == "viper" and kind == 2 else None
+        self._fe_bands = _viper.fe_bands if kernel == "viper" else None
         self._fe = "stats" if kind == 1 else "spectral"
         self.axes = axes
         self.window = w
@@ -1034,10 +1037,14 @@ class Net:
         series = self._fe_series
         ws = self._ws
         feats = self.feats
+        fft = self._fe_fft
         for a in range(self.axes):
             h[17] = a  # the series to work on
             load(win, ws, h)
             series(ws, feats, h)
+            if fft is not None:
+                fft(ws, ws, h)
+                self._fe_bands(ws, feats, h)
         if self.axes > 1:
             h[17] = self.axes  # the magnitude
             series(ws, feats, h)

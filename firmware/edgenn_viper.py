@@ -417,62 +417,82 @@ _H_EDGE = const(13)
 _H_COS = const(14)
 _H_SIN = const(15)
 _H_NSTATS = const(16)
-_H_WSHIFT = const(18)  # log2(window) + 1 when the window is a power of two, else 0
+_H_WSHIFT = const(18)
+_H_SFT = const(19)  # the normalization shift of the last series + 64 (fe_series -> fe_bands)  # log2(window) + 1 when the window is a power of two, else 0
 _H_SERIES_INDEX = const(17)  # which series fe_load / fe_series work on (an array field, not an
 # argument: pointer-only signatures, so the machine-code harness can run them as they are)
 
 
 @micropython.viper
 def fe_load(win: ptr16, ws: ptr32, h: ptr32):
-    """Axis a = h[17] of the window into the series area; its |readings| added to the magnitude."""
+    """Axis a = h[17] of the window into the series area; its |readings| added to the magnitude.
+    win and ws run along the samples (the two locals the xtensa viper emitter keeps in registers)."""
     a = int(h[_H_SERIES_INDEX])
     n = int(h[_H_AXES])
     w = int(h[_H_WINDOW])
-    o = int(h[_H_BASE]) + a * int(h[_H_STRIDE])
-    ps = int(h[_H_SERIES])
-    pg = int(h[_H_MAG])
-    t = 0
-    while t < w:
-        x = int(win[o + t]) - 32768
-        ws[ps + t] = x + _OFF
-        if n > 1:
+    win = ptr16(uint(win) + uint((int(h[_H_BASE]) + a * int(h[_H_STRIDE])) << 1))
+    ws = ptr32(uint(ws) + uint(int(h[_H_SERIES]) << 2))
+    g = int(h[_H_MAG]) - int(h[_H_SERIES])  # the magnitude sample, in words from the series sample
+    end = uint(ws) + uint(w << 2)
+    if n == 1:
+        while uint(ws) < end:
+            ws[0] = int(win[0]) - 32768 + _OFF
+            win = ptr16(uint(win) + 2)
+            ws = ptr32(uint(ws) + 4)
+    elif a == 0:
+        while uint(ws) < end:
+            x = int(win[0]) - 32768
+            ws[0] = x + _OFF
             if x < 0:
                 x = 0 - x
-            if a == 0:
-                ws[pg + t] = x + _OFF
-            else:
-                ws[pg + t] = int(ws[pg + t]) + x
-        t += 1
+            ws[g] = x + _OFF
+            win = ptr16(uint(win) + 2)
+            ws = ptr32(uint(ws) + 4)
+    else:
+        while uint(ws) < end:
+            x = int(win[0]) - 32768
+            ws[0] = x + _OFF
+            if x < 0:
+                x = 0 - x
+            ws[g] = int(ws[g]) + x
+            win = ptr16(uint(win) + 2)
+            ws = ptr32(uint(ws) + 4)
 
 
 @micropython.viper
 def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
-    """Series k = h[17] (axis k, or the magnitude when k == N): its 5 statistics into feats[5k..], and
-    for an axis of a spectral front end its band amplitudes into feats[n_stats + k * n_bands ..]."""
+    """Series k = h[17] (axis k, or the magnitude when k == N): its 5 statistics into feats[5k..]; for
+    an axis of a spectral front end its normalized samples into re (bit-reversed) for fe_fft. ws and
+    feats run along the samples and the bit-reversal table (the two register locals); their starts
+    are kept in base and fp."""
+    base = uint(ws)
+    fp = uint(feats)
     k = int(h[_H_SERIES_INDEX])
     n = int(h[_H_AXES])
     w = int(h[_H_WINDOW])
-    src = int(h[_H_SERIES]) if k < n else int(h[_H_MAG])
-    y = int(ws[src]) - _OFF
+    src = base + uint((int(h[_H_SERIES]) if k < n else int(h[_H_MAG])) << 2)
+    end = src + uint(w << 2)
+    ws = ptr32(src)
+    y = int(ws[0]) - _OFF
     s = y
     lo = y
     hi = y
     mac = 0
     prv = y
-    t = 1
-    while t < w:
-        y = int(ws[src + t]) - _OFF
+    ws = ptr32(src + 4)
+    while uint(ws) < end:
+        y = int(ws[0]) - _OFF
         s += y
         if y < lo:
             lo = y
         if y > hi:
             hi = y
-        dd = y - prv
-        if dd < 0:
-            dd = 0 - dd
-        mac += dd
+        if y > prv:
+            mac += y - prv
+        else:
+            mac += prv - y
         prv = y
-        t += 1
+        ws = ptr32(uint(ws) + 4)
     lw = int(h[_H_WSHIFT]) - 1  # log2(w) for a power of two: floor division is a shift
     if lw >= 0:
         m = s >> lw
@@ -494,42 +514,48 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
         sft += 1
     fft = int(h[_H_KIND]) == 2 and k < n
     p = int(h[_H_FFT])
-    pre = int(h[_H_RE])
-    pim = int(h[_H_IM])
-    prev = int(h[_H_REV])
+    re = base + uint(int(h[_H_RE]) << 2)
+    rev = base + uint(int(h[_H_REV]) << 2)
     if fft:  # the zero padding (every other position of re gets a sample below; im: stage 1)
-        t = w
-        while t < p:
-            ws[pre + int(ws[prev + t])] = _OFF
-            t += 1
+        feats = ptr32(rev + uint(w << 2))
+        while uint(feats) < rev + uint(p << 2):
+            ptr32(re)[int(feats[0])] = _OFF
+            feats = ptr32(uint(feats) + 4)
     q = 0
-    t = 0
-    while t < w:
-        d = int(ws[src + t]) - _OFF - m
+    ws = ptr32(src)
+    feats = ptr32(rev)
+    while uint(ws) < end:
+        d = int(ws[0]) - _OFF - m
         if sft >= 0:
             v = d >> sft
         else:
             v = d << (0 - sft)
         q += v * v
         if fft:
-            ws[pre + int(ws[prev + t])] = v + _OFF
-        t += 1
+            ptr32(re)[int(feats[0])] = v + _OFF
+        ws = ptr32(uint(ws) + 4)
+        feats = ptr32(uint(feats) + 4)
+    feats = ptr32(fp)
+    ws = ptr32(base)
     if lw >= 0:
         n2 = q >> lw
     else:
         n2 = q // w
-    # isqrt(n2), inline (a call would cost more than the loop)
-    r = 0
-    bit = 1 << 28
-    while bit > n2:
-        bit >>= 2
-    while bit != 0:
-        if n2 >= r + bit:
-            n2 -= r + bit
-            r = (r >> 1) + bit
+    # isqrt(n2), inline (a call would cost more than the loop); the root and the bit live in ws and
+    # feats, the register locals (as in fe_bands)
+    ws = ptr32(0)
+    feats = ptr32(1 << 28)
+    while uint(feats) > uint(n2):
+        feats = ptr32(uint(feats) >> 2)
+    while uint(feats):
+        if uint(n2) >= uint(ws) + uint(feats):
+            n2 -= int(uint(ws) + uint(feats))
+            ws = ptr32((uint(ws) >> 1) + uint(feats))
         else:
-            r >>= 1
-        bit >>= 2
+            ws = ptr32(uint(ws) >> 1)
+        feats = ptr32(uint(feats) >> 2)
+    r = int(uint(ws))
+    feats = ptr32(fp)
     if sft >= 0:
         r = r << sft
     else:
@@ -540,70 +566,88 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
     feats[f + 2] = lo
     feats[f + 3] = hi
     feats[f + 4] = mac
-    if not fft:
-        return
+    h[_H_SFT] = sft + 64  # for fe_bands (kept non-negative: see _OFF)
+
+
+@micropython.viper
+def fe_fft(x: ptr32, t: ptr32, h: ptr32):
+    """The FFT of the series fe_series left in re/im (called with ws twice: x and t become the running
+    butterfly and twiddle pointers, the two locals the xtensa viper emitter keeps in registers)."""
+    p = int(h[_H_FFT])
+    x = ptr32(uint(x) + uint(int(h[_H_RE]) << 2))
+    t = ptr32(uint(t) + uint(int(h[_H_COS]) << 2))
+    re0 = uint(x)
+    tw0 = uint(t)
+    end = re0 + uint(p << 2)
     # Stages 1 and 2 have the twiddles 1 and -i (cos/sin 16384 and 0): the general butterfly's
     # products are then exact shifts, so these loops give the same integers with no multiplication.
     # Stage 1 (half 1): im is still all zero.
-    j = pre
-    end = pre + p
-    while j < end:
-        ar = int(ws[j]) - _OFF
-        br = int(ws[j + 1]) - _OFF
-        ws[j] = ((ar + br) >> 1) + _OFF
-        ws[j + 1] = ((ar - br) >> 1) + _OFF
-        ws[j + p] = _OFF
-        ws[j + p + 1] = _OFF
-        j += 2
+    while uint(x) < end:
+        ar = int(x[0]) - _OFF
+        br = int(x[1]) - _OFF
+        x[0] = ((ar + br) >> 1) + _OFF
+        x[1] = ((ar - br) >> 1) + _OFF
+        x[p] = _OFF
+        x[p + 1] = _OFF
+        x = ptr32(uint(x) + 8)
     # Stage 2 (half 2): i, i + 2 with w = 1; i + 1, i + 3 with w = -i (tr = bi, ti = -br)
-    j = pre
-    while j < end:
-        ar = int(ws[j]) - _OFF
-        br = int(ws[j + 2]) - _OFF
-        ai = int(ws[j + p]) - _OFF
-        bi = int(ws[j + p + 2]) - _OFF
-        ws[j] = ((ar + br) >> 1) + _OFF
-        ws[j + 2] = ((ar - br) >> 1) + _OFF
-        ws[j + p] = ((ai + bi) >> 1) + _OFF
-        ws[j + p + 2] = ((ai - bi) >> 1) + _OFF
-        ar = int(ws[j + 1]) - _OFF
-        br = int(ws[j + 3]) - _OFF
-        ai = int(ws[j + p + 1]) - _OFF
-        bi = int(ws[j + p + 3]) - _OFF
-        ws[j + 1] = ((ar + bi) >> 1) + _OFF
-        ws[j + 3] = ((ar - bi) >> 1) + _OFF
-        ws[j + p + 1] = ((ai - br) >> 1) + _OFF
-        ws[j + p + 3] = ((ai + br) >> 1) + _OFF
-        j += 4
-    pc = int(h[_H_COS])
-    psn = int(h[_H_SIN])
+    x = ptr32(re0)
+    while uint(x) < end:
+        ar = int(x[0]) - _OFF
+        br = int(x[2]) - _OFF
+        ai = int(x[p]) - _OFF
+        bi = int(x[p + 2]) - _OFF
+        x[0] = ((ar + br) >> 1) + _OFF
+        x[2] = ((ar - br) >> 1) + _OFF
+        x[p] = ((ai + bi) >> 1) + _OFF
+        x[p + 2] = ((ai - bi) >> 1) + _OFF
+        ar = int(x[1]) - _OFF
+        br = int(x[3]) - _OFF
+        ai = int(x[p + 1]) - _OFF
+        bi = int(x[p + 3]) - _OFF
+        x[1] = ((ar + bi) >> 1) + _OFF
+        x[3] = ((ar - bi) >> 1) + _OFF
+        x[p + 1] = ((ai - br) >> 1) + _OFF
+        x[p + 3] = ((ai + br) >> 1) + _OFF
+        x = ptr32(uint(x) + 16)
+    hp = p >> 1  # sin[k] is t[hp]
     half = 4
-    step = p >> 3
+    stepb = uint(p << 2) >> 3  # twiddle stride in bytes: (p / (2 * half)) words
     while half < p:
-        st = 0
-        while st < p:
-            j = st
-            end = st + half
-            kk = 0
-            while j < end:
-                c = int(ws[pc + kk]) - _OFF
-                sn = int(ws[psn + kk]) - _OFF
-                jb = j + half
-                br = int(ws[pre + jb]) - _OFF
-                bi = int(ws[pim + jb]) - _OFF
+        ph = p + half
+        group = re0
+        while group < end:
+            x = ptr32(group)
+            t = ptr32(tw0)
+            gend = group + uint(half << 2)
+            while uint(x) < gend:
+                c = int(t[0]) - _OFF
+                sn = int(t[hp]) - _OFF
+                br = int(x[half]) - _OFF
+                bi = int(x[ph]) - _OFF
                 tr = (c * br + sn * bi) >> 14
                 ti = (c * bi - sn * br) >> 14
-                ar = int(ws[pre + j]) - _OFF
-                ai = int(ws[pim + j]) - _OFF
-                ws[pre + j] = ((ar + tr) >> 1) + _OFF
-                ws[pre + jb] = ((ar - tr) >> 1) + _OFF
-                ws[pim + j] = ((ai + ti) >> 1) + _OFF
-                ws[pim + jb] = ((ai - ti) >> 1) + _OFF
-                kk += step
-                j += 1
-            st += half << 1
+                ar = int(x[0]) - _OFF
+                ai = int(x[p]) - _OFF
+                x[0] = ((ar + tr) >> 1) + _OFF
+                x[half] = ((ar - tr) >> 1) + _OFF
+                x[p] = ((ai + ti) >> 1) + _OFF
+                x[ph] = ((ai - ti) >> 1) + _OFF
+                x = ptr32(uint(x) + 4)
+                t = ptr32(uint(t) + stepb)
+            group += uint(half << 3)
         half <<= 1
-        step >>= 1
+        stepb >>= 1
+
+
+@micropython.viper
+def fe_bands(ws: ptr32, feats: ptr32, h: ptr32):
+    """Band amplitudes of the FFT fe_fft left in re/im into feats[n_stats + k * n_bands ..]: first each
+    band's energy, then its integer square root, unscaled."""
+    k = int(h[_H_SERIES_INDEX])
+    sft = int(h[_H_SFT]) - 64
+    pre = int(h[_H_RE])
+    pim = int(h[_H_IM])
     nb = int(h[_H_BANDS])
     pe = int(h[_H_EDGE])
     f = int(h[_H_NSTATS]) + k * nb
@@ -617,20 +661,29 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
             xi = int(ws[pim + i]) - _OFF
             e += xr * xr + xi * xi
             i += 1
-        r = 0
-        bit = 1 << 28
-        while bit > e:
-            bit >>= 2
-        while bit != 0:
-            if e >= r + bit:
-                e -= r + bit
-                r = (r >> 1) + bit
+        feats[f + b] = e
+        b += 1
+    # isqrt, bit by bit. The root and the bit live in ws and feats: the two locals the xtensa viper
+    # emitter keeps in registers (a pointer is a machine word; nothing here is dereferenced).
+    out = uint(feats) + uint(f << 2)
+    last = out + uint(nb << 2)
+    while out < last:
+        e = int(ptr32(out)[0])
+        ws = ptr32(0)
+        feats = ptr32(1 << 28)
+        while uint(feats) > uint(e):
+            feats = ptr32(uint(feats) >> 2)
+        while uint(feats):
+            if uint(e) >= uint(ws) + uint(feats):
+                e -= int(uint(ws) + uint(feats))
+                ws = ptr32((uint(ws) >> 1) + uint(feats))
             else:
-                r >>= 1
-            bit >>= 2
+                ws = ptr32(uint(ws) >> 1)
+            feats = ptr32(uint(feats) >> 2)
+        r = int(uint(ws))
         if sft >= 0:
             r = r << sft
         else:
             r = (r + (1 << (0 - sft - 1))) >> (0 - sft)
-        feats[f + b] = r
-        b += 1
+        ptr32(out)[0] = r
+        out += 4

@@ -5,26 +5,10 @@
 import gc
 import json
 import sys
-import time
+
+from bench_runtime import best_of  # beside this script: the same timing loop as the runtime benchmark
 
 import edgenn
-
-
-def per_call_us(fn, arg, min_us=100000):
-    fn(arg)
-    n = 1
-    while True:
-        t0 = time.ticks_us()
-        for _ in range(n):
-            fn(arg)
-        dt = time.ticks_diff(time.ticks_us(), t0)
-        if dt >= min_us:
-            return dt / n
-        n *= 2 if dt > min_us // 10 else 8
-
-
-def best_of(fn, arg, repeats=3):
-    return min(per_call_us(fn, arg) for _ in range(repeats))
 
 
 def run_frontend(net):

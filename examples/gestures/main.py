@@ -98,7 +98,7 @@ class SimulatedIMU:
         k = self.truth
         self.param = (3.0 + 2.0 * random.random(), 1.0 + random.random(), 0.0,
                       0.0, 0.25 + 0.2 * random.random())[k]
-        self.speed = 0.7 + 0.7 * random.random()
+        self.speed = 0.6 + random.random()
         self.shift = 0.6 * random.random() - 0.3
         self.amp = 0.5 + 1.5 * random.random()
         self.rot = _rotation()

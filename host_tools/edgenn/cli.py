@@ -67,15 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Known before parsing: Ctrl-C can land while the commands import NumPy (a second or more on a
+    # loaded machine), and still deserves one line naming the command.
+    command = next((a for a in argv if not a.startswith("-")), "")
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = args.command
         return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"edgenn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"edgenn {command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"edgenn {args.command}: interrupted", file=sys.stderr)
+        print(f"{'edgenn ' + command if command else 'edgenn'}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0

@@ -248,6 +248,18 @@ def bundled_path(name: str) -> Path | None:
     return BUNDLED_DIR / f"{name}.csv" if name in _bundled_metadata() else None
 
 
+def _shown(name_or_path: str, path: Path) -> str:
+    """How errors name DATA: a bundled set by its name (its file lives inside the package)."""
+    return name_or_path if bundled_path(name_or_path) else str(path)
+
+
+def _names(names: list[str], most: int = 12) -> str:
+    """Column names for a message; a sensor window's 96 columns become the first few and a count."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[: most - 2])}, ..., {names[-1]} ({len(names)} in all)"
+
+
 def resolve_data_path(name_or_path: str) -> Path:
     """A bundled dataset's CSV or the given file; anything else is a UserError listing the bundled names."""
     path = bundled_path(name_or_path) or Path(name_or_path)
@@ -263,16 +275,15 @@ def load_dataset(name_or_path: str, label: str | None = None, task: str | None =
     path = resolve_data_path(name_or_path)
     meta = _bundled_metadata().get(name_or_path) if bundled_path(name_or_path) else None
     table = read_table(path)
+    shown = _shown(name_or_path, path)
     if label is None:
         if meta is None:
             raise UserError(
-                f"{path}: which column is the label? pass --label COLUMN (columns: {', '.join(table.header)})"
+                f"{shown}: which column is the label? pass --label COLUMN (columns: {_names(table.header)})"
             )
         label = meta["label"]
     if label not in table.header:
-        raise UserError(
-            f"{path}: no column named {label!r} for the label (columns: {', '.join(table.header)})"
-        )
+        raise UserError(f"{shown}: no column named {label!r} for the label (columns: {_names(table.header)})")
     feature_names = [h for h in table.header if h != label]
     if not feature_names:
         raise UserError(f"{path}: the label column {label!r} is the only column; there are no features")
@@ -311,9 +322,10 @@ def load_for_model(
     order), classes encoded in the model's class order. Says exactly which columns are wrong."""
     path = resolve_data_path(name_or_path)
     table = read_table(path)
+    shown = _shown(name_or_path, path)
     if label not in table.header:
         raise UserError(
-            f"{path}: no label column {label!r} (columns: {', '.join(table.header)}); pass --label COLUMN"
+            f"{shown}: no label column {label!r} (columns: {_names(table.header)}); pass --label COLUMN"
         )
     present = [h for h in table.header if h != label]
     missing = [f for f in feature_names if f not in present]
@@ -321,12 +333,12 @@ def load_for_model(
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"missing feature column(s) {', '.join(missing)}")
+            parts.append(f"missing feature column(s) {_names(missing)}")
         if extra:
-            parts.append(f"unexpected column(s) {', '.join(extra)}")
+            parts.append(f"unexpected column(s) {_names(extra)}")
         raise UserError(
-            f"{path}: columns do not match the model: {'; '.join(parts)} "
-            f"(the model expects {len(feature_names)} features: {', '.join(feature_names)}; label {label!r})"
+            f"{shown}: columns do not match the model: {'; '.join(parts)} "
+            f"(the model expects {len(feature_names)} features: {_names(feature_names)}; label {label!r})"
         )
     X = parse_numbers(table, feature_names)
     if task == "classify":

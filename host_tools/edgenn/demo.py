@@ -114,7 +114,11 @@ def run_demo(out: Path) -> int:
                 f"{info['kernel']}, MicroPython {info['micropython']}, {info['heap_free']} bytes heap free"
             )
 
-            step(f"eval-device: all {dataset.n_rows} rows of {DATASET} through the board vs the golden model")
+            step(
+                f"eval-device: all {dataset.n_rows} rows of {DATASET} through the board vs the golden model "
+                "(the training rows: this checks the board, not new data; step 1's cross-validated "
+                "figure is the estimate for new rows)"
+            )
             run = run_rows(client, qm, dataset.X)
             result = summarize(run, qm, dataset.y, dataset.X)
             result.update(

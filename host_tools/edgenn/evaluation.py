@@ -15,8 +15,8 @@ import numpy as np
 from edgenn.data import Dataset, bundled_path, list_datasets, load_for_model, read_table, resolve_data_path
 from edgenn.errors import UserError
 from edgenn.floatmodel import FloatModel
-from edgenn.metrics import classification_summary
-from edgenn.nn import accuracy, rmse, split_for_model
+from edgenn.metrics import classification_summary, regression_summary
+from edgenn.nn import accuracy, split_for_model
 
 SPLITS = ("all", "train", "val", "test")
 
@@ -139,12 +139,30 @@ def evaluate(model: LoadedModel, data: str, label: str | None = None, split: str
         result["predictions"] = [int(p) for p in predictions]
     else:
         values = np.asarray(predictions, dtype=np.float64).reshape(len(rows), -1)
-        result["rmse"] = rmse(values, y)
-        result["mae"] = float(np.mean(np.abs(values[:, 0] - y)))
+        result.update(regression_summary(values, y))  # rmse, mae of the first output
         result["predictions"] = [float(v[0]) if len(v) == 1 else [float(x) for x in v] for v in values]
     if split == "all" and trained_on is not None:
         result["includes_training_rows"] = int(len(trained_on.train))
     return result
+
+
+HELD_OUT = "`--split test` scores only the held-out rows"
+
+
+def training_rows_note(fm: FloatModel | None, n: int, trained: int, held_out: str = HELD_OUT) -> str:
+    """What to say beside figures on n rows of which `trained` taught the model: they are not an estimate
+    for new data, and where a fair figure is (the held-out rows, or train's cross-validated estimate)."""
+    if trained < n:
+        return f"{trained} of these rows were used for training; {held_out}"
+    cv = fm.meta.get("cv") if fm is not None else None
+    estimate = ""
+    if cv:
+        shown = f"{100 * cv['mean']:.2f}%" if cv["metric"] == "accuracy" else f"RMSE {cv['mean']:.4g}"
+        estimate = f" (train's {cv['k']}-fold cross-validated estimate: {shown})"
+    return (
+        f"the model was trained on all {trained} of these rows, so this is not how it does on new "
+        f"data{estimate}; evaluate a file it never saw for that"
+    )
 
 
 def _training_split(model: LoadedModel, dataset: Dataset):

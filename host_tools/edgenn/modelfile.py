@@ -475,6 +475,11 @@ def load(path: str | Path) -> QuantModel:
         raise UserError(f"{path}: is a directory, not a .enn model") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    if data.startswith(b"PK"):  # a zip archive: the float model `edgenn train` writes
+        raise UserError(
+            f"{path}: is a float model (.npz from `edgenn train`); this takes the integer .enn: "
+            f"edgenn quantize {path} --data DATA -o {path.with_suffix('.enn')}"
+        )
     try:
         return from_bytes(data)
     except ModelFormatError as exc:

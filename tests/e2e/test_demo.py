@@ -36,6 +36,7 @@ def test_demo_runs_end_to_end(tmp_path):
     ):
         assert heading in result.stdout
     assert "agreement  100.00%" in result.stdout
+    assert "the training rows: this checks the board, not new data" in result.stdout  # no held-out claim
     assert result.stdout.count('"label": ') == 3  # three predictions shown as the board's JSON replies
     assert (out / "iris.enn").is_file() and (out / "iris.npz").is_file()
     assert (out / "vboard" / "model.enn").read_bytes() == (out / "iris.enn").read_bytes()

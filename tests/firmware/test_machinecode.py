@@ -359,3 +359,26 @@ def test_estimate_takes_a_board_name_as_the_report_calls_it(arch):
     model = zoo.random_model(np.random.default_rng(2), 8, [4], ["relu"], 2, "classify")
     result = estimate.estimate(model, board)
     assert result["arch"] == arch and result["board"] == board and result["us"] > 0
+
+
+def test_estimate_of_a_sensor_front_end_model_counts_its_network(arch, tmp_path, capsys):
+    from edgenn.cli import main
+
+    rng = np.random.default_rng(3)
+    columns = [f"{a}{i}" for a in "xyz" for i in range(8)]
+    lines = [",".join(columns) + ",label"]
+    for r in range(24):
+        lines.append(
+            ",".join(str(v) for v in rng.integers(-2000, 2000, 24) * (1 + r % 2)) + f",{'ab'[r % 2]}"
+        )
+    (tmp_path / "w.csv").write_text("\n".join(lines) + "\n")
+    npz, enn = str(tmp_path / "w.npz"), str(tmp_path / "w.enn")
+    options = "--label label --axes 3 --features stats --folds 0 --epochs 5 --hidden 8"
+    assert main(["train", str(tmp_path / "w.csv"), *options.split(), "-o", npz]) == 0
+    assert main(["quantize", npz, "--data", str(tmp_path / "w.csv"), "-o", enn]) == 0
+    capsys.readouterr()
+    board = {"xtensawin": "esp32", "rv32imc": "esp32c3"}[arch]
+    assert main(["estimate", enn, "--board", board, "--json"]) == 0  # was a traceback (zero row of features)
+    out = json.loads(capsys.readouterr().out)
+    assert out["macs"] == 20 * 8 + 8 * 2
+    assert out["frontend"]["instructions"] > 0 and out["frontend"]["us"] > 0  # counted apart, bit-exact

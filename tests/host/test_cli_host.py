@@ -62,7 +62,7 @@ def test_train_json_is_one_object_and_silent_on_stderr(capsys, tmp_path):
     assert 0.0 <= summary["cv"]["mean"] <= 1.0 and summary["train"]["n"] == 178
     assert summary["epochs"] == summary["cv"]["epochs"] and summary["test"] is None
     model = FloatModel.load(out_path)
-    assert model.meta["cv"]["mean"] == summary["cv"]["mean"]
+    assert model.meta["cv"]["mean"] == pytest.approx(summary["cv"]["mean"], rel=1e-5)  # --json rounds
 
 
 def test_train_with_a_test_file_scores_it_and_skips_folds(capsys, tmp_path):
@@ -146,7 +146,7 @@ def test_evaluate_test_split_reproduces_train_metric(capsys, iris_model):
     result = json.loads(out)
     model = FloatModel.load(iris_model)
     assert result["n"] == len(stratified_split(load_dataset("iris"), 0.2, 0.0, seed=1).test)
-    assert result["accuracy"] == model.meta["metrics"]["test"]["accuracy"]
+    assert result["accuracy"] == pytest.approx(model.meta["metrics"]["test"]["accuracy"], rel=1e-5)
 
 
 def test_evaluate_a_held_out_csv_finds_the_label_column(capsys, iris_model, tmp_path):
@@ -169,8 +169,10 @@ def test_evaluate_regression_predictions_are_values(capsys, tmp_path):
     code, out, _ = run(capsys, "evaluate", str(path), "diabetes", "--json", "--predictions")
     result = json.loads(out)
     ds = load_dataset("diabetes")
-    assert np.allclose(result["predictions"], FloatModel.load(path).predict(ds.X)[:, 0])
-    assert result["rmse"] > 0
+    predicted = FloatModel.load(path).predict(ds.X)[:, 0]
+    assert np.allclose(result["predictions"], predicted)
+    assert result["rmse"] == pytest.approx(np.sqrt(np.mean((predicted - ds.y) ** 2)), rel=1e-5)
+    assert result["mae"] == pytest.approx(np.mean(np.abs(predicted - ds.y)), rel=1e-5)
 
 
 def test_evaluate_enn_uses_the_golden_integer_model(capsys, tmp_path):
@@ -204,6 +206,7 @@ def test_evaluate_enn_uses_the_golden_integer_model(capsys, tmp_path):
         (["train", "iris", "--epochs", "0", "-o", "m.npz"], "train", ["--epochs"]),
         (["train", "iris", "-o", "no/such/dir/m.npz"], "train", ["does not exist"]),
         (["train", "iris", "--folds", "-1", "-o", "m.npz"], "train", ["--folds"]),
+        (["train", "iris", "--folds", "1", "-o", "m.npz"], "train", ["--folds 1", "at least 2"]),
         (["evaluate", "missing.npz", "iris"], "evaluate", ["missing.npz", "no such file"]),
         (["evaluate", "CVMODEL", "iris", "--split", "test"], "evaluate", ["no test rows", "every row"]),
         (["evaluate", "MODEL", "wine"], "evaluate", ["columns do not match", "missing feature"]),
@@ -259,3 +262,15 @@ def test_progress_line_rewrites_in_place_and_clears():
     assert term.text.startswith("\repoch 1/2") and "val accuracy 90.0%" in term.text and "\n" not in term.text
     line.close()
     assert term.text.endswith("\r")
+
+
+def test_evaluate_on_the_rows_a_model_trained_on_says_so(capsys, tmp_path, iris_model):
+    path = tmp_path / "all.npz"
+    assert main(["train", "iris", "-o", str(path), "--json", *FAST]) == 0  # every row trains, 5-fold CV
+    cv = json.loads(capsys.readouterr().out)["cv"]["mean"]
+    code, out, _ = run(capsys, "evaluate", str(path), "iris")
+    assert code == 0
+    assert "trained on all 150 of these rows, so this is not how it does on new data" in out
+    assert f"cross-validated estimate: {100 * cv:.2f}%" in out
+    code, out, _ = run(capsys, "evaluate", str(iris_model), "iris")  # a --test-fraction model
+    assert "120 of these rows were used for training; `--split test`" in out

@@ -246,3 +246,14 @@ def test_load_for_model_unknown_class_names_the_row(tmp_path):
     with pytest.raises(UserError) as info:
         load_for_model(path, ["a", "b"], "kind", "classify", ["x", "y"])
     assert "row 3" in str(info.value) and "'w'" in str(info.value)
+
+
+def test_column_errors_name_a_bundled_set_by_name_and_shorten_long_column_lists(tmp_path):
+    with pytest.raises(UserError, match=r"^iris: no column named 'nope'"):
+        load_dataset("iris", label="nope")
+    window = [f"{a}{i}" for a in "xyz" for i in range(32)]
+    with pytest.raises(UserError) as err:
+        load_for_model("iris", window, "species", "classify", ["setosa", "versicolor", "virginica"])
+    message = str(err.value)
+    assert message.startswith("iris: columns do not match the model: missing feature column(s) x0, x1")
+    assert "..., z31 (96 in all)" in message and "x20" not in message

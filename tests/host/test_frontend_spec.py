@@ -134,35 +134,24 @@ def test_train_cli_with_a_front_end(tmp_path, capsys):
     path = tmp_path / "w.csv"
     header = ",".join(columns(2, 16)) + ",label"
     path.write_text(header + "\n" + "\n".join(",".join(map(str, r)) + f",{k}" for r, k in zip(X, labels)))
-    code = cli.main(
-        [
-            "train",
-            str(path),
-            "--label",
-            "label",
-            "--axes",
-            "2",
-            "--features",
-            "stats",
-            "--json",
-            "-o",
-            str(tmp_path / "w.npz"),
-        ]
-    )
+    train = ["train", str(path), "--label", "label", "--features", "stats", "-o", str(tmp_path / "w.npz")]
+    code = cli.main([*train, "--axes", "2", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["features"] == "stats 2x16 -> 15 features" and out["layers"][0] == 15
-    code = cli.main(
-        [
-            "train",
-            str(path),
-            "--label",
-            "label",
-            "--axes",
-            "3",
-            "--features",
-            "stats",
-            "-o",
-            str(tmp_path / "w.npz"),
-        ]
-    )
+    code = cli.main([*train, "--axes", "3"])
     assert code == 2 and "do not split into 3 axes" in capsys.readouterr().err
+
+
+def test_report_takes_raw_windows(trained, tmp_path, capsys):
+    fm, qm, X = trained
+    fm.save(tmp_path / "w.npz")
+    modelfile.save(qm, tmp_path / "w.enn")
+    header = ",".join(columns(3, 32)) + ",label"
+    rows = [",".join(str(int(v)) for v in r) + "," + "abc"[k % 3] for k, r in enumerate(X[:60])]
+    (tmp_path / "w.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    argv = ["report", str(tmp_path / "w.enn"), str(tmp_path / "w.csv"), "--float", str(tmp_path / "w.npz")]
+    code = cli.main([*argv, "-o", str(tmp_path / "w.html")])
+    assert code == 0, capsys.readouterr().err
+    page = (tmp_path / "w.html").read_text()
+    # the calibrated ranges are the front end's 44 features (compared with the raw window: a crash)
+    assert "Feature ranges: seen in DATA vs calibrated" in page

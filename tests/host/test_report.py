@@ -21,6 +21,7 @@ from edgenn.data import load_dataset
 from edgenn.nn import TrainConfig, train
 from edgenn.quantize import quantize
 from edgenn.report import build_report, figures
+from edgenn.report.collect import collect
 
 sys.path.insert(0, str(Path(__file__).parent))
 from headless_chromium import find_chromium, render  # noqa: E402
@@ -191,7 +192,7 @@ def test_user_mistakes_are_one_line(iris, tmp_path, capsys) -> None:
     cases = [
         (["report", str(npz), "iris", "--float", str(npz), "-o", out], "already a .npz"),
         (["report", str(enn), "wine", "-o", out], "wine"),
-        (["report", str(enn), "iris", "-o", str(tmp_path / "nodir" / "x.html")], "no such directory"),
+        (["report", str(enn), "iris", "-o", str(tmp_path / "nodir" / "x.html")], "does not exist"),
         (["report", str(enn), "iris", "-o", out, "--board", "nosuchboard"], "nosuchboard"),
     ]
     other_npz, _ = _models(tmp_path, "wine")
@@ -300,3 +301,20 @@ def test_a_sensor_front_end_model_shows_its_features(tmp_path) -> None:
     ranges = _figure((tmp_path / "g.html").read_text(), "feature ranges")
     assert f">{qm.feature_names[0]}<" in ranges and ">x0<" not in ranges
     assert report.layers is not None and report.layers[0].width == len(qm.feature_names)
+
+
+def test_progress_mentions_the_emulated_latency_only_for_a_chip_with_a_cycle_model(iris) -> None:
+    _, enn, _ = iris
+    for board, emulated in (("esp32", True), ("virtual", False)):
+        heard: list[str] = []
+        collect(str(enn), "iris", board=board, progress=heard.append)
+        fit = [m for m in heard if m.startswith("memory fit on ")]
+        assert fit and ("estimated latency" in fit[0]) == emulated, heard
+
+
+def test_a_report_on_the_training_rows_says_they_are_not_new_data(iris) -> None:
+    npz, enn, _ = iris  # iris trained on every row, 3-fold CV
+    notes = collect(str(enn), "iris", float_model=str(npz)).notes
+    said = [n for n in notes if "trained on all 150 of these rows" in n]
+    assert said and "3-fold cross-validated" in said[0], notes
+    assert not any("these rows" in n for n in collect(str(enn), "iris").notes)  # a .enn alone cannot know

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from edgenn.boards import list_boards
+from edgenn.commands.common import print_json
 
 NAME = "boards"
 HELP = "list board profiles (chip, firmware offset, .mpy arch, heap and flash budgets)"
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     boards = list_boards()
     if args.json:
-        print(json.dumps({b.name: {**b.__dict__, "is_virtual": b.is_virtual} for b in boards}))
+        print_json({b.name: {**b.__dict__, "is_virtual": b.is_virtual} for b in boards})
         return 0
     print(
         f"{'board':<9} {'esptool chip':<12} {'offset':>7} {'chip id':>7} {'mpy arch':<10} "

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from edgenn.commands.common import print_json
 from edgenn.data import list_datasets
 
 NAME = "datasets"
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     sets = list_datasets()
     if args.json:
-        print(json.dumps({"datasets": sets}))
+        print_json({"datasets": sets})
         return 0
     columns = ("name", "task", "rows", "features", "label")
     table = [columns] + [tuple(str(d[c]) for c in columns) for d in sets]

@@ -4,11 +4,11 @@ own machine code run in an emulator (edgenn.machinecode.estimate)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from edgenn import modelfile
 from edgenn.boards import load_board
+from edgenn.commands.common import print_json
 from edgenn.errors import UserError
 from edgenn.machinecode import KERNELS, MachineCodeError
 from edgenn.machinecode.estimate import CORES, estimate
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     except MachineCodeError as exc:
         raise UserError(f"{exc}") from None
     if args.json:
-        print(json.dumps({"model": args.model, **result}))
+        print_json({"model": args.model, **result})
         return 0
     print(f"{args.model} on {board.name} ({result['core']}, {result['arch']}), kernel {result['kernel']}:")
     print(f"  {'layer':<18} {'MACs':>8} {'instructions':>13} {'per MAC':>8}")
@@ -62,5 +62,11 @@ def run(args: argparse.Namespace) -> int:
         f"  estimated {result['us']} us per inference at {result['clock_mhz']} MHz "
         f"({result['cycles']} cycles; an estimate from a cycle model per instruction class, see README)"
     )
+    fe = result.get("frontend")
+    if fe:
+        print(
+            f"  front end ({fe['frontend']}): {fe['instructions']} instructions per window, "
+            f"estimated {fe['us']} us (viper machine code; not in the total above)"
+        )
     print(f"  not counted: {result['uncounted']}")
     return 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from edgenn.commands.common import print_json
 from edgenn.errors import UserError
-from edgenn.evaluation import SPLITS, evaluate, load_model
+from edgenn.evaluation import SPLITS, evaluate, load_model, training_rows_note
 from edgenn.metrics import confusion_lines
 
 NAME = "evaluate"
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         if args.predictions:
             result["predictions"] = [model.labels[p] for p in predictions] if args.labels else predictions
-        print(json.dumps(result))
+        print_json(result)
         return 0
     rows = f"{result['n']} rows" + ("" if args.split == "all" else f" ({args.split} split)")
     if "accuracy" in result:
@@ -70,10 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if "confusion" in result:
         print("\n".join(confusion_lines(result["confusion"], model.labels)))
     if "includes_training_rows" in result:
-        print(
-            f"note: {result['includes_training_rows']} of these rows were used for training; "
-            f"`--split test` scores only the held-out rows"
-        )
+        print("note: " + training_rows_note(model.float_model, result["n"], result["includes_training_rows"]))
     if args.predictions:
         for p in predictions:
             print(model.labels[p] if model.task == "classify" else p)

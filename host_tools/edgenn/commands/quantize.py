@@ -4,22 +4,24 @@ and say what quantization cost (float vs integer accuracy or RMSE, argmax agreem
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from edgenn import golden, modelfile
+from edgenn.commands.common import print_json
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column
 from edgenn.metrics import layer_error_lines, layer_errors
 from edgenn.nn import accuracy, rmse, split_for_model
+from edgenn.outputs import output_file
 from edgenn.qat import EPOCHS as QAT_EPOCHS
 from edgenn.qat import fine_tune
 
 NAME = "quantize"
+MIN_CALIBRATION_ROWS = 20
 HELP = "turn a trained .npz into an integer .enn model (calibrated on DATA) and report what it cost"
 
 
@@ -48,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const="on",
         default="auto",
-        help="always use quantization-aware fine-tuning (default: used when it raises the integer model's "
-        "agreement with the float model on the calibration rows)",
+        help="always use quantization-aware fine-tuning (default: used when the integer model then agrees "
+        "with the float model more often on the calibration rows, or as often with closer outputs)",
     )
     qat.add_argument(
         "--no-qat",
@@ -65,11 +67,7 @@ def _output_path(model_path: Path, output: str | None) -> Path:
     path = Path(output) if output else model_path.with_suffix(".enn")
     if path.resolve() == model_path.resolve():
         raise UserError(f"{path}: the output would overwrite the float model; choose another -o")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory; -o takes a file name such as model.enn")
-    if not path.parent.is_dir():
-        raise UserError(f"{path.parent}: no such directory for -o")
-    return path
+    return output_file(str(path), ".enn")
 
 
 def _compare(task: str, y: np.ndarray, float_pred: np.ndarray, int_pred: np.ndarray) -> dict:
@@ -107,14 +105,35 @@ def run(args: argparse.Namespace) -> int:
         calib_rows = eval_rows = np.arange(dataset.n_rows)
         eval_part = "all"
     name = str(fm.meta.get("dataset") or dataset.name)
-    tuned = fine_tune(
-        fm,
-        dataset.X[calib_rows],
-        name=name,
-        epochs=0 if args.qat == "off" else QAT_EPOCHS,
-        force=args.qat == "on",
-    )
-    qm, warnings = tuned.model, tuned.warnings
+    epochs = 0 if args.qat == "off" else QAT_EPOCHS
+    on_terminal = not args.json and sys.stderr.isatty()
+
+    def progress(epoch: int, score: float) -> None:
+        shown = f"agreement {100 * score:.2f}%" if fm.task == "classify" else f"RMS vs float {-score:.4g}"
+        sys.stderr.write(f"\rquantization-aware fine-tuning: epoch {epoch}/{epochs}, {shown}".ljust(70))
+        sys.stderr.flush()
+
+    try:
+        tuned = fine_tune(
+            fm,
+            dataset.X[calib_rows],
+            name=name,
+            epochs=epochs,
+            force=args.qat == "on",
+            progress=progress if on_terminal else None,
+        )
+    finally:  # the result (or Ctrl-C's line) starts on a clean line
+        if on_terminal:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+            sys.stderr.flush()
+    qm, warnings = tuned.model, list(tuned.warnings)
+    if len(calib_rows) < MIN_CALIBRATION_ROWS:
+        # Ranges seen in a handful of rows are narrower than what the model meets: new rows clip.
+        warnings.append(
+            f"calibrated on only {len(calib_rows)} row(s) of {args.data}: each input's and layer's range "
+            f"comes from these rows, so other rows clip at the range ends; calibrate on the training "
+            f"data (--data, at least {MIN_CALIBRATION_ROWS} rows) and score new rows with --test"
+        )
     try:
         size = modelfile.save(qm, out_path)
     except OSError as exc:
@@ -151,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         "layers": [e.as_dict() for e in layers],  # integer vs float activations per tensor
     }
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
         return 0
     for warning in warnings:
         print(f"edgenn quantize: warning: {warning}", file=sys.stderr)

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from edgenn.cli import EXIT_INTERRUPTED
+from edgenn.commands.common import print_json
 from edgenn.device.client import DEFAULT_BAUD, BoardClient, add_port_argument, require_port
 from edgenn.device.record import ProgressLine, format_summary, record
 
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.done()
     if args.json:
-        print(json.dumps(result.as_dict()))
+        print_json(result.as_dict())
     else:
         print(format_summary(result))
     if result.interrupted:

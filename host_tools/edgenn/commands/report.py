@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
+from edgenn.commands.common import print_json
 from edgenn.device.client import DEFAULT_BAUD
 
 NAME = "report"
@@ -72,17 +72,15 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     size = os.path.getsize(args.output)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "report": args.output,
-                    "bytes": size,
-                    "seconds": round(seconds, 3),
-                    "rows": report.dataset.n_rows,
-                    "compared": list(report.predictions),
-                    "sections": {k: round(v, 3) for k, v in report.seconds.items()},
-                }
-            )
+        print_json(
+            {
+                "report": args.output,
+                "bytes": size,
+                "seconds": round(seconds, 3),
+                "rows": report.dataset.n_rows,
+                "compared": list(report.predictions),
+                "sections": {k: round(v, 3) for k, v in report.seconds.items()},
+            }
         )
     else:
         compared = " + ".join(report.predictions)

@@ -4,16 +4,16 @@ well it will do on rows it has not seen (or `--test FILE` does)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 from edgenn import frontend
+from edgenn.commands.common import print_json
 from edgenn.data import load_dataset, load_for_model
 from edgenn.errors import UserError
 from edgenn.floatmodel import ACTIVATIONS, TASKS, FloatModel
 from edgenn.nn import OPTIMIZERS, EpochReport, TrainConfig, metric_name, train, train_windows
+from edgenn.outputs import output_file
 
 NAME = "train"
 HELP = "train a float MLP on a CSV file or bundled dataset and save it as .npz"
@@ -116,6 +116,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --folds 0: hold this fraction out for early stopping (default 0)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object, no progress")
+    add_sensor_arguments(parser)
+
+
+def add_sensor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--features/--axes/--bands (train and tune alike); make_front_end reads them."""
     sensor = parser.add_argument_group(
         "sensor windows",
         "DATA rows are windows of raw readings, axis-major (all samples of axis 0, then axis 1, ...); "
@@ -191,11 +196,7 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
     )
     config.check()
-    output = Path(args.output)
-    if output.is_dir():
-        raise UserError(f"-o {output}: is a directory; give a file name such as {output / 'model.npz'}")
-    if not output.parent.exists():
-        raise UserError(f"-o {output}: directory {output.parent} does not exist")
+    output = output_file(args.output, ".npz")
     dataset = load_dataset(args.data, args.label, args.task)
     front_end = make_front_end(args, dataset.feature_names)
     test = None
@@ -238,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
             "features": frontend.describe(front_end),
         }
         summary.update({f"test_{k}": v for k, v in metrics.get("test", {}).items() if k != "n"})
-        print(json.dumps(summary))
+        print_json(summary)
         return 0
     lines = summary_lines(model, config)
     if front_end is not None:

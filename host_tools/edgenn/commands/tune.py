@@ -4,17 +4,20 @@ cross-validation among the models whose integer form fits the board; print a lea
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
+import time
 
 from edgenn.boards import load_board
+from edgenn.commands.common import print_json
+from edgenn.commands.train import add_sensor_arguments, make_front_end
 from edgenn.data import load_dataset
 from edgenn.errors import UserError
 from edgenn.floatmodel import TASKS
+from edgenn.outputs import output_file
 from edgenn.tune import DEFAULT_BUDGET_S, Candidate, tune
 
 NAME = "tune"
+PROGRESS_WIDTH = 100
 ESTIMATE_TOP = 5  # candidates whose latency is estimated in the emulator (about a second each)
 HELP = "find the best model (by cross-validation) whose integer form fits a board, and save it as .npz"
 
@@ -36,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", required=True, metavar="BEST.npz", help="where to write the best model"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object (the leaderboard)")
+    add_sensor_arguments(parser)
 
 
 def _score(c: Candidate, metric: str) -> str:
@@ -50,45 +54,66 @@ def run(args: argparse.Namespace) -> int:
     load_board(args.board)  # a wrong board name fails before any work
     if args.budget_s <= 0:
         raise UserError(f"--budget-s must be > 0, got {args.budget_s}")
-    output = Path(args.output)
-    if output.is_dir() or not output.parent.exists():
-        raise UserError(f"-o {output}: give a file name in an existing directory, such as best.npz")
+    output = output_file(args.output, ".npz")
     dataset = load_dataset(args.data, args.label, args.task)
+    front_end = make_front_end(args, dataset.feature_names)
 
-    def progress(c: Candidate, total: int) -> None:
-        if not args.json and sys.stderr.isatty():
-            sys.stderr.write(
-                f"\rtried {c.hidden} {c.activation} wd {c.weight_decay:g}: {c.cv_mean}".ljust(70)
-            )
+    on_terminal = not args.json and sys.stderr.isatty()
+    metric = "accuracy" if dataset.task == "classify" else "rmse"
+    tried: list[Candidate] = []
+    started = time.perf_counter()
+
+    def show(text: str) -> None:
+        if on_terminal:
+            sys.stderr.write("\r" + text[:PROGRESS_WIDTH].ljust(PROGRESS_WIDTH))
             sys.stderr.flush()
 
-    result = tune(
-        dataset,
-        args.board,
-        budget_s=args.budget_s,
-        seed=args.seed,
-        estimate_top=ESTIMATE_TOP,
-        progress=progress,
-    )
-    if not args.json and sys.stderr.isatty():
-        sys.stderr.write("\r" + " " * 70 + "\r")
+    def progress(c: Candidate, total: int) -> None:
+        tried.append(c)
+        scored = [t for t in tried if t.cv_mean is not None]
+        best = ""
+        if scored:
+            pick = max if dataset.task == "classify" else min
+            best = f"; best so far {_score(pick(scored, key=lambda t: t.cv_mean), metric)}"
+        show(
+            f"tune: {len(tried)}/{total} candidates, {time.perf_counter() - started:.0f} of "
+            f"{args.budget_s:g} s; {','.join(map(str, c.hidden))} {c.activation} wd {c.weight_decay:g}: "
+            f"{_score(c, metric) if c.fits else 'does not fit'}{best}"
+        )
+
+    def stage(text: str) -> None:
+        show(f"tune: {text}")
+
+    try:
+        result = tune(
+            dataset,
+            args.board,
+            budget_s=args.budget_s,
+            seed=args.seed,
+            estimate_top=ESTIMATE_TOP,
+            progress=progress,
+            stage=stage,
+            front_end=front_end,
+        )
+    finally:  # also on Ctrl-C and errors: their one line starts on a clean line
+        if on_terminal:
+            sys.stderr.write("\r" + " " * PROGRESS_WIDTH + "\r")
+            sys.stderr.flush()
     result.model.save(output)
     board = result.leaderboard()
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "model": str(output),
-                    "board": args.board,
-                    "metric": result.metric,
-                    "folds": result.folds,
-                    "seconds": round(result.seconds, 2),
-                    "stopped_by_budget": result.stopped_by_budget,
-                    "best": result.best.as_dict(),
-                    "default": next(c.as_dict() for c in result.candidates if c.is_default),
-                    "leaderboard": [c.as_dict() for c in board],
-                }
-            )
+        print_json(
+            {
+                "model": str(output),
+                "board": args.board,
+                "metric": result.metric,
+                "folds": result.folds,
+                "seconds": round(result.seconds, 2),
+                "stopped_by_budget": result.stopped_by_budget,
+                "best": result.best.as_dict(),
+                "default": next(c.as_dict() for c in result.candidates if c.is_default),
+                "leaderboard": [c.as_dict() for c in board],
+            }
         )
         return 0
     fitting = sum(c.fits for c in result.candidates)

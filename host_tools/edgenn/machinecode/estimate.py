@@ -81,7 +81,7 @@ def core_for(board: BoardProfile) -> CoreModel:
 
 
 def input_rows(model: QuantModel, n: int = ROWS, seed: int = SEED) -> np.ndarray:
-    zero = golden.quantize_input(model, np.zeros((1, model.n_inputs)))
+    zero = golden.quantize_input(model, np.zeros((1, len(model.input_names))))  # a raw window, if any
     rng = np.random.default_rng(seed)
     return np.concatenate([zero, rng.integers(0, 256, size=(n - 1, model.n_inputs), dtype=np.uint8)])
 
@@ -138,6 +138,17 @@ def estimate(
         "us": round(cycles / core.mhz, 1),
         "us_is_estimate": True,
         "rows_averaged": n,
+        **_frontend(model, arch, core),
         "uncounted": UNCOUNTED,
         "layers": layers,
     }
+
+
+def _frontend(model: QuantModel, arch: str, core: CoreModel) -> dict:
+    """A model with a sensor front end: its cost per window too (viper machine code, counted apart from
+    the layers: `frontend` in the result)."""
+    if model.frontend is None:
+        return {}
+    from edgenn.machinecode.frontend import estimate_frontend
+
+    return {"frontend": estimate_frontend(model.frontend, arch, core.cycles, core.mhz)}

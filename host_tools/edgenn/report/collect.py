@@ -18,7 +18,7 @@ import numpy as np
 from edgenn import golden, modelfile
 from edgenn.data import Dataset, load_for_model
 from edgenn.errors import UserError
-from edgenn.evaluation import load_model, resolve_label_column
+from edgenn.evaluation import load_model, resolve_label_column, training_rows_note
 from edgenn.floatmodel import FloatModel
 from edgenn.metrics import LayerError, layer_errors
 from edgenn.modelfile import QuantModel
@@ -125,6 +125,10 @@ def collect(
     report.seconds["load"] = time.perf_counter() - t0
 
     if fm is not None:
+        split = split_for_model(fm, dataset)  # DATA is what the model was trained on
+        if split is not None and len(split.train):
+            held_out = f"`edgenn evaluate MODEL {data} --split test` scores only the held-out rows"
+            report.notes.append(training_rows_note(fm, dataset.n_rows, len(split.train), held_out))
         report.histories = histories(fm.meta)
         if not report.histories:
             report.notes.append(
@@ -175,7 +179,14 @@ def collect(
 
     profile_name = board or _board_profile_name(report.board)
     if profile_name is not None:
-        say(f"memory fit on {profile_name}; estimated latency from its machine code (emulated)")
+        from edgenn.boards import load_board
+        from edgenn.machinecode.estimate import CORES
+
+        emulated = load_board(profile_name).chip in CORES  # the virtual board has no cycle model
+        say(
+            f"memory fit on {profile_name}"
+            + ("; estimated latency from its machine code (emulated)" if emulated else "")
+        )
         t = time.perf_counter()
         report.fit = fit_section(qm, profile_name)
         report.seconds["fit"] = time.perf_counter() - t

@@ -35,7 +35,9 @@ def case(tmp_path_factory, unix_py) -> tuple[modelfile.QuantModel, np.ndarray, n
     return model, x, want, q
 
 
-@pytest.mark.parametrize("arch", list(kernels.ARCHES))
+@pytest.mark.parametrize(
+    "arch", [pytest.param(a, marks=pytest.mark.slow) if a == "rv32imc" else a for a in kernels.ARCHES]
+)
 def test_codes_machine_code_equals_golden(case, arch) -> None:
     need_emulator(arch)
     model, x, want, q = case

@@ -452,13 +452,13 @@ def _fit(r: ReportData) -> str:
             verdict(fit.flash_needed, fit.flash_free),
         ],
         [
-            "heap: runtime + load peak + working memory",
+            "heap: runtime + the model's arrays + loading + working memory",
             f"{fit.heap_needed} B",
             f"{fit.heap_free} B",
             verdict(fit.heap_needed, fit.heap_free),
         ],
         [
-            "largest layer block",
+            "layer blocks, together in one free block",
             f"{fit.block_needed} B",
             f"{fit.largest_block} B largest free block",
             verdict(fit.block_needed, fit.largest_block),
@@ -468,9 +468,10 @@ def _fit(r: ReportData) -> str:
     body.append(_p(fit.summary()[0].upper() + fit.summary()[1:] + ".", "ok" if fit.fits else "warn"))
     body.append(
         _p(
-            "edgenn.fit's arithmetic (what `edgenn deploy` checks): load peak is edgenn.load's bound, 1.25 x "
-            "file size + 8 KB, plus the runtime's code and 16 KB of working memory; the board profile's "
-            "figures, not a measurement.",
+            "edgenn.fit's arithmetic (what `edgenn deploy` checks before it copies anything; deploy then "
+            "checks the model on the board itself): the runtime's heap (measured on the virtual board), "
+            "the model's arrays, loading and working memory, and the layer blocks together in the heap's "
+            "largest free block; the board profile's figures, not a measurement of this board.",
             "note",
         )
     )

@@ -91,13 +91,13 @@ def test_sweep_around_the_esp32_limit(board, workdir: Path) -> None:
     serving = _model([16])
     assert _deploy_and_judge(board, workdir, serving, serving) is serving
     outcomes = {}
-    for hidden in ([128, 64], [256, 64], [300], [380], [420], [421], [256, 100], [400, 8], [480], [200, 64]):
+    for hidden in ([128], [64, 32], [200, 64], [256, 64], [300], [420], [421], [256, 100], [480]):
         model = _model(hidden)
         serving = _deploy_and_judge(board, workdir, model, serving)
         outcomes[tuple(hidden)] = serving is model
         if not fit.check_fit(model, "esp32").fits:
             assert not outcomes[tuple(hidden)]
-    assert outcomes[(128, 64)] and outcomes[(300,)]  # well inside: deployed
+    assert outcomes[(128,)] and outcomes[(64, 32)]  # well inside: deployed
     assert not outcomes[(421,)] and not outcomes[(480,)] and not outcomes[(256, 100)]  # beyond: refused
 
 
@@ -117,7 +117,7 @@ def test_a_model_the_board_cannot_load_is_refused_after_the_check_on_the_board(b
     (board.flash_dir / "boot.py").write_text(FRAGMENTING_BOOT)
     try:
         refused = 0
-        for hidden in ([128], [300], [256, 64], [420]):
+        for hidden in ([128], [200], [256], [300]):
             model = _model(hidden, seed=1)
             assert fit.check_fit(model, "esp32").fits
             result = edgenn("deploy", str(_save(model, workdir)), "--port", board.port)
@@ -125,8 +125,10 @@ def test_a_model_the_board_cannot_load_is_refused_after_the_check_on_the_board(b
                 assert _serves(board.port, model)
                 serving = model
                 continue
-            refused += 1
             line = result.stderr.strip()
+            if line.endswith("nothing was copied"):  # the arithmetic, with the board's free heap
+                continue
+            refused += 1
             assert line.startswith("edgenn deploy: error: the board cannot run this model (cannot load ")
             assert (
                 "memory allocation failed" in line and "B in one block, the heap's largest free block" in line
@@ -137,7 +139,8 @@ def test_a_model_the_board_cannot_load_is_refused_after_the_check_on_the_board(b
             # the suggestion is honest: the smaller model does deploy
             hint = line.split("(--hidden ")[1].split(")")[0]
             smaller = _model([int(h) for h in hint.split(",")], seed=1)
-            assert edgenn("deploy", str(_save(smaller, workdir)), "--port", board.port).returncode == 0
+            again = edgenn("deploy", str(_save(smaller, workdir)), "--port", board.port)
+            assert again.returncode == 0, again.stderr
             assert _serves(board.port, smaller)
             serving = smaller
         assert refused >= 1
@@ -151,10 +154,10 @@ def test_a_model_that_fails_after_the_restart_is_rolled_back(board, workdir: Pat
     old = _model([24])
     assert _deploy_and_judge(board, workdir, old, old) is old
     (board.flash_dir / "boot.py").write_text(
-        "import os\nif os.stat('model.enn')[6] > 30000:\n    _kept = bytearray(40 * 1024)\n"
+        "import os\nif os.stat('model.enn')[6] > 12000:\n    _kept = bytearray(40 * 1024)\n"
     )
     try:
-        new = _model([300], seed=2)
+        new = _model([160], seed=2)
         result = edgenn("deploy", str(_save(new, workdir)), "--port", board.port)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert (

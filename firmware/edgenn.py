@@ -225,21 +225,25 @@ def _fe_series_portable(ws, feats, h):
         sft += 1
     fft = h[2] == 2 and k < n
     p = h[3]
+    # axes 2j and 2j + 1 share one complex FFT: this axis goes into its real (k even) or imaginary
+    # (k odd) area, the imaginary part 0 for a last axis without a partner
     pre = h[10]
-    pim = h[11]
+    pz = pre + p * (k & 1)
     prev = h[12]
+    nb = h[4]
     if fft:
-        for t in range(pre, pre + p):
+        for t in range(pz, pz + p):
             ws[t] = 0
-        for t in range(pim, pim + p):
-            ws[t] = 0
+        if k == n - 1 and not k & 1:
+            for t in range(pre + p, pre + 2 * p):
+                ws[t] = 0
     q = 0
     for t in range(w):
         d = ws[src + t] - m
         v = d >> sft if sft >= 0 else d << -sft
         q += v * v
         if fft:
-            ws[pre + ws[prev + t]] = v
+            ws[pz + ws[prev + t]] = v
     r = _isqrt(q // w)
     f = k * 5
     feats[f] = m
@@ -249,6 +253,10 @@ def _fe_series_portable(ws, feats, h):
     feats[f + 4] = mac
     if not fft:
         return
+    fb = h[16] + (k - (k & 1)) * nb  # the pair's first band feature
+    feats[fb + (k & 1) * nb] = sft  # kept for the bands (overwritten by them)
+    if not k & 1 and k < n - 1:
+        return  # the pair's FFT after its second axis
     pc = h[14]
     psn = h[15]
     half = 1
@@ -276,17 +284,27 @@ def _fe_series_portable(ws, feats, h):
             st += half << 1
         half <<= 1
         step >>= 1
-    nb = h[4]
+    # per bin j: 2 A_j = Z_j + conj(Z_{P-j}), 2i B_j = Z_j - conj(Z_{P-j}); a band sums max + min // 2
+    # of its bins' |components|, unscaled by the axis's shift - 1 (the components are doubled)
     pe = h[13]
-    f = h[16] + k * nb
-    for b in range(nb):
-        e = 0
-        for i in range(ws[pe + b], ws[pe + b + 1]):
-            xr = ws[pre + i]
-            xi = ws[pim + i]
-            e += xr * xr + xi * xi
-        r = _isqrt(e)
-        feats[f + b] = r << sft if sft >= 0 else (r + (1 << (-sft - 1))) >> -sft
+    pim = pre + p
+    for a in range(1 + (k & 1)):
+        sft = feats[fb + a * nb] - 1
+        for b in range(nb):
+            e = 0
+            for i in range(ws[pe + b], ws[pe + b + 1]):
+                if a:
+                    u = ws[pim + i] + ws[pim + p - i]
+                    v = ws[pre + i] - ws[pre + p - i]
+                else:
+                    u = ws[pre + i] + ws[pre + p - i]
+                    v = ws[pim + i] - ws[pim + p - i]
+                if u < 0:
+                    u = -u
+                if v < 0:
+                    v = -v
+                e += u + (v >> 1) if u > v else v + (u >> 1)
+            feats[fb + a * nb + b] = e << sft if sft >= 0 else (e + (1 << (-sft - 1))) >> -sft
 
 
 def _reading(x):
@@ -693,7 +711,8 @@ class Net:
         n_feat = 5 * n_series + (axes * nb if kind == 2 else 0)
         if n_feat != n_inputs:
             raise _malformed("front end makes %d features, the network takes %d" % (n_feat, n_inputs))
-        # ws: series[w] magnitude[w] re[p] im[p] (im right after re) rev[p] edges[nb+1] cos[p/2] sin[p/2]
+        # ws: series[w] magnitude[w] re[p] im[p] (im right after re; the viper kernels interleave
+        # the same 2p words) rev[p] edges[nb+1] cos[p/2] sin[p/2]
         pre = 2 * w
         prev = pre + 2 * p
         pedge = prev + p
@@ -761,7 +780,7 @@ class Net:
             h[17] = a  # the series to work on
             load(win, ws, h)
             series(ws, feats, h)
-            if fft is not None:
+            if fft is not None and (a & 1 or a == self.axes - 1):  # one FFT per pair of axes
                 fft(ws, ws, h)
                 self._fe_bands(ws, feats, h)
         if self.axes > 1:

@@ -16,6 +16,7 @@
 import micropython
 
 _OFF = const(0x20000000)  # 2**29: keeps header values non-negative
+_HALF_OFF = const(0x10000000)
 
 
 @micropython.viper
@@ -161,8 +162,7 @@ _H_EDGE = const(13)
 _H_COS = const(14)
 _H_SIN = const(15)
 _H_NSTATS = const(16)
-_H_WSHIFT = const(18)
-_H_SFT = const(19)  # the normalization shift of the last series + 64 (fe_series -> fe_bands)  # log2(window) + 1 when the window is a power of two, else 0
+_H_WSHIFT = const(18)  # log2(window) + 1 when the window is a power of two, else 0
 _H_SERIES_INDEX = const(17)  # which series fe_load / fe_series work on (an array field, not an
 # argument: pointer-only signatures, so the machine-code harness can run them as they are)
 
@@ -258,25 +258,34 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
         sft += 1
     fft = int(h[_H_KIND]) == 2 and k < n
     p = int(h[_H_FFT])
-    re = base + uint(int(h[_H_RE]) << 2)
+    # axes 2j and 2j + 1 share one complex FFT: this axis's samples go into the real (k even) or
+    # imaginary (k odd) words of the interleaved FFT area
+    re = base + uint(int(h[_H_RE]) << 2) + uint((k & 1) << 2)
     rev = base + uint(int(h[_H_REV]) << 2)
-    if fft:  # the zero padding (every other position of re gets a sample below; im: stage 1)
+    if fft:  # the zero padding (every other position gets a sample below)
         feats = ptr32(rev + uint(w << 2))
         while uint(feats) < rev + uint(p << 2):
-            ptr32(re)[int(feats[0])] = _OFF
+            ptr32(re)[int(feats[0]) << 1] = _OFF
             feats = ptr32(uint(feats) + 4)
+        if k == n - 1 and (k & 1) == 0:  # the last axis has no partner: imaginary parts 0
+            feats = ptr32(re + 4)
+            while uint(feats) < re + uint(p << 3):
+                feats[0] = _OFF
+                feats = ptr32(uint(feats) + 8)
     q = 0
     ws = ptr32(src)
     feats = ptr32(rev)
+    mo = m + _OFF
+    nsft = 0 - sft
     while uint(ws) < end:
-        d = int(ws[0]) - _OFF - m
+        d = int(ws[0]) - mo
         if sft >= 0:
             v = d >> sft
         else:
-            v = d << (0 - sft)
+            v = d << nsft
         q += v * v
         if fft:
-            ptr32(re)[int(feats[0])] = v + _OFF
+            ptr32(re)[int(feats[0]) << 1] = v + _OFF
         ws = ptr32(uint(ws) + 4)
         feats = ptr32(uint(feats) + 4)
     feats = ptr32(fp)
@@ -310,124 +319,182 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
     feats[f + 2] = lo
     feats[f + 3] = hi
     feats[f + 4] = mac
-    h[_H_SFT] = sft + 64  # for fe_bands (kept non-negative: see _OFF)
+    if fft:  # for fe_bands: in the axis's first band feature, which fe_bands then overwrites
+        feats[int(h[_H_NSTATS]) + k * int(h[_H_BANDS])] = sft + 64
 
 
 @micropython.viper
-def fe_fft(x: ptr32, t: ptr32, h: ptr32):
-    """The FFT of the series fe_series left in re/im (called with ws twice: x and t become the running
-    butterfly and twiddle pointers, the two locals the xtensa viper emitter keeps in registers)."""
+def fe_fft(x: ptr32, y: ptr32, h: ptr32):
+    """The FFT of the series fe_series left in the FFT area: element i is the words 2i and 2i + 1
+    (real, imaginary), each + _OFF. Called with ws twice: x and y become the butterfly's two running
+    pointers, the two locals the xtensa viper emitter keeps in registers, so that every data access
+    is a load or store at a constant offset; from stage 3 on the loops run twiddle by twiddle (each
+    twiddle loaded once, its butterflies 2 * half elements apart)."""
     p = int(h[_H_FFT])
-    x = ptr32(uint(x) + uint(int(h[_H_RE]) << 2))
-    t = ptr32(uint(t) + uint(int(h[_H_COS]) << 2))
-    re0 = uint(x)
-    tw0 = uint(t)
-    end = re0 + uint(p << 2)
+    re0 = uint(x) + uint(int(h[_H_RE]) << 2)
+    tw = uint(x) + uint(int(h[_H_COS]) << 2)
+    end = re0 + uint(p << 3)
     # Stages 1 and 2 have the twiddles 1 and -i (cos/sin 16384 and 0): the general butterfly's
     # products are then exact shifts, so these loops give the same integers with no multiplication.
-    # Stage 1 (half 1): im is still all zero.
-    while uint(x) < end:
-        ar = int(x[0]) - _OFF
-        br = int(x[1]) - _OFF
-        x[0] = ((ar + br) >> 1) + _OFF
-        x[1] = ((ar - br) >> 1) + _OFF
-        x[p] = _OFF
-        x[p + 1] = _OFF
-        x = ptr32(uint(x) + 8)
-    # Stage 2 (half 2): i, i + 2 with w = 1; i + 1, i + 3 with w = -i (tr = bi, ti = -br)
+    # Both operands + _OFF: (A + B) >> 1 is the halved sum + _OFF as it is, (A - B) >> 1 needs _OFF.
+    # Stages 1 and 2 together, on each group of 4 elements (words x[0..7]): stage 1 pairs 0, 1 and
+    # 2, 3 (w = 1), stage 2 pairs 0, 2 (w = 1) and 1, 3 (w = -i: tr = bi, ti = -br).
     x = ptr32(re0)
     while uint(x) < end:
-        ar = int(x[0]) - _OFF
-        br = int(x[2]) - _OFF
-        ai = int(x[p]) - _OFF
-        bi = int(x[p + 2]) - _OFF
-        x[0] = ((ar + br) >> 1) + _OFF
-        x[2] = ((ar - br) >> 1) + _OFF
-        x[p] = ((ai + bi) >> 1) + _OFF
-        x[p + 2] = ((ai - bi) >> 1) + _OFF
-        ar = int(x[1]) - _OFF
-        br = int(x[3]) - _OFF
-        ai = int(x[p + 1]) - _OFF
-        bi = int(x[p + 3]) - _OFF
-        x[1] = ((ar + bi) >> 1) + _OFF
-        x[3] = ((ar - bi) >> 1) + _OFF
-        x[p + 1] = ((ai - br) >> 1) + _OFF
-        x[p + 3] = ((ai + br) >> 1) + _OFF
-        x = ptr32(uint(x) + 16)
-    hp = p >> 1  # sin[k] is t[hp]
+        ar = int(x[0])
+        br = int(x[2])
+        a0r = (ar + br) >> 1
+        a1r = ((ar - br) >> 1) + _OFF
+        ar = int(x[1])
+        br = int(x[3])
+        a0i = (ar + br) >> 1
+        a1i = ((ar - br) >> 1) + _OFF
+        ar = int(x[4])
+        br = int(x[6])
+        a2r = (ar + br) >> 1
+        a3r = ((ar - br) >> 1) + _OFF
+        ar = int(x[5])
+        br = int(x[7])
+        a2i = (ar + br) >> 1
+        a3i = ((ar - br) >> 1) + _OFF
+        x[0] = (a0r + a2r) >> 1
+        x[4] = ((a0r - a2r) >> 1) + _OFF
+        x[1] = (a0i + a2i) >> 1
+        x[5] = ((a0i - a2i) >> 1) + _OFF
+        x[2] = (a1r + a3i) >> 1
+        x[6] = ((a1r - a3i) >> 1) + _OFF
+        x[3] = ((a1i - a3r) >> 1) + _OFF
+        x[7] = (a1i + a3r) >> 1
+        x = ptr32(uint(x) + 32)
+    # Stages 3..: a = x[0..1], b = y[0..1]; with ar, ai kept + _OFF, ((ar + tr) >> 1) + _OFF / 2 is
+    # the true ((ar - _OFF + tr) >> 1) + _OFF (_OFF is even).
+    hp = p >> 1  # sin[k] is cos[k + p/2]
     half = 4
-    stepb = uint(p << 2) >> 3  # twiddle stride in bytes: (p / (2 * half)) words
+    stepb = uint(p << 1) >> 2  # twiddle stride in bytes: p / (2 * half) words
     while half < p:
-        ph = p + half
-        group = re0
-        while group < end:
-            x = ptr32(group)
-            t = ptr32(tw0)
-            gend = group + uint(half << 2)
-            while uint(x) < gend:
-                c = int(t[0]) - _OFF
-                sn = int(t[hp]) - _OFF
-                br = int(x[half]) - _OFF
-                bi = int(x[ph]) - _OFF
+        hb = uint(half << 3)
+        gstep = uint(half << 4)
+        j = re0
+        t = tw
+        while j < re0 + hb:
+            x = ptr32(j)
+            y = ptr32(j + hb)
+            if j == re0:  # w = 1 (c, s = 16384, 0): tr, ti = br, bi exactly, as in stage 1
+                while uint(x) < end:
+                    ar = int(x[0])
+                    br = int(y[0])
+                    x[0] = (ar + br) >> 1
+                    y[0] = ((ar - br) >> 1) + _OFF
+                    ar = int(x[1])
+                    br = int(y[1])
+                    x[1] = (ar + br) >> 1
+                    y[1] = ((ar - br) >> 1) + _OFF
+                    x = ptr32(uint(x) + gstep)
+                    y = ptr32(uint(y) + gstep)
+                j += 8
+                t += stepb
+                continue
+            if j == re0 + (hb >> 1):  # w = -i (c, s = 0, 16384): tr, ti = bi, -br exactly
+                while uint(x) < end:
+                    ar = int(x[0])
+                    ai = int(x[1])
+                    br = int(y[0])
+                    bi = int(y[1])
+                    x[0] = (ar + bi) >> 1
+                    y[0] = ((ar - bi) >> 1) + _OFF
+                    x[1] = ((ai - br) >> 1) + _OFF
+                    y[1] = (ai + br) >> 1
+                    x = ptr32(uint(x) + gstep)
+                    y = ptr32(uint(y) + gstep)
+                j += 8
+                t += stepb
+                continue
+            c = int(ptr32(t)[0]) - _OFF
+            sn = int(ptr32(t)[hp]) - _OFF
+            while uint(x) < end:
+                br = int(y[0]) - _OFF
+                bi = int(y[1]) - _OFF
                 tr = (c * br + sn * bi) >> 14
                 ti = (c * bi - sn * br) >> 14
-                ar = int(x[0]) - _OFF
-                ai = int(x[p]) - _OFF
-                x[0] = ((ar + tr) >> 1) + _OFF
-                x[half] = ((ar - tr) >> 1) + _OFF
-                x[p] = ((ai + ti) >> 1) + _OFF
-                x[ph] = ((ai - ti) >> 1) + _OFF
-                x = ptr32(uint(x) + 4)
-                t = ptr32(uint(t) + stepb)
-            group += uint(half << 3)
+                ar = int(x[0])
+                ai = int(x[1])
+                x[0] = ((ar + tr) >> 1) + _HALF_OFF
+                y[0] = ((ar - tr) >> 1) + _HALF_OFF
+                x[1] = ((ai + ti) >> 1) + _HALF_OFF
+                y[1] = ((ai - ti) >> 1) + _HALF_OFF
+                x = ptr32(uint(x) + gstep)
+                y = ptr32(uint(y) + gstep)
+            j += 8
+            t += stepb
         half <<= 1
         stepb >>= 1
 
 
 @micropython.viper
-def fe_bands(ws: ptr32, feats: ptr32, h: ptr32):
-    """Band amplitudes of the FFT fe_fft left in re/im into feats[n_stats + k * n_bands ..]: first each
-    band's energy, then its integer square root, unscaled."""
+def fe_bands(x: ptr32, y: ptr32, h: ptr32):
+    """Band amplitudes of the FFT fe_fft left in the FFT area (called with ws and feats after the odd
+    axis k = h[17] of a pair, or after the last axis) into feats[n_stats + a * n_bands ..] for the
+    pair's axes a: per bin j, 2 A_j = Z_j + conj(Z_{P-j}) and 2i B_j = Z_j - conj(Z_{P-j}); a band is
+    the sum of max + min // 2 of its bins' |components|, unscaled. x and y (the register locals) run
+    along Z_j and Z_{P-j}."""
     k = int(h[_H_SERIES_INDEX])
-    sft = int(h[_H_SFT]) - 64
-    pre = int(h[_H_RE])
-    pim = int(h[_H_IM])
+    odd = k & 1
+    p = int(h[_H_FFT])
     nb = int(h[_H_BANDS])
-    pe = int(h[_H_EDGE])
-    f = int(h[_H_NSTATS]) + k * nb
+    pe = uint(x) + uint(int(h[_H_EDGE]) << 2)
+    re0 = uint(x) + uint(int(h[_H_RE]) << 2)
+    fa = uint(y) + uint((int(h[_H_NSTATS]) + (k - odd) * nb) << 2)  # the first axis's bands
+    sfa = int(ptr32(fa)[0]) - 65  # the axes' normalization shifts (fe_series left them there), - 1:
+    sfb = int(ptr32(fa)[nb]) - 65  # the components below are doubled
     b = 0
     while b < nb:
-        e = 0
-        i = int(ws[pe + b])
-        end = int(ws[pe + b + 1])
-        while i < end:
-            xr = int(ws[pre + i]) - _OFF
-            xi = int(ws[pim + i]) - _OFF
-            e += xr * xr + xi * xi
-            i += 1
-        feats[f + b] = e
-        b += 1
-    # isqrt, bit by bit. The root and the bit live in ws and feats: the two locals the xtensa viper
-    # emitter keeps in registers (a pointer is a machine word; nothing here is dereferenced).
-    out = uint(feats) + uint(f << 2)
-    last = out + uint(nb << 2)
-    while out < last:
-        e = int(ptr32(out)[0])
-        ws = ptr32(0)
-        feats = ptr32(1 << 28)
-        while uint(feats) > uint(e):
-            feats = ptr32(uint(feats) >> 2)
-        while uint(feats):
-            if uint(e) >= uint(ws) + uint(feats):
-                e -= int(uint(ws) + uint(feats))
-                ws = ptr32((uint(ws) >> 1) + uint(feats))
+        lo = int(ptr32(pe)[b])
+        stop = re0 + uint(int(ptr32(pe)[b + 1]) << 3)
+        x = ptr32(re0 + uint(lo << 3))
+        y = ptr32(re0 + uint((p - lo) << 3))
+        ea = 0
+        eb = 0
+        while uint(x) < stop:
+            r = int(x[0]) + int(y[0]) - _OFF - _OFF  # (both stored + _OFF)
+            i = int(x[1]) - int(y[1])
+            if r < 0:
+                r = 0 - r
+            if i < 0:
+                i = 0 - i
+            if r > i:
+                ea += r + (i >> 1)
             else:
-                ws = ptr32(uint(ws) >> 1)
-            feats = ptr32(uint(feats) >> 2)
-        r = int(uint(ws))
-        if sft >= 0:
-            r = r << sft
-        else:
-            r = (r + (1 << (0 - sft - 1))) >> (0 - sft)
-        ptr32(out)[0] = r
-        out += 4
+                ea += i + (r >> 1)
+            if odd:
+                r = int(x[1]) + int(y[1]) - _OFF - _OFF
+                i = int(x[0]) - int(y[0])
+                if r < 0:
+                    r = 0 - r
+                if i < 0:
+                    i = 0 - i
+                if r > i:
+                    eb += r + (i >> 1)
+                else:
+                    eb += i + (r >> 1)
+            x = ptr32(uint(x) + 8)
+            y = ptr32(uint(y) - 8)
+        ptr32(fa)[b] = ea
+        if odd:
+            ptr32(fa)[b + nb] = eb
+        b += 1
+    a = 0
+    while a <= odd:
+        sft = sfa
+        if a:
+            sft = sfb
+        x = ptr32(fa + uint(a * nb << 2))
+        stop = uint(x) + uint(nb << 2)
+        while uint(x) < stop:
+            r = int(x[0])
+            if sft >= 0:
+                r = r << sft
+            else:
+                r = (r + (1 << (0 - sft - 1))) >> (0 - sft)
+            x[0] = r
+            x = ptr32(uint(x) + 4)
+        a += 1

@@ -276,18 +276,23 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
     ws = ptr32(src)
     feats = ptr32(rev)
     mo = m + _OFF
-    nsft = 0 - sft
-    while uint(ws) < end:
-        d = int(ws[0]) - mo
-        if sft >= 0:
-            v = d >> sft
-        else:
-            v = d << nsft
-        q += v * v
-        if fft:
+    ls = 0  # v = (d << ls) >> rs: no branch per sample
+    rs = sft
+    if sft < 0:
+        ls = 0 - sft
+        rs = 0
+    if fft:
+        while uint(ws) < end:
+            v = ((int(ws[0]) - mo) << ls) >> rs
+            q += v * v
             ptr32(re)[int(feats[0]) << 1] = v + _OFF
-        ws = ptr32(uint(ws) + 4)
-        feats = ptr32(uint(feats) + 4)
+            ws = ptr32(uint(ws) + 4)
+            feats = ptr32(uint(feats) + 4)
+    else:
+        while uint(ws) < end:
+            v = ((int(ws[0]) - mo) << ls) >> rs
+            q += v * v
+            ws = ptr32(uint(ws) + 4)
     feats = ptr32(fp)
     ws = ptr32(base)
     if lw >= 0:

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "serial": "prediction rows per second over the serial link",
     "frontend": "sensor front end: gestures raw/stats/spectral vs scikit-learn; its cost",
     "report": "edgenn report build time and page size vs scoring alone",
+    "predict": "predict from a list / array('f') vs forward_q vs an everywhereml random forest",
 }
 
 

@@ -16,7 +16,9 @@
 # layer. The file is read twice by streaming (CRC, then parse); the weights go straight into their
 # blob with readinto: there is never a second copy of the model in RAM.
 import array
+import io
 import os
+import struct
 
 from micropython import const
 
@@ -577,6 +579,282 @@ def _split_f32(raw, me, k):
     return True
 
 
+# ------------------------------------------------------------------------------ input codes
+# u = clamp(floor(x * in_scale + in_offset + 0.5), 0, 255) exactly as the golden model computes it in
+# float64, but in small ints from the bits of x (docs/model-format.md, "Input codes in integers").
+# With in_scale = A / 2**S and in_offset + 0.5 = B / 2**S (the quantizer's dyadic scaling) and
+# x = (-1)**neg * m * 2**e, V = x * in_scale + in_offset + 0.5 = (B + (-1)**neg * m * A * 2**e) / 2**S.
+# edgenn_viper.codes (or _codes_portable) settles almost every value from floor(V * 2**f); the few
+# within 2**(1-f) below a code boundary go to _exact_code, which also reproduces float64's rounding of
+# x * a + c and of + 0.5 (it can lift V from just below an integer k to k).
+
+
+def _input_params(f, n):
+    # 2 ints per feature for the code paths: A | f << 20 | S << 25 and B + 2**29 (both
+    # non-negative, below 2**30). f (the fast path's fraction bits, at most 18) is the most with
+    # (|B| / 2**S + 256) * 2**f <= 2**27; f = 0 (|B| / 2**S >= 2**24) turns the fast path off
+    # (always _exact_code); 0, 0 marks a feature whose scaling is not dyadic (golden's float formula).
+    sa = bytearray(4)
+    so = bytearray(4)
+    me = array.array("i", bytes(16))
+    q = array.array("i", range(2 * n))  # sized from len(range): no temporary copy
+    for d in range(n):
+        q[2 * d] = 0
+        q[2 * d + 1] = 0
+        if not _fixed_point(f, n, d, sa, so, me):
+            continue
+        s = me[0] >> 20
+        b = me[1]
+        fb = 27 - _bitlen(((b if b >= 0 else -b) >> s) + 257)
+        if fb < 2:
+            fb = 0
+        q[2 * d] = me[0] & 0xFFFFF | fb << 20 | s << 25
+        q[2 * d + 1] = b + _OFF
+    return q
+
+
+def _bitlen(v):
+    n = 0
+    while v:
+        v >>= 1
+        n += 1
+    return n
+
+
+def _ones(w):
+    # 2**w - 1 for w <= 30 without forming 2**30 (not a small int on a 32-bit board)
+    if w <= 0:
+        return 0
+    return (((1 << (w - 1)) - 1) << 1) | 1
+
+
+def _window(ph, pl, pos, w):
+    # floor(P / 2**pos) mod 2**w for P = ph * 2**24 + pl (ph < 2**29, pl < 2**24), any pos, w <= 30;
+    # every intermediate below 2**w
+    if pos >= 24:
+        if pos >= 53:
+            return 0
+        return (ph >> (pos - 24)) & _ones(w)
+    if pos >= 0:
+        v = pl >> pos
+        room = w - (24 - pos)  # bits taken from ph
+        if room > 0:
+            v |= (ph & _ones(room)) << (24 - pos)
+        return v & _ones(w)
+    k = -pos
+    if k >= w:
+        return 0
+    room = w - k  # low bits of P kept
+    if room <= 24:
+        return (pl & _ones(room)) << k
+    return ((ph & _ones(room - 24)) << (24 + k)) | (pl << k)
+
+
+def _below(ph, pl, pos):
+    # True if P has a set bit below 2**pos
+    if pos <= 0:
+        return False
+    if pos <= 24:
+        return (pl & _ones(pos)) != 0
+    return pl != 0 or (ph & _ones(pos - 24 if pos < 53 else 29)) != 0
+
+
+def _exact_code(neg, mh, ml, e, a, b, s):
+    # golden's code clamp(floor(fl(fl(x * a + c) + 0.5)), 0, 255) in float64 (fl: round to nearest
+    # even, 53 bits) for x = (-1)**neg * (mh * 2**16 + ml) * 2**e (mh, ml < 2**16), a = A / 2**s,
+    # c + 0.5 = b / 2**s. x * a is exact in float64; the two roundings lift V = x * a + c + 0.5 to the
+    # integer k above it exactly when k - V <= 2**(floor(log2(k - 0.5)) - 53) (k >= 2), or
+    # k - V < 3 * 2**-55 (k = 1). Small ints only: P = |x| * A as ph * 2**24 + pl.
+    p0 = (ml & 0xFF) * a
+    p1 = (ml >> 8) * a
+    p2 = (mh & 0xFF) * a
+    t = p0 + ((p1 & 0xFFFF) << 8) + ((p2 & 0xFF) << 16)
+    pl = t & 0xFFFFFF
+    ph = (t >> 24) + (p1 >> 16) + (p2 >> 8) + (mh >> 8) * a
+    bh = b >> s
+    if ph == 0 and pl == 0:
+        v = bh
+    else:
+        r = s - e  # |x * a| = P / 2**r
+        top = _bitlen(ph) + 24 if ph else _bitlen(pl)  # 2**(top-1) <= P < 2**top
+        if top - r > 29:  # |x * a| >= 2**29 > |c| + 256
+            return 0 if neg else 255
+        xi = _window(ph, pl, r, 30)  # integer part of |x * a|
+        xf = _window(ph, pl, r - 30, 30)  # its next 30 fraction bits; below them: P mod 2**u
+        u = r - 30
+        bl = (b & _ones(s)) << (30 - s)  # B's fraction bits at 2**-30
+        if neg:
+            sticky = _below(ph, pl, u)
+            dd = bl - xf - (1 if sticky else 0)
+            borrow = 0
+            if dd < 0:
+                dd = dd + 0x3FFFFFFF + 1
+                borrow = 1
+            v = bh - xi - borrow
+            near = sticky and dd == 0x3FFFFFFF  # V within 2**-30 below v + 1
+        else:
+            if xf > 0x3FFFFFFF - bl:
+                fr = xf - (0x3FFFFFFF - bl) - 1
+                v = bh + xi + 1
+            else:
+                fr = xf + bl
+                v = bh + xi
+            near = fr == 0x3FFFFFFF
+        k = v + 1
+        if near and 1 <= k <= 255:
+            # R = (P mod 2**u) / 2**u: k - V = (1 - R) / 2**30 (positive x) or R / 2**30 (negative x)
+            if k == 1:
+                hi = _window(ph, pl, u - 25, 25)  # floor(R * 2**25)
+                if neg:
+                    bump = hi < 3
+                else:
+                    bump = hi > 0x1FFFFFD or (hi == 0x1FFFFFD and _below(ph, pl, u - 25))
+            else:
+                m = 24 - _bitlen(k - 1)  # k - V <= 2**-(30 + m)
+                hi = _window(ph, pl, u - m, m)  # floor(R * 2**m)
+                if neg:
+                    bump = hi == 0 or (hi == 1 and not _below(ph, pl, u - m))
+                else:
+                    bump = hi == _ones(m)
+            if bump:
+                v = k
+    return 0 if v < 0 else (255 if v > 255 else v)
+
+
+def _decode_portable(raw, h, out):
+    # edgenn_viper.decode on the bytes of the features (little-endian)
+    kind = h[0]
+    d = h[3]
+    e = 0
+    if kind == 0:
+        o = d << 2
+        ex = ((raw[o + 3] & 0x7F) << 1) | (raw[o + 2] >> 7)
+        if ex == 0xFF:
+            return 0
+        neg = raw[o + 3] >> 7
+        mh = raw[o + 2] & 0x7F
+        ml = raw[o] | (raw[o + 1] << 8)
+        e = -149
+        if ex:
+            mh |= 0x80
+            e = ex - 150
+    elif kind == 1:
+        o = d << 3
+        ex = ((raw[o + 7] & 0x7F) << 4) | (raw[o + 6] >> 4)
+        if ex == 0x7FF:
+            return 0
+        mh = ((raw[o + 6] & 0xF) << 3) | (raw[o + 5] >> 5)
+        ml = ((raw[o + 5] & 0x1F) << 11) | (raw[o + 4] << 3) | (raw[o + 3] >> 5)
+        if raw[o] or raw[o + 1] or raw[o + 2] or raw[o + 3] & 0x1F or (ex == 0 and (mh or ml)):
+            return 2
+        neg = raw[o + 7] >> 7
+        if ex:
+            mh |= 0x80
+            e = ex - 1046
+    elif kind == 2:
+        o = d << 1
+        ml = raw[o] | (raw[o + 1] << 8)
+        neg = ml >> 15
+        if neg:
+            ml = 0x10000 - ml
+        mh = 0
+    else:
+        o = d << 2
+        ml = raw[o] | (raw[o + 1] << 8)
+        mh = raw[o + 2] | (raw[o + 3] << 8)
+        neg = mh >> 15
+        if neg:
+            borrow = 0 if ml == 0 else 1
+            ml = (0x10000 - ml) & 0xFFFF
+            mh = (0x10000 - mh - borrow) & 0xFFFF
+    out[0] = neg
+    out[1] = mh
+    out[2] = ml
+    out[3] = e
+    return 1
+
+
+def _codes_portable(raw, q, xq, h):
+    # edgenn_viper.codes in bytecode (same arithmetic, same results, same return value)
+    me = _ME
+    kind = h[0]
+    for d in range(h[1], h[2]):
+        h[3] = d
+        a = q[2 * d]
+        f = (a >> 20) & 0x1F
+        t = (a >> 25) - f  # S - f
+        a &= 0xFFFFF
+        if f == 0:
+            return (d << 2) | 1
+        st = _decode_portable(raw, h, me)
+        if st == 0:
+            return d << 2
+        mh = me[1]
+        if st == 2 or mh >= 0x100:  # a float64 that is no float32, an int beyond 2**24
+            return (d << 2) | 1
+        neg = me[0]
+        ml = me[2]
+        b = q[2 * d + 1] - _OFF
+        if mh == 0 and ml == 0:
+            z = b >> (t + f)
+            xq[d] = 0 if z < 0 else (255 if z > 255 else z)
+            continue
+        t0 = (ml & 0xFF) * a
+        lo16 = t0 & 0xFF
+        t1 = (t0 >> 8) + (ml >> 8) * a
+        lo16 |= (t1 & 0xFF) << 8
+        hp = (t1 >> 8) + mh * a
+        sh = t - me[3]
+        rest = 0
+        if sh >= 16:
+            k = sh - 16
+            if k > 30:
+                k = 30
+            qv = hp >> k
+            rest = (hp - (qv << k)) | lo16
+        elif sh >= -13 and hp < (1 << (13 + sh)):
+            if sh >= 0:
+                qv = (hp << (16 - sh)) | (lo16 >> sh)
+                rest = lo16 & ((1 << sh) - 1)
+            else:
+                qv = ((hp << 16) | lo16) << -sh
+        elif -29 < sh < -13 and hp == 0 and lo16 < (1 << (29 + sh)):
+            qv = lo16 << -sh
+        else:
+            xq[d] = 0 if neg else 255
+            continue
+        w = b >> t if t >= 0 else b << -t
+        if neg:
+            w -= qv
+            if rest:
+                w -= 1
+        else:
+            w += qv
+        if w < 0:
+            xq[d] = 0
+        elif w >= (255 << f):
+            xq[d] = 255
+        else:
+            m = (1 << f) - 1
+            if (w & m) >= m - 1:
+                return (d << 2) | 1
+            xq[d] = w >> f
+    return -1
+
+
+def _argmax_portable(q, n):
+    best = 0
+    for k in range(1, n):
+        if q[k] > q[best]:
+            best = k
+    return best
+
+
+_ME = array.array("i", bytes(16))  # the decoded value (_codes_portable, Net._code)
+_KINDS = {"f": 0, "d": 1, "h": 2, "i": 3}
+_ITEM = (4, 8, 2, 4)
+
+
 class Net:
     """A loaded model. Attributes: name, task ("classify"|"regress"), n_inputs, n_outputs, labels,
     kernel, in_scale/in_offset/out_scale/out_zero_point (array('f')), n_layers."""
@@ -675,18 +953,21 @@ class Net:
             raise _malformed("%d unexpected bytes after the last layer" % (src.end - src.pos))
         self.out = self._outs[-1]
         self.xq = bytearray(n_inputs)
-        self._fixed_point_inputs(f, n_inputs)
+        self._q = _input_params(f, n_inputs)
+        native = kernel != "portable"  # viper, or asm (which needs viper)
+        self._incodes = _viper.codes if native else _codes_portable
+        self._decode = _viper.decode if native else _decode_portable
+        self._argmax = _viper.argmax if native else _argmax_portable
+        self._classify = self.task == "classify"
+        self._qh = array.array("i", (0, 0, n_inputs, 0))  # kind, start, n, index (edgenn_viper.codes)
+        # a list's values go into _f64 (made by the first list call: not part of the load peak)
+        # with one struct.pack_into ("<Nd"); the portable kernel reads raw bits from _raw (a copy
+        # made through _copy, an io.BytesIO: no allocation)
+        self._f64 = None
+        self._fmt = "<%dd" % n_inputs
+        self._raw = bytearray(8 * n_inputs) if kernel == "portable" else None
+        self._copy = io.BytesIO(8 * n_inputs) if kernel == "portable" else None
         self._real = array.array("f", bytes(4 * n_outputs))
-        if self._fe is not None:
-            # per feature, the largest |x| of the small-int path; beyond it the code saturates
-            # (the host's reader checks that every front end feature's scaling reaches both clamps)
-            lim = array.array("i", bytes(4 * n_inputs))
-            fix = self._fix
-            for d in range(n_inputs):
-                if fix is not None and fix[2 * d]:
-                    b = fix[2 * d + 1]
-                    lim[d] = (0x3FFFFFFF - (b if b >= 0 else -b)) // (fix[2 * d] & 0xFFFFF)
-            self._lim = lim
 
     def _load_frontend(self, src, n_inputs, kernel):
         # The front end section after the layers (docs/model-format.md): sizes, band edges, Q14
@@ -804,52 +1085,9 @@ class Net:
         return self._run_frontend(win, self._h)
 
     def _codes(self, feats):
-        # Integer features -> input codes: (x * A + B) >> S on the small-int path, saturated beyond it.
-        fix = self._fix
-        lim = self._lim
-        xq = self.xq
-        sc = self.in_scale
-        of = self.in_offset
-        for d in range(self.n_inputs):
-            x = feats[d]
-            a = fix[2 * d] if fix is not None else 0
-            if a:
-                m = lim[d]
-                if x > m:
-                    xq[d] = 255
-                elif x < -m:
-                    xq[d] = 0
-                else:
-                    v = (x * (a & 0xFFFFF) + fix[2 * d + 1]) >> (a >> 20)
-                    xq[d] = 0 if v < 0 else (255 if v > 255 else v)
-            else:  # not fixed point (the host never writes such a file): the float formula
-                v = x * sc[d] + of[d] + 0.5
-                xq[d] = 0 if v <= 0.0 else (255 if v >= 255.0 else int(v))
-        return xq
-
-    def _fixed_point_inputs(self, f, n):
-        # The quantizer makes each feature's scaling dyadic where it can: in_scale = A / 2**S and
-        # in_offset + 0.5 = B / 2**S. For an integer feature the float formula then equals
-        # (x * A + B) >> S exactly, in small ints with no float objects (an ESP32's floats are heap
-        # objects). _fix holds A | S << 20 and B per feature (A | S << 20 == 0: floats only), or is
-        # None when no feature qualifies. A, B and S come from the float32 bit patterns, read again
-        # from the file 4 bytes at a time, with small-int arithmetic: no float garbage, no copies.
-        sa = bytearray(4)  # the scale's bytes, then the offset's
-        so = bytearray(4)
-        me = array.array("i", bytes(16))  # mantissa and exponent of the scale, then of the offset
-        count = 0
-        for d in range(n):
-            if _fixed_point(f, n, d, sa, so, me):
-                count += 1
-        if not count:
-            self._fix = None
-            return
-        fix = array.array("i", bytes(8 * n))
-        for d in range(n):
-            if _fixed_point(f, n, d, sa, so, me):
-                fix[2 * d] = me[0]
-                fix[2 * d + 1] = me[1]
-        self._fix = fix
+        # The front end's integer features (array('i')) -> input codes: the exact integer path of
+        # an array('i') (edgenn_viper.codes), saturating far outside the code range.
+        return self._scale(feats, 3, feats, "i")
 
     # -------------------------------------------------------------------------- names
 
@@ -894,49 +1132,120 @@ class Net:
         """Layer i's output buffer from the last forward_q (hidden: bytearray, last: array('b'))."""
         return self._outs[i]
 
-    def quantize_input(self, features):
-        """Raw features (any indexable of n_inputs numbers) -> the preallocated input-code bytearray:
-        clamp(floor(x * in_scale + in_offset + 0.5), 0, 255). NaN/inf -> ValueError. Integer features
-        (raw sensor readings) of a model whose scaling is dyadic take an exact small-int path and
-        allocate nothing; float features allocate the float objects of the scaling (heap objects)."""
+    def quantize_input(self, features, typecode=None):
+        """Raw features -> the preallocated input-code bytearray: clamp(floor(x * in_scale +
+        in_offset + 0.5), 0, 255), exactly the golden model's float64 result for the value the board
+        holds. NaN/inf -> ValueError. typecode: None for a list/tuple (or any sequence of numbers), or
+        the typecode of an array.array ("f", "d", "h" or "i"): its bits are read in place.
+        Integer arithmetic on the values' bits (edgenn_viper.codes); an array allocates nothing, a
+        list one transient argument array (freed at once; nothing under heap_lock, where a loop
+        stores the values instead)."""
         if self._fe is not None:  # a raw window: the front end makes the features
             return self._codes(self.features(features))
         n = self.n_inputs
         if len(features) != n:
             raise ValueError("expected %d features, got %d" % (n, len(features)))
-        sc = self.in_scale
-        of = self.in_offset
+        if typecode is None:
+            kind = 1
+            src = self._f64
+            if src is None:
+                src = self._f64 = bytearray(8 * n)
+            try:
+                struct.pack_into(self._fmt, src, 0, *features)  # floats (and ints) as float64 bits
+            except MemoryError:  # heap locked (an interrupt handler): one value at a time instead
+                for d in range(n):
+                    struct.pack_into("<d", src, d << 3, features[d])
+            except TypeError:
+                raise ValueError("features must be numbers")
+        else:
+            kind = 0 if typecode == "f" else _KINDS.get(typecode, -1)
+            if kind < 0:
+                raise ValueError("typecode %r not supported (use 'f', 'd', 'h', 'i' or None)" % (typecode,))
+            src = features
+        if self._raw is None:  # native kernel: the bits in place (the hot path, inlined)
+            h = self._qh
+            h[0] = kind
+            r = self._incodes(src, self._q, self.xq, h)
+            if r < 0:
+                return self.xq
+            return self._finish(src, kind, r, features)
+        return self._scale(src, kind, features, typecode)
+
+    def _scale(self, src, kind, features, typecode):
+        # src (features, or their float64 copy) -> input codes, from the values' bits
+        n = self.n_inputs
+        raw = self._raw
+        if raw is not None:  # portable kernel: the raw bytes, copied without allocating
+            c = self._copy
+            c.seek(0)
+            if c.write(src) != n * _ITEM[kind]:
+                raise ValueError("features are not an array of typecode %r" % (typecode,))
+            c.seek(0)
+            c.readinto(raw)
+            src = raw
+        h = self._qh
+        h[0] = kind
+        r = self._incodes(src, self._q, self.xq, h)
+        if r < 0:
+            return self.xq
+        return self._finish(src, kind, r, features)
+
+    def _finish(self, src, kind, r, features):
+        # the values the fast path handed back (about 2 in 2**18, or all of a non-dyadic feature)
+        codes = self._incodes
+        q = self._q
         xq = self.xq
-        fix = self._fix
-        for d in range(n):
-            x = features[d]
-            if fix is not None and type(x) is int and fix[2 * d]:
-                a = fix[2 * d]
-                s = a >> 20
-                a &= 0xFFFFF
-                b = fix[2 * d + 1]
-                # |x * A| + |B| < 2**30: every value below is a small int on a 32-bit board
-                lim = (0x3FFFFFFF - (b if b >= 0 else -b)) // a
-                if -lim <= x <= lim:
-                    v = (x * a + b) >> s
-                    xq[d] = 0 if v < 0 else (255 if v > 255 else v)
-                    continue
-            # comparisons allocate nothing (x - x would: one float object per feature on an ESP32)
-            if x != x or x == _INF or x == _NINF:
-                raise ValueError("feature %d is %r: NaN and infinity cannot be quantized" % (d, x))
-            v = x * sc[d] + of[d] + 0.5
-            if v <= 0.0:
-                xq[d] = 0
-            elif v >= 255.0:
-                xq[d] = 255
-            else:
-                xq[d] = int(v)  # v > 0: truncation is floor
+        h = self._qh
+        try:
+            while r >= 0:
+                d = r >> 2
+                if not r & 3:
+                    raise ValueError("feature %d is %r: NaN and infinity cannot be quantized" % (d, features[d]))
+                xq[d] = self._code(src, d, features)
+                h[1] = d + 1
+                r = codes(src, q, xq, h)
+        finally:
+            h[1] = 0  # the next call starts at feature 0
         return xq
 
-    def forward(self, features):
+    def _code(self, src, d, features):
+        # one value the fast path returned: exactly, in small ints (_exact_code) when the feature is
+        # dyadic and the value a float32 or an int32; else golden's float formula (float objects)
+        q = self._q
+        a = q[2 * d] & 0xFFFFF
+        st = 0
+        if a:  # dyadic: the exact small-int path if the value is a float32 or an int32
+            me = _ME
+            h = self._qh
+            h[3] = d
+            st = self._decode(src, h, me)
+        if st == 2:  # a float64 that is no float32 (double-precision builds): maybe an int
+            x = features[d]
+            if type(x) is int and -0xFFFFFFFF <= x <= 0xFFFFFFFF:
+                st = 1
+                me[0] = 1 if x < 0 else 0
+                x = -x if x < 0 else x
+                me[1] = x >> 16
+                me[2] = x & 0xFFFF
+                me[3] = 0
+        if st == 1:
+            s = q[2 * d] >> 25
+            return _exact_code(me[0], me[1], me[2], me[3], a, q[2 * d + 1] - _OFF, s)
+        x = features[d]
+        # comparisons allocate nothing (x - x would: one float object per feature on an ESP32)
+        if x != x or x == _INF or x == _NINF:
+            raise ValueError("feature %d is %r: NaN and infinity cannot be quantized" % (d, x))
+        v = x * self.in_scale[d] + self.in_offset[d] + 0.5
+        if v <= 0.0:
+            return 0
+        if v >= 255.0:
+            return 255
+        return int(v)  # v > 0: truncation is floor
+
+    def forward(self, features, typecode=None):
         """Raw features -> output scores: the int8 logits (classify, array('b')) or the dequantized
         values out_scale * (q - out_zero_point) (regress, a preallocated array('f'))."""
-        q = self.forward_q(self.quantize_input(features))
+        q = self.forward_q(self.quantize_input(features, typecode))
         if self.task == "classify":
             return q
         real = self._real
@@ -944,16 +1253,12 @@ class Net:
             real[k] = self.out_scale[k] * (q[k] - self.out_zero_point[k])
         return real
 
-    def predict(self, features):
+    def predict(self, features, typecode=None):
         """Raw features -> class index (classify; ties go to the lowest index) or the first output's
-        real value (regress)."""
-        q = self.forward_q(self.quantize_input(features))
-        if self.task == "classify":
-            best = 0
-            for k in range(1, self.n_outputs):
-                if q[k] > q[best]:
-                    best = k
-            return best
+        real value (regress). typecode: as for quantize_input."""
+        q = self.forward_q(self.quantize_input(features, typecode))
+        if self._classify:
+            return self._argmax(q, self.n_outputs)
         return self.out_scale[0] * (q[0] - self.out_zero_point[0])
 
 

@@ -44,20 +44,22 @@ class Net:
     def labels(self) -> list[str]:
         """Class names (classify) or target names (regress); decoded on each access."""
     def label(self, k: int) -> str: ...
-    def quantize_input(self, features: Sequence[float]) -> bytearray:
-        """clamp(floor(x * in_scale + in_offset + 0.5), 0, 255) into the preallocated buffer.
-        With a front end, `features` is the raw window (n_raw readings): features() first.
-        ValueError: wrong number of features, NaN or infinity. Integer features of a model from
-        `edgenn quantize` allocate nothing (exact small-int path); float features allocate the
-        float temporaries (5 per feature)."""
+    def quantize_input(self, features: Sequence[float] | array, typecode: str | None = None) -> bytearray:
+        """clamp(floor(x * in_scale + in_offset + 0.5), 0, 255) into the preallocated buffer, exactly
+        golden's float64 codes, computed from the values' bits in small ints. typecode: None for a
+        list/tuple (packed as float64), or the typecode of an array.array: "f", "d", "h", "i" (read
+        in place, nothing allocated). With a front end, `features` is the raw window (n_raw
+        readings): features() first. ValueError: wrong number of features, NaN or infinity, an
+        unsupported typecode."""
     def forward_q(self, xq: bytes | bytearray | memoryview) -> array:
         """Integer network on n_inputs codes -> the preallocated array('b') of int8 outputs.
         Allocates nothing. ValueError: wrong number of codes."""
-    def forward(self, features: Sequence[float]) -> array:
+    def forward(self, features: Sequence[float] | array, typecode: str | None = None) -> array:
         """Raw features -> int8 logits (classify, array('b')) or dequantized values (regress, array('f')).
         The returned buffer is reused by the next call."""
-    def predict(self, features: Sequence[float]) -> int | float:
-        """Raw features -> class index (classify, ties to the lowest) or the first output's value (regress)."""
+    def predict(self, features: Sequence[float] | array, typecode: str | None = None) -> int | float:
+        """Raw features -> class index (classify, ties to the lowest) or the first output's value
+        (regress). typecode as for quantize_input: predict(buf, "f") allocates nothing."""
     def layer_output(self, i: int) -> bytearray | array:
         """Layer i's output bytes from the last forward_q (hidden: bytearray, last: array('b'))."""
 

@@ -136,6 +136,262 @@ def prepare(blob: ptr8, h: ptr32) -> int:
     return -1
 
 
+
+# ------------------------------------------------------------------------------ input codes
+# Input codes from the raw bits of the features (docs/model-format.md, "Input codes in integers"):
+# no float object, nothing allocated, every intermediate below 2**30. src holds n values of one
+# kind: 0 float32, 1 float64 (two words each), 2 int16, 3 int32. q holds 2 ints per feature
+# (edgenn._input_params): A | f << 20 | S << 25 and B + 2**29 (non-negative: a ptr32 load may
+# zero-extend on a 64-bit build).
+# The value is (-1)**neg * mx * 2**e (mx < 2**24); with P = mx * A and sh = S - f - e,
+# W = B >> (S - f) + (-1)**neg * P / 2**sh rounded down is floor(V * 2**f) or one less, for
+# V = x * in_scale + in_offset + 0.5 (B << (f - S) when f > S), so W settles the code unless it is
+# within 2 of a multiple of 2**f. Those values (about 2**(1-f) of them), features without this path (f == 0), float64 values
+# that are not float32 values and ints beyond 2**24 are returned to the caller, which finishes them
+# with the exact bytecode path (edgenn._exact_code).
+# h (array('i')): kind, start, n, and for decode the index. Returns -1 when every code from `start`
+# on is written, else 4 * d + 1 (feature d needs the exact path) or 4 * d (feature d is NaN or inf).
+
+
+@micropython.viper
+def codes(src: ptr32, q: ptr32, xq: ptr8, h: ptr32) -> int:
+    # h: kind, start, n (one buffer: the ESP32 machine-code tests pass pointers only)
+    kind = h[0]
+    d = h[1]
+    n = h[2]
+    half = ptr16(src)
+    while d < n:
+        p = d << 1
+        a = q[p]
+        f = (a >> 20) & 0x1F
+        t = ((a >> 25) & 0x1F) - f  # S - f, negative when f > S
+        a &= 0xFFFFF
+        if f == 0:
+            return (d << 2) | 1
+        if kind == 0:
+            # The common case in one pass: a normal float32 with sh = S - f - e >= 16. Few statements,
+            # long expressions: the viper emitter keeps an expression's partial results in registers
+            # but every local in a stack slot. Same arithmetic as below (hp = floor(P / 2**16)).
+            w = src[d]
+            ex = (w >> 23) & 0xFF
+            if ex == 0 and (w & 0x7FFFFF) == 0:  # +-0: V = B / 2**S
+                v = (q[p + 1] - _OFF) >> (t + f)
+                xq[d] = 0 if v < 0 else (255 if v > 255 else v)
+                d += 1
+                continue
+            sh = t + 150 - ex
+            if ex != 0 and ex != 0xFF and sh >= 16:
+                mx = (w & 0x7FFFFF) | 0x800000
+                hp = ((((((mx & 0xFF) * a) >> 8) + ((mx >> 8) & 0xFF) * a) >> 8) + (mx >> 16) * a)
+                k = sh - 16
+                if k > 30:
+                    k = 30  # hp < 2**29
+                v = q[p + 1] - _OFF
+                if t >= 0:
+                    v = v >> t
+                else:
+                    v = v << (0 - t)
+                if (w >> 31) & 1:  # negative: floor of -P / 2**sh, one less if any bit of P is below
+                    v -= hp >> k
+                    if (hp & ((1 << k) - 1)) or (((mx & 0xFF) * (a & 0xFFFF)
+                                                  + ((((mx >> 8) & 0xFF) * (a & 0xFF)) << 8)) & 0xFFFF):
+                        v -= 1
+                else:
+                    v += hp >> k
+                if v < 0:
+                    xq[d] = 0
+                elif v >= (255 << f):
+                    xq[d] = 255
+                else:
+                    m = (1 << f) - 1
+                    if (v & m) >= m - 1:
+                        return (d << 2) | 1
+                    xq[d] = v >> f
+                d += 1
+                continue
+        # the value as (-1)**neg * mx * 2**e with mx < 2**24
+        if kind == 0:
+            w = src[d]
+            ex = (w >> 23) & 0xFF
+            if ex == 0xFF:
+                return d << 2
+            neg = (w >> 31) & 1
+            mx = w & 0x7FFFFF
+            e = -149
+            if ex:
+                mx |= 0x800000
+                e = ex - 150
+        elif kind == 1:
+            lo = src[d << 1]
+            hi = src[(d << 1) + 1]
+            ex = (hi >> 20) & 0x7FF
+            if ex == 0x7FF:
+                return d << 2
+            if lo & 0x1FFFFFFF:  # more mantissa bits than a float32 has
+                return (d << 2) | 1
+            neg = (hi >> 31) & 1
+            mx = ((hi & 0xFFFFF) << 3) | ((lo >> 29) & 7)
+            e = 0
+            if ex:
+                mx |= 0x800000
+                e = ex - 1046
+            elif mx:  # a float64 subnormal
+                return (d << 2) | 1
+        else:
+            if kind == 2:
+                v = half[d] & 0xFFFF
+                v -= (v & 0x8000) << 1
+            else:
+                hs = half[(d << 1) + 1] & 0xFFFF
+                hs -= (hs & 0x8000) << 1
+                v = (hs << 16) | (half[d << 1] & 0xFFFF)
+                if v >= 0x1000000 or v <= -0x1000000:
+                    return (d << 2) | 1
+            neg = 0
+            if v < 0:
+                neg = 1
+                v = 0 - v
+            mx = v
+            e = 0
+        b = q[p + 1] - _OFF
+        if mx == 0:  # V = B / 2**S
+            z = b >> (t + f)
+            xq[d] = 0 if z < 0 else (255 if z > 255 else z)
+            d += 1
+            continue
+        # P = mx * A = hp * 2**16 + lo16, from three 8 x 20-bit products (each below 2**28)
+        t0 = (mx & 0xFF) * a
+        lo16 = t0 & 0xFF
+        t1 = (t0 >> 8) + ((mx >> 8) & 0xFF) * a
+        lo16 |= (t1 & 0xFF) << 8
+        hp = (t1 >> 8) + (mx >> 16) * a
+        sh = t - e
+        big = 0  # P / 2**sh >= 2**29: V * 2**f is beyond the code range by more than |B| / 2**t
+        rest = 0
+        qv = 0
+        if sh >= 16:
+            k = sh - 16
+            if k > 30:
+                k = 30  # hp < 2**29
+            qv = hp >> k
+            rest = (hp - (qv << k)) | lo16
+        elif sh >= 0:
+            if hp >= (1 << (13 + sh)):
+                big = 1
+            else:
+                qv = (hp << (16 - sh)) | (lo16 >> sh)
+                rest = lo16 & ((1 << sh) - 1)
+        elif sh >= -13:
+            if hp >= (1 << (13 + sh)):
+                big = 1
+            else:
+                qv = ((hp << 16) | lo16) << (0 - sh)
+        elif sh > -29 and hp == 0 and lo16 < (1 << (29 + sh)):
+            qv = lo16 << (0 - sh)
+        else:
+            big = 1
+        if big:
+            xq[d] = 0 if neg else 255
+            d += 1
+            continue
+        if t >= 0:
+            w = b >> t
+        else:
+            w = b << (0 - t)
+        if neg:
+            w -= qv
+            if rest:
+                w -= 1  # floor of a negative value
+        else:
+            w += qv
+        # V * 2**f lies in [w, w + 2)
+        if w < 0:
+            xq[d] = 0
+        elif w >= (255 << f):
+            xq[d] = 255
+        else:
+            m = (1 << f) - 1
+            if (w & m) >= m - 1:  # within 2**(1-f) below a code boundary: the exact path decides
+                return (d << 2) | 1
+            xq[d] = w >> f
+        d += 1
+    return -1
+
+
+@micropython.viper
+def decode(src: ptr32, h: ptr32, out: ptr32) -> int:
+    """Value h[3] of src (kind h[0]) as x = (-1)**out[0] * (out[1] * 2**16 + out[2]) * 2**out[3]
+    (out[1], out[2] below 2**16). Returns 1, or 0 for NaN/inf, 2 for a float64 that is not a float32."""
+    kind = h[0]
+    d = h[3]
+    half = ptr16(src)
+    e = 0
+    if kind == 0:
+        w = src[d]
+        ex = (w >> 23) & 0xFF
+        if ex == 0xFF:
+            return 0
+        neg = (w >> 31) & 1
+        mx = w & 0x7FFFFF
+        e = -149
+        if ex:
+            mx |= 0x800000
+            e = ex - 150
+        mh = mx >> 16
+        ml = mx & 0xFFFF
+    elif kind == 1:
+        lo = src[d << 1]
+        hi = src[(d << 1) + 1]
+        ex = (hi >> 20) & 0x7FF
+        if ex == 0x7FF:
+            return 0
+        mx = ((hi & 0xFFFFF) << 3) | ((lo >> 29) & 7)
+        if (lo & 0x1FFFFFFF) or (ex == 0 and mx):
+            return 2
+        neg = (hi >> 31) & 1
+        if ex:
+            mx |= 0x800000
+            e = ex - 1046
+        mh = mx >> 16
+        ml = mx & 0xFFFF
+    elif kind == 2:
+        ml = half[d] & 0xFFFF
+        neg = (ml >> 15) & 1
+        if neg:
+            ml = 0x10000 - ml
+        mh = 0
+    else:
+        ml = half[d << 1] & 0xFFFF
+        mh = half[(d << 1) + 1] & 0xFFFF
+        neg = (mh >> 15) & 1
+        if neg:  # |x| = 2**32 - x limb by limb (|x| = 2**31 fits no signed 32-bit word)
+            borrow = 1
+            if ml == 0:
+                borrow = 0
+            ml = (0x10000 - ml) & 0xFFFF
+            mh = (0x10000 - mh - borrow) & 0xFFFF
+    out[0] = neg
+    out[1] = mh
+    out[2] = ml
+    out[3] = e
+    return 1
+
+
+@micropython.viper
+def argmax(out: ptr8, n: int) -> int:
+    """Index of the largest int8 in out[0:n] (two's complement bytes); ties go to the lowest index."""
+    best = 0
+    top = (out[0] ^ 0x80) & 0xFF  # int8 + 128: unsigned order is signed order
+    k = 1
+    while k < n:
+        v = (out[k] ^ 0x80) & 0xFF
+        if v > top:
+            top = v
+            best = k
+        k += 1
+    return best
+
+
 # ------------------------------------------------------------------------------ sensor front end
 #
 # The integer front end of docs/model-format.md ("The sensor front end"), the same bytes as the

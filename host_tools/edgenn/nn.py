@@ -637,6 +637,15 @@ def split_for_model(model: FloatModel, dataset: Dataset):
     return stratified_split(dataset, split["test_fraction"], split["val_fraction"], seed=split["seed"])
 
 
+def window_features(data: Dataset, front_end: FrontEnd) -> Dataset:
+    """DATA's raw windows as the front end's float features (what the network is trained on)."""
+    try:
+        feats = frontend.features_float(front_end, data.X)
+    except ValueError as exc:
+        raise UserError(f"{data.source}: {exc}") from None
+    return replace(data, X=feats, feature_names=front_end.feature_names())
+
+
 def train_windows(
     dataset: Dataset,
     front_end: FrontEnd,
@@ -646,15 +655,8 @@ def train_windows(
 ) -> FloatModel:
     """`train` on the front end's float features of DATA's raw windows; the model keeps the front end,
     so it takes raw windows (predict, evaluate, quantize) and its feature names are DATA's columns."""
-
-    def featured(data: Dataset) -> Dataset:
-        try:
-            feats = frontend.features_float(front_end, data.X)
-        except ValueError as exc:
-            raise UserError(f"{data.source}: {exc}") from None
-        return replace(data, X=feats, feature_names=front_end.feature_names())
-
-    model = train(featured(dataset), config, progress, test=None if test is None else featured(test))
+    featured = window_features(dataset, front_end)
+    model = train(featured, config, progress, test=None if test is None else window_features(test, front_end))
     model.frontend = front_end
     model.feature_names = list(dataset.feature_names)
     # the split depends only on the labels and the seed: the raw data's fingerprint finds it again

@@ -24,8 +24,9 @@ from edgenn.data import Dataset
 from edgenn.errors import UserError
 from edgenn.fit import check_fit
 from edgenn.floatmodel import FloatModel
+from edgenn.frontend import FrontEnd
 from edgenn.modelfile import QuantModel
-from edgenn.nn import TrainConfig, cross_validate, train, usable_folds
+from edgenn.nn import TrainConfig, cross_validate, train, train_windows, usable_folds, window_features
 from edgenn.quantize import quantize
 
 HIDDEN_SPACE: tuple[tuple[int, ...], ...] = (
@@ -115,8 +116,16 @@ def search_space(seed: int, default: TrainConfig) -> list[tuple[tuple[int, ...],
     return [first] + [rest[i] for i in order]
 
 
-def _shape_fit(dataset: Dataset, candidate: Candidate, board: str | BoardProfile) -> None:
-    """Quantize the candidate's shape with placeholder weights: bytes and blocks depend on the shape only."""
+def _shape_fit(
+    dataset: Dataset,
+    candidate: Candidate,
+    board: str | BoardProfile,
+    raw: Dataset | None = None,
+    front_end: FrontEnd | None = None,
+) -> None:
+    """Quantize the candidate's shape with placeholder weights: bytes and blocks depend on the shape only.
+    With a front end, `dataset` holds its features and `raw` the windows (the model stores the front end
+    and is calibrated on raw windows, as `edgenn quantize` does)."""
     sizes = [dataset.n_features, *candidate.hidden, len(dataset.labels) if dataset.task == "classify" else 1]
     rng = np.random.default_rng(0)
     placeholder = FloatModel(
@@ -131,7 +140,12 @@ def _shape_fit(dataset: Dataset, candidate: Candidate, board: str | BoardProfile
         target_mean=np.zeros(1) if dataset.task == "regress" else np.zeros(0),
         target_std=np.ones(1) if dataset.task == "regress" else np.ones(0),
     )
-    qm, _ = quantize(placeholder, dataset.X[:64])
+    calibration = dataset.X[:64]
+    if front_end is not None and raw is not None:
+        placeholder.frontend = front_end
+        placeholder.feature_names = list(raw.feature_names)
+        calibration = raw.X[:64]
+    qm, _ = quantize(placeholder, calibration)
     candidate.shape_model = qm
     result = check_fit(qm, board)
     candidate.fits = result.fits
@@ -164,11 +178,16 @@ def tune(
     estimate_top: int = 0,
     progress: Callable[[Candidate, int], None] | None = None,
     stage: Callable[[str], None] | None = None,
+    front_end: FrontEnd | None = None,
 ) -> TuneResult:
     """Search, then train the best candidate on every row. Stops starting new candidates once `budget_s`
     has passed (the default network is always scored). `progress` hears of every candidate tried (and
-    the size of the space), `stage` of the steps after the search."""
+    the size of the space), `stage` of the steps after the search. With a sensor `front_end`, DATA's rows
+    are raw windows: candidates are scored on its features and the best keeps it (as `train --features`)."""
     started = time.perf_counter()
+    raw = dataset
+    if front_end is not None:
+        dataset = window_features(raw, front_end)
     base = base or TrainConfig(seed=seed)
     rows = np.arange(dataset.n_rows)
     folds = usable_folds(dataset, rows, base.folds if base.folds >= 2 else 5)
@@ -188,7 +207,7 @@ def tune(
             result.stopped_by_budget = True
             break
         candidate = Candidate(hidden, activation, weight_decay, is_default=i == 0)
-        _shape_fit(dataset, candidate, board)
+        _shape_fit(dataset, candidate, board, raw, front_end)
         result.candidates.append(candidate)
         if candidate.fits:
             t0 = time.perf_counter()
@@ -218,7 +237,10 @@ def tune(
     if stage is not None:
         shape = ",".join(map(str, result.best.hidden))
         stage(f"training the best ({shape} {result.best.activation}) on every row")
-    result.model = train(dataset, best_config)
+    if front_end is None:
+        result.model = train(dataset, best_config)
+    else:
+        result.model = train_windows(raw, front_end, best_config)
     result.model.meta["tune"] = {
         "board": board_name,
         "candidates": len(result.candidates),

@@ -94,3 +94,11 @@ def test_ctrl_c_while_the_commands_load_is_one_line(capsys, monkeypatch):
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert main(["quantize", "m.npz", "--data", "iris"]) == cli.EXIT_INTERRUPTED
     assert capsys.readouterr().err == "edgenn quantize: interrupted\n"
+
+
+def test_report_and_record_never_write_over_a_model(capsys, models):
+    enn = str(models / "iris.enn")
+    one_line_error(capsys, ["report", enn, "iris", "-o", enn], "report", "iris.html")
+    argv = ["record", "--port", "/dev/null", "--label", "x", "--seconds", "1", "-o", str(models / "iris.npz")]
+    one_line_error(capsys, argv, "record", "iris.csv")
+    assert (models / "iris.enn").read_bytes().startswith(b"EDNN")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +14,11 @@ import pytest
 from edgenn import golden
 from edgenn import modelfile as mf
 from edgenn.cli import main
-from edgenn.data import load_dataset
+from edgenn.data import bundled_path, load_dataset
 from edgenn.nn import TrainConfig, train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from on_terminal import run_on_terminal  # noqa: E402
 
 
 def HOLDOUT(seed: int) -> TrainConfig:  # noqa: N802 - reads like the config it builds
@@ -161,3 +166,20 @@ def test_a_model_trained_on_every_row_calibrates_on_all_rows_and_says_so(tmp_pat
     )
     code, out, _ = run_cli([str(npz), "--data", "iris", "-o", str(tmp_path / "x.enn"), "--no-qat"], capsys)
     assert "fine-tuning: off (--no-qat)" in out
+
+
+def test_a_handful_of_calibration_rows_is_warned_about(iris_npz, tmp_path, capsys) -> None:
+    rows = bundled_path("iris").read_text().splitlines()
+    few = tmp_path / "few.csv"
+    few.write_text("\n".join(rows[:4]) + "\n")  # three setosa rows
+    code, _, err = run_cli([str(iris_npz), "--data", str(few), "-o", str(tmp_path / "few.enn")], capsys)
+    assert code == 0 and "warning: calibrated on only 3 row(s) of" in err
+    code, _, err = run_cli([str(iris_npz), "--data", "iris", "-o", str(tmp_path / "all.enn")], capsys)
+    assert code == 0 and "calibrated on only" not in err
+
+
+def test_fine_tuning_shows_progress_on_a_terminal_and_clears_it(iris_npz, tmp_path) -> None:
+    argv = ["quantize", str(iris_npz), "--data", "iris", "-o", str(tmp_path / "t.enn")]
+    code, text = run_on_terminal(argv)
+    assert code == 0 and "quantization-aware fine-tuning: epoch 1/20, agreement " in text
+    assert re.search(r"\r +\r$", text), text[-200:]  # nothing of it left on the line

@@ -192,7 +192,7 @@ def test_user_mistakes_are_one_line(iris, tmp_path, capsys) -> None:
     cases = [
         (["report", str(npz), "iris", "--float", str(npz), "-o", out], "already a .npz"),
         (["report", str(enn), "wine", "-o", out], "wine"),
-        (["report", str(enn), "iris", "-o", str(tmp_path / "nodir" / "x.html")], "no such directory"),
+        (["report", str(enn), "iris", "-o", str(tmp_path / "nodir" / "x.html")], "does not exist"),
         (["report", str(enn), "iris", "-o", out, "--board", "nosuchboard"], "nosuchboard"),
     ]
     other_npz, _ = _models(tmp_path, "wine")

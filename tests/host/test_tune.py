@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
 
 from edgenn.boards import load_board
 from edgenn.cli import main
@@ -11,6 +16,9 @@ from edgenn.data import load_dataset
 from edgenn.floatmodel import FloatModel
 from edgenn.nn import TrainConfig
 from edgenn.tune import search_space, tune
+
+sys.path.insert(0, str(Path(__file__).parent))
+from on_terminal import run_on_terminal  # noqa: E402
 
 BASE = TrainConfig(epochs=30, patience=5, folds=3)
 
@@ -57,3 +65,32 @@ def test_tune_reports_every_candidate_and_the_steps_after_the_search():
     assert heard[:3] == [f"{c.hidden} of 3" for c in result.candidates]
     shape = ",".join(map(str, result.best.hidden))
     assert heard[3:] == [f"training the best ({shape} {result.best.activation}) on every row"]
+
+
+def test_tune_with_a_sensor_front_end_scores_features_and_keeps_the_front_end(tmp_path, capsys):
+    from edgenn import modelfile
+    from edgenn.quantize import quantize
+
+    rng = np.random.default_rng(5)
+    lines = [",".join(f"{a}{i}" for a in "xyz" for i in range(8)) + ",label"]
+    for r in range(30):  # class b shakes five times harder
+        lines.append(",".join(map(str, rng.integers(-500, 500, 24) * (1 + 4 * (r % 2)))) + f",{'ab'[r % 2]}")
+    (tmp_path / "w.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "best.npz"
+    argv = f"tune {tmp_path / 'w.csv'} --label label --axes 3 --features stats --board esp32 --budget-s 1"
+    assert main([*argv.split(), "-o", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    model = FloatModel.load(out)
+    assert model.frontend is not None and model.layer_sizes[0] == 20  # 5 stats x (3 axes + magnitude)
+    assert result["best"]["cv_mean"] >= 0.9  # the features see the amplitude
+    raw = load_dataset(str(tmp_path / "w.csv"), label="label")
+    qm, _ = quantize(model, raw.X)
+    assert abs(len(modelfile.to_bytes(qm)) - result["best"]["bytes"]) < 64  # sized with its front end
+
+
+def test_ctrl_c_on_a_terminal_clears_the_progress_line_first(tmp_path):
+    """What a user sees: the progress line rewritten in place, then Ctrl-C's one line on its own."""
+    argv = ["tune", "iris", "--board", "esp32", "-o", str(tmp_path / "b.npz")]
+    code, text = run_on_terminal(argv, interrupt_after=b"candidates")
+    assert code == 130 and "tune: 1/72 candidates" in text
+    assert re.search(r"\r +\redgenn tune: interrupted\r?\n$", text), text[-300:]

@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from edgenn import golden, modelfile
-from edgenn.commands.common import output_file, print_json
+from edgenn.commands.common import print_json
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column
 from edgenn.metrics import layer_error_lines, layer_errors
 from edgenn.nn import accuracy, rmse, split_for_model
+from edgenn.outputs import output_file
 from edgenn.qat import EPOCHS as QAT_EPOCHS
 from edgenn.qat import fine_tune
 
 NAME = "quantize"
+MIN_CALIBRATION_ROWS = 20
 HELP = "turn a trained .npz into an integer .enn model (calibrated on DATA) and report what it cost"
 
 
@@ -103,14 +105,35 @@ def run(args: argparse.Namespace) -> int:
         calib_rows = eval_rows = np.arange(dataset.n_rows)
         eval_part = "all"
     name = str(fm.meta.get("dataset") or dataset.name)
-    tuned = fine_tune(
-        fm,
-        dataset.X[calib_rows],
-        name=name,
-        epochs=0 if args.qat == "off" else QAT_EPOCHS,
-        force=args.qat == "on",
-    )
-    qm, warnings = tuned.model, tuned.warnings
+    epochs = 0 if args.qat == "off" else QAT_EPOCHS
+    on_terminal = not args.json and sys.stderr.isatty()
+
+    def progress(epoch: int, score: float) -> None:
+        shown = f"agreement {100 * score:.2f}%" if fm.task == "classify" else f"RMS vs float {-score:.4g}"
+        sys.stderr.write(f"\rquantization-aware fine-tuning: epoch {epoch}/{epochs}, {shown}".ljust(70))
+        sys.stderr.flush()
+
+    try:
+        tuned = fine_tune(
+            fm,
+            dataset.X[calib_rows],
+            name=name,
+            epochs=epochs,
+            force=args.qat == "on",
+            progress=progress if on_terminal else None,
+        )
+    finally:  # the result (or Ctrl-C's line) starts on a clean line
+        if on_terminal:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+            sys.stderr.flush()
+    qm, warnings = tuned.model, list(tuned.warnings)
+    if len(calib_rows) < MIN_CALIBRATION_ROWS:
+        # Ranges seen in a handful of rows are narrower than what the model meets: new rows clip.
+        warnings.append(
+            f"calibrated on only {len(calib_rows)} row(s) of {args.data}: each input's and layer's range "
+            f"comes from these rows, so other rows clip at the range ends; calibrate on the training "
+            f"data (--data, at least {MIN_CALIBRATION_ROWS} rows) and score new rows with --test"
+        )
     try:
         size = modelfile.save(qm, out_path)
     except OSError as exc:

@@ -8,11 +8,12 @@ import sys
 import time
 
 from edgenn import frontend
-from edgenn.commands.common import output_file, print_json
+from edgenn.commands.common import print_json
 from edgenn.data import load_dataset, load_for_model
 from edgenn.errors import UserError
 from edgenn.floatmodel import ACTIVATIONS, TASKS, FloatModel
 from edgenn.nn import OPTIMIZERS, EpochReport, TrainConfig, metric_name, train, train_windows
+from edgenn.outputs import output_file
 
 NAME = "train"
 HELP = "train a float MLP on a CSV file or bundled dataset and save it as .npz"
@@ -115,6 +116,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --folds 0: hold this fraction out for early stopping (default 0)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object, no progress")
+    add_sensor_arguments(parser)
+
+
+def add_sensor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--features/--axes/--bands (train and tune alike); make_front_end reads them."""
     sensor = parser.add_argument_group(
         "sensor windows",
         "DATA rows are windows of raw readings, axis-major (all samples of axis 0, then axis 1, ...); "

@@ -8,10 +8,12 @@ import sys
 import time
 
 from edgenn.boards import load_board
-from edgenn.commands.common import output_file, print_json
+from edgenn.commands.common import print_json
+from edgenn.commands.train import add_sensor_arguments, make_front_end
 from edgenn.data import load_dataset
 from edgenn.errors import UserError
 from edgenn.floatmodel import TASKS
+from edgenn.outputs import output_file
 from edgenn.tune import DEFAULT_BUDGET_S, Candidate, tune
 
 NAME = "tune"
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", required=True, metavar="BEST.npz", help="where to write the best model"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object (the leaderboard)")
+    add_sensor_arguments(parser)
 
 
 def _score(c: Candidate, metric: str) -> str:
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--budget-s must be > 0, got {args.budget_s}")
     output = output_file(args.output, ".npz")
     dataset = load_dataset(args.data, args.label, args.task)
+    front_end = make_front_end(args, dataset.feature_names)
 
     on_terminal = not args.json and sys.stderr.isatty()
     metric = "accuracy" if dataset.task == "classify" else "rmse"
@@ -80,17 +84,21 @@ def run(args: argparse.Namespace) -> int:
     def stage(text: str) -> None:
         show(f"tune: {text}")
 
-    result = tune(
-        dataset,
-        args.board,
-        budget_s=args.budget_s,
-        seed=args.seed,
-        estimate_top=ESTIMATE_TOP,
-        progress=progress,
-        stage=stage,
-    )
-    if on_terminal:
-        sys.stderr.write("\r" + " " * PROGRESS_WIDTH + "\r")
+    try:
+        result = tune(
+            dataset,
+            args.board,
+            budget_s=args.budget_s,
+            seed=args.seed,
+            estimate_top=ESTIMATE_TOP,
+            progress=progress,
+            stage=stage,
+            front_end=front_end,
+        )
+    finally:  # also on Ctrl-C and errors: their one line starts on a clean line
+        if on_terminal:
+            sys.stderr.write("\r" + " " * PROGRESS_WIDTH + "\r")
+            sys.stderr.flush()
     result.model.save(output)
     board = result.leaderboard()
     if args.json:

@@ -37,9 +37,10 @@ class BoardRun:
     bytes_out: int
     bytes_in: int
     mismatches: list[int] = field(default_factory=list)  # rows whose outputs differ from golden
-    # Rows whose raw values the board scaled to other input codes than the host (single-precision
-    # floats on an ESP32 round a value at a code boundary the other way), and whose outputs are
-    # exactly golden's for the board's own codes: the integer network agrees, the float input differs.
+    # Rows whose raw values the board scaled to other input codes than the host (an ESP32 parses a
+    # value to a float32, which can cross a code boundary; its codes are then golden's for that
+    # float32), and whose outputs are exactly golden's for the board's own codes: the integer network
+    # agrees, the input value differs.
     input_rounding: list[int] = field(default_factory=list)
 
 

@@ -33,6 +33,7 @@ import serial
 
 from edgenn.device.client import BoardClient
 from edgenn.errors import UserError
+from edgenn.outputs import output_file
 
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 SEPARATORS = re.compile(r"[\s,]+")
@@ -418,10 +419,7 @@ def record(
         raise UserError(f"--seconds {seconds}: record for a positive number of seconds")
     if samples is not None and samples < 1:
         raise UserError(f"--samples {samples}: record at least 1 sample")
-    if output.is_dir():
-        raise UserError(f"-o {output}: is a directory; give a file name such as {output / 'data.csv'}")
-    if not output.parent.exists():
-        raise UserError(f"-o {output}: directory {output.parent} does not exist")
+    output = output_file(output, ".csv")  # never over a model
     fixed = None
     if append:
         existing = read_header(output)

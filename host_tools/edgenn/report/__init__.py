@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from edgenn.errors import UserError
+from edgenn.outputs import output_file
 from edgenn.report.collect import Progress, ReportData, collect
 
 
@@ -29,11 +30,7 @@ def build_report(
     from edgenn.report import figures, page
 
     figures.require_matplotlib()  # before any slow work: a missing extra is one line, at once
-    output = Path(output)
-    if output.is_dir():
-        raise UserError(f"{output}: is a directory; -o takes a file name such as report.html")
-    if not output.parent.is_dir():
-        raise UserError(f"{output.parent}: no such directory for -o")
+    output = output_file(output, ".html")  # before any slow work; never over a model
     report = collect(model, data, float_model, label, port, board, baud, timeout, progress)
     if progress is not None:
         progress("drawing the figures")

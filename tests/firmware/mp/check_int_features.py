@@ -30,7 +30,8 @@ def main(model_path, rows_path):
             if first is None:
                 first = row
             codes.append("".join("%02x" % c for c in net.quantize_input(row)))
-    print('{"fixed_point_features": %d, "kernel": "%s"}' % (sum(1 for d in range(net.n_inputs) if net._fix and net._fix[2 * d]), net.kernel))
+    dyadic = sum(1 for d in range(net.n_inputs) if net._q[2 * d] & 0xFFFFF)  # A of in_scale = A / 2**S
+    print('{"fixed_point_features": %d, "kernel": "%s"}' % (dyadic, net.kernel))
     print('{"alloc_quantize_input": %d, "alloc_predict": %d}'
           % (allocated(net.quantize_input, first), allocated(net.predict, first)))
     for c in codes:

@@ -1,4 +1,4 @@
-"""The sensor front end as the ESP32's own machine code: edgenn_viper.fe_load / fe_series compiled
+"""The sensor front end as the ESP32's own machine code: edgenn_fe_viper.fe_load / fe_series compiled
 by mpy-cross for xtensawin (qemu-xtensa) and rv32imc (unicorn), run on raw windows including constant,
 saturated and alternating ones: the features equal the golden model's, and the counts are sane."""
 

@@ -1,4 +1,4 @@
-"""The sensor front end's own machine code (`edgenn_viper.fe_load` / `fe_series`), run and counted.
+"""The sensor front end's own machine code (`edgenn_fe_viper`: fe_load, fe_series, fe_fft, fe_bands), counted.
 
 The board's runtime calls fe_load and fe_series once per axis (and for `spectral` fe_fft and fe_bands
 once per pair of axes, after its second axis or the last one) and fe_series once more for the
@@ -19,7 +19,7 @@ from edgenn.machinecode.counting import CLASSES
 from edgenn.machinecode.memory import Call
 from edgenn.resources import shipped_dir
 
-OFF = 2**29  # scratch values and twiddles are stored + 2**29 (see edgenn_viper.py)
+OFF = 2**29  # scratch values and twiddles are stored + 2**29 (see edgenn_fe_viper.py)
 SERIES_INDEX = 17  # h[17]: the series fe_load / fe_series work on
 
 
@@ -48,7 +48,7 @@ def scratch(fe: FrontEnd) -> tuple[np.ndarray, list[int]]:
 def run_frontend(arch: str, fe: FrontEnd, window: np.ndarray) -> dict:
     """One raw window through the board's front end machine code: features, instructions (the kernel's
     own, and in mp_fun_table stubs) and instructions by class."""
-    code = kernels.compile_source(shipped_dir("firmware", "EDGENN_FIRMWARE_DIR") / "edgenn_viper.py", arch)
+    code = kernels.compile_source(shipped_dir("firmware", "EDGENN_FIRMWARE_DIR") / "edgenn_fe_viper.py", arch)
     ws, h = scratch(fe)
     raw = frontend.raw_values(np.asarray(window).reshape(1, -1))[0]
     buffers = [(raw + 32768).astype("<u2").tobytes(), ws.astype("<u4").tobytes(), bytes(4 * fe.n_features)]

@@ -8,12 +8,13 @@ _OFF = const(0x20000000)  # 2**29: stored values stay non-negative (see below)
 _HALF_OFF = const(0x10000000)
 
 
-# The integer front end of docs/model-format.md ("The sensor front end"), the same bytes as the
-# portable twin in edgenn.py. ws (array('i')) holds the scratch series, the magnitude, the FFT's real
-# and imaginary parts (all stored + _OFF so that a ptr32 load is right whether the build zero- or
-# sign-extends it), the bit-reversal table and band edges (plain), and the Q14 twiddles (+ _OFF).
-# The window (array('H')) holds reading + 32768. h (array('i')) holds the sizes and offsets below.
-# Every value stays far inside 32 bits: |reading| <= 2**15, sums < 2**28, FFT products < 2**27.
+# The same bytes as the portable twin in edgenn_fe.py. ws (array('i')) holds the scratch series, the
+# magnitude, the FFT area (2P words: element i is re, im at words 2i, 2i + 1 here, interleaved, so
+# both butterfly operands are constant offsets from the two register locals) (all stored + _OFF so
+# that a ptr32 load is right whether the build zero- or sign-extends it), the bit-reversal table and
+# band edges (plain), and the Q14 twiddles (+ _OFF). The window (array('H')) holds reading + 32768.
+# h (array('i')) holds the sizes and offsets below. Every value stays inside 32 bits: |reading| <=
+# 2**15, sums < 2**28, FFT products < 2**28, the sum of two stored values < 2**30 + 2**15.
 
 _H_AXES = const(0)
 _H_WINDOW = const(1)
@@ -26,7 +27,7 @@ _H_BASE = const(7)
 _H_SERIES = const(8)
 _H_MAG = const(9)
 _H_RE = const(10)
-_H_IM = const(11)
+_H_IM = const(11)  # (the portable twin's imaginary area; the viper kernels interleave)
 _H_REV = const(12)
 _H_EDGE = const(13)
 _H_COS = const(14)

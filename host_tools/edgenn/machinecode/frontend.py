@@ -2,8 +2,8 @@
 
 The board's runtime calls fe_load and fe_series once per axis (and for `spectral` fe_fft and fe_bands
 once per pair of axes, after its second axis or the last one) and fe_series once more for the
-magnitude (`Net._run_frontend`); this runs exactly those calls in the emulator of the board's
-architecture, on the scratch layout `Net._load_frontend` builds (docs/model-format.md, "The sensor
+magnitude (`edgenn_fe.run`); this runs exactly those calls in the emulator of the board's
+architecture, on the scratch layout `edgenn_fe.setup` builds (docs/model-format.md, "The sensor
 front end"), and returns the features (which must equal the golden model's) and the instructions.
 Only the viper kernel has a front end; it is counted whatever kernel runs the layers.
 """

@@ -95,18 +95,18 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
     mac = 0
     prv = y
     ws = ptr32(src + 4)
-    while uint(ws) < end:
-        y = int(ws[0]) - _OFF
-        s += y
-        if y < lo:
-            lo = y
-        if y > hi:
-            hi = y
-        if y > prv:
-            mac += y - prv
+    while uint(ws) < end:  # the sample lives in feats (a register local, unused until below)
+        feats = ptr32(int(ws[0]) - _OFF)
+        s += int(feats)
+        if int(feats) < lo:
+            lo = int(feats)
+        if int(feats) > hi:
+            hi = int(feats)
+        if int(feats) > prv:
+            mac += int(feats) - prv
         else:
-            mac += prv - y
-        prv = y
+            mac += prv - int(feats)
+        prv = int(feats)
         ws = ptr32(uint(ws) + 4)
     lw = int(h[_H_WSHIFT]) - 1  # log2(w) for a power of two: floor division is a shift
     if lw >= 0:
@@ -159,10 +159,10 @@ def fe_series(ws: ptr32, feats: ptr32, h: ptr32):
             ptr32(re)[int(feats[0]) << 1] = v + _OFF
             ws = ptr32(uint(ws) + 4)
             feats = ptr32(uint(feats) + 4)
-    else:
+    else:  # (v in feats, the free register local)
         while uint(ws) < end:
-            v = ((int(ws[0]) - mo) << ls) >> rs
-            q += v * v
+            feats = ptr32(((int(ws[0]) - mo) << ls) >> rs)
+            q += int(feats) * int(feats)
             ws = ptr32(uint(ws) + 4)
     feats = ptr32(fp)
     ws = ptr32(base)

@@ -241,8 +241,8 @@ def isqrt(n: np.ndarray) -> np.ndarray:
 
 
 def magnitude(a: np.ndarray, b: np.ndarray, half) -> np.ndarray:
-    """|X| of a bin from its non-negative components a, b: max + min / 2 (alpha-max-beta-min, within
-    -11% .. +12% of the true magnitude; no square root). `half` halves the min: 0.5, or a floor shift."""
+    """|X| of a bin from its non-negative components a, b: max + min / 2 (alpha-max-beta-min: between
+    |X| and 1.118 |X|; no square root). `half` halves the min: 0.5, or a floor shift."""
     big, small = np.maximum(a, b), np.minimum(a, b)
     return big + (small * half if isinstance(half, float) else small >> 1)
 

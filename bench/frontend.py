@@ -172,6 +172,18 @@ def cost_table() -> dict:
     return {"rows": rows, "machine_code": counted}
 
 
+def cost_goal(machine_code: dict) -> dict:
+    """Issue 11's speed goal per board: the spectral 3x32 front end costs fewer instructions than the
+    96-32-16-5 network with the viper kernel."""
+    out = {}
+    for board, rows in machine_code.items():
+        fe, net = rows.get("spectral 3x32"), rows.get("network 96-32-16-5 (viper)")
+        if fe and net:
+            ratio = round(fe["instructions"] / net["instructions"], 3)
+            out[board] = {"frontend": fe["instructions"], "network": net["instructions"], "ratio": ratio}
+    return out
+
+
 def run(results_dir: Path | None = None) -> dict:
     started = time.perf_counter()
     acc = accuracy_table()
@@ -188,6 +200,7 @@ def run(results_dir: Path | None = None) -> dict:
             "points_above_raw": 100 * (spectral_int - raw_int),
             "met": spectral_int >= GOAL_SPECTRAL and 100 * (spectral_int - raw_int) >= GOAL_POINTS_ABOVE_RAW,
         },
+        "cost_goal": cost_goal(cost["machine_code"]),
         "seconds": round(time.perf_counter() - started, 1),
     }
     print_tables(result)
@@ -227,6 +240,12 @@ def print_tables(result: dict) -> None:
             continue
         for name, r in rows.items():
             print(f"  {board:>8} {name:>28} {r['instructions']:>9} instructions {r['us']:>8.1f} us")
+    goal = result["cost_goal"]
+    if goal:
+        parts = [f"{b} {g['frontend']} vs {g['network']} ({g['ratio']:.2f}x)" for b, g in goal.items()]
+        met = all(g["ratio"] < 1 for g in goal.values())
+        verdict = "met" if met else "NOT met"
+        print(f"goal: spectral 3x32 below the 96-32-16-5 network (viper): {', '.join(parts)}: {verdict}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from edgenn.machinecode.estimate import estimate
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"
-RUNTIME_FILES = ("edgenn.py", "edgenn_viper.py")
+RUNTIME_FILES = ("edgenn.py", "edgenn_viper.py", "edgenn_fe.py", "edgenn_fe_viper.py")
 BENCH_SCRIPT = Path(__file__).resolve().parent / "mp" / "bench_runtime.py"
 MACHINE_CODE_BOARDS = ("esp32", "esp32c3")  # xtensawin (LX6) and rv32imc (C3)
 NETWORKS = ([4, 16, 3], [64, 32, 10], [256, 128, 64, 10])

@@ -64,7 +64,8 @@ class Net:
         """Layer i's output bytes from the last forward_q (hidden: bytearray, last: array('b'))."""
 
 class Window:
-    """Windows from a sensor loop over a preallocated ring buffer (the model needs a front end).
+    """Windows from a sensor loop over a preallocated ring buffer (the model needs a front end; the
+    object is an edgenn_fe.Window, the module the model's front end imported).
 
         w = edgenn.Window(net, stride=16)
         k = w.push((ax, ay, az))    # None, or the class of the latest `net.window` samples

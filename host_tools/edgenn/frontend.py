@@ -11,7 +11,8 @@ network's input scaling, fitted on float features, applies to integer features t
 Per series (each axis, then the magnitude |x_0| + ... + |x_{N-1}| per sample when N > 1), after mean
 removal: mean, std, min, max, mean absolute change. `spectral` adds, per axis, the amplitude of
 `n_bands` frequency bands of a fixed-point radix-2 FFT of the mean-removed axis (zero-padded to
-`fft_size`, a power of two): sqrt(sum over the band's bins k of |X_k / P|^2).
+`fft_size`, a power of two; two axes share one complex FFT): the sum over the band's bins k of
+max + min/2 of (|Re X_k / P|, |Im X_k / P|), an approximate |X_k / P| without a square root.
 
 Raw values: integers in the int16 range. Larger values saturate at -32768 / 32767; non-integers are
 rounded to the nearest integer (halves up: floor(x + 0.5)); NaN and infinity are errors.
@@ -213,9 +214,9 @@ def features_float(fe: FrontEnd, X: np.ndarray) -> np.ndarray:
     for a in range(fe.axes if fe.kind == "spectral" else 0):
         d = v[:, a] - v[:, a].mean(axis=1, keepdims=True)
         spectrum = np.fft.fft(d, n=fe.fft_size, axis=1) / fe.fft_size
-        power = spectrum.real**2 + spectrum.imag**2
+        mag = magnitude(np.abs(spectrum.real), np.abs(spectrum.imag), 0.5)
         for lo, hi in zip(fe.band_edges, fe.band_edges[1:]):
-            cols.append(np.sqrt(power[:, lo:hi].sum(axis=1)))
+            cols.append(mag[:, lo:hi].sum(axis=1))
     return np.stack(cols, axis=1)
 
 
@@ -237,6 +238,13 @@ def isqrt(n: np.ndarray) -> np.ndarray:
     r = np.floor(np.sqrt(n.astype(np.float64))).astype(np.int64)
     r = np.where(r * r > n, r - 1, r)
     return np.where((r + 1) * (r + 1) <= n, r + 1, r)
+
+
+def magnitude(a: np.ndarray, b: np.ndarray, half) -> np.ndarray:
+    """|X| of a bin from its non-negative components a, b: max + min / 2 (alpha-max-beta-min: between
+    |X| and 1.118 |X|; no square root). `half` halves the min: 0.5, or a floor shift."""
+    big, small = np.maximum(a, b), np.minimum(a, b)
+    return big + (small * half if isinstance(half, float) else small >> 1)
 
 
 def _unscale(r: np.ndarray, sft: np.ndarray) -> np.ndarray:
@@ -264,15 +272,16 @@ def _series_int(s: np.ndarray, bits: int, lim: _Limit) -> tuple[list[np.ndarray]
     return [mean, std, lo, hi, mac], v, sft
 
 
-def _fft_bands(fe: FrontEnd, v: np.ndarray, sft: np.ndarray, lim: _Limit) -> list[np.ndarray]:
-    """Band amplitudes of the normalized series v (n, W): radix-2 decimation in time, bit-reversed
-    input, each stage halving (so |X| never grows), Q14 twiddles, floor shifts."""
+def _fft_pair(fe: FrontEnd, va: np.ndarray, vb: np.ndarray, lim: _Limit) -> tuple[np.ndarray, np.ndarray]:
+    """The FFT of the complex series va + i*vb (n, W) (two axes in one FFT): radix-2 decimation in
+    time, bit-reversed input, each stage halving (so |Z| never grows), Q14 twiddles, floor shifts."""
     p = fe.fft_size
-    n = len(v)
+    n = len(va)
     rev = np.array(bit_reverse(p))
     re = np.zeros((n, p), dtype=np.int64)
     im = np.zeros((n, p), dtype=np.int64)
-    re[:, rev[: fe.window]] = v
+    re[:, rev[: fe.window]] = va
+    im[:, rev[: fe.window]] = vb
     cos, sin = twiddles(p)
     h = 1
     while h < p:
@@ -286,12 +295,31 @@ def _fft_bands(fe: FrontEnd, v: np.ndarray, sft: np.ndarray, lim: _Limit) -> lis
         re[:, a], re[:, b] = (ar + tr) >> 1, (ar - tr) >> 1
         im[:, a], im[:, b] = (ai + ti) >> 1, (ai - ti) >> 1
         h *= 2
-    power = re * re + im * im
+    return re, im
+
+
+def _bands(fe: FrontEnd, re: np.ndarray, im: np.ndarray, sft: np.ndarray, lim: _Limit) -> list[np.ndarray]:
+    """Band amplitudes of one axis from the bins' doubled components (re, im) = 2 X_j: the sum over the
+    band of magnitude(|re|, |im|), unscaled by sft - 1 (the doubling)."""
+    mag = magnitude(np.abs(re), np.abs(im), 1)
     bands = []
     for lo, hi in zip(fe.band_edges, fe.band_edges[1:]):
-        energy = lim(power[:, lo:hi].sum(axis=1), "band energy")
-        bands.append(_unscale(isqrt(energy), sft))
+        total = lim(mag[:, lo - 1 : hi - 1].sum(axis=1), "band sum")
+        bands.append(_unscale(total, sft - 1))
     return bands
+
+
+def _spectral_pair(fe: FrontEnd, a: tuple, b: tuple | None, lim: _Limit) -> list[list[np.ndarray]]:
+    """The bands of two axes (normalized series and shift) from one FFT of a + i*b (b None: 0): with
+    Z_j the FFT, 2 A_j = Z_j + conj(Z_{P-j}) and 2i B_j = Z_j - conj(Z_{P-j}), j = 1 .. P/2."""
+    va, sa = a
+    zr, zi = _fft_pair(fe, va, np.zeros_like(va) if b is None else b[0], lim)
+    j = np.arange(1, fe.fft_size // 2 + 1)
+    fr, fi, br, bi = zr[:, j], zi[:, j], zr[:, fe.fft_size - j], zi[:, fe.fft_size - j]
+    out = [_bands(fe, lim(fr + br, "bin sum"), fi - bi, sa, lim)]
+    if b is not None:
+        out.append(_bands(fe, lim(fi + bi, "bin sum"), fr - br, b[1], lim))
+    return out
 
 
 def features_int(fe: FrontEnd, X: np.ndarray) -> np.ndarray:
@@ -308,8 +336,10 @@ def features_int(fe: FrontEnd, X: np.ndarray) -> np.ndarray:
     if fe.axes > 1:
         cols += _series_int(np.abs(v).sum(axis=1), bits, lim)[0]
     if fe.kind == "spectral":
-        for vn, sft in normalized:
-            cols += _fft_bands(fe, vn, sft, lim)
+        for a in range(0, fe.axes, 2):
+            partner = normalized[a + 1] if a + 1 < fe.axes else None
+            for bands in _spectral_pair(fe, normalized[a], partner, lim):
+                cols += bands
     out = np.stack(cols, axis=1) if cols else np.zeros((len(v), 0), np.int64)
     return lim(out, "feature")
 

@@ -36,7 +36,9 @@ def test_gesture_walk_through_on_the_virtual_board(vboard, tmp_path, capsys, mon
     `edgenn record`, train with --features spectral, quantize, deploy, eval-device, monitor."""
     monkeypatch.chdir(tmp_path)
     port = vboard.port
-    mpremote(port, "cp", str(FIRMWARE / "edgenn.py"), str(FIRMWARE / "edgenn_viper.py"), str(EXAMPLE), ":")
+    names = ("edgenn.py", "edgenn_viper.py", "edgenn_fe.py", "edgenn_fe_viper.py")
+    runtime = [str(FIRMWARE / name) for name in names]
+    mpremote(port, "cp", *runtime, str(EXAMPLE), ":")
     for gesture in ("idle", "shake", "circle"):
         (tmp_path / "gesture.txt").write_text(gesture + "\n")
         mpremote(port, "cp", "gesture.txt", ":gesture.txt")

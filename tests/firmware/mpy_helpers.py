@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
-RUNTIME_FILES = ("edgenn.py", "edgenn_viper.py")
+RUNTIME_FILES = ("edgenn.py", "edgenn_viper.py", "edgenn_fe.py", "edgenn_fe_viper.py")
 MP_SCRIPTS = Path(__file__).resolve().parent / "mp"
 WASM_RUNNER = Path(__file__).resolve().parent / "wasm_run.mjs"
 WASM_PACKAGE = REPO / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"

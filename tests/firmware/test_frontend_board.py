@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mpy_helpers import WasmPort, need_wasm
 
-from edgenn import data, frontend, golden, modelfile, nn, quantize
+from edgenn import data, frontend, golden, modelfile, nn, quantize, zoo
 
 AXES, WINDOW = 3, 32
 STRIDE = 7
@@ -125,3 +125,15 @@ def test_golden_checks_every_intermediate_and_float_features_track_integer_ones(
     scale = np.maximum(np.abs(floats).max(axis=0), 1.0)
     assert np.max(np.abs(ints - floats) / scale) < 0.01
     print(json.dumps({"max_relative_difference": float(np.max(np.abs(ints - floats) / scale))}))
+
+
+def test_front_end_modules_are_imported_only_for_a_model_with_a_front_end(unix_py, models, tmp_path):
+    rng = np.random.default_rng(0)
+    raw = zoo.random_model(rng, 8, [4], ["relu"], 3, "classify")
+    modelfile.save(raw, tmp_path / "raw.enn")
+    result = unix_py.run("check_fe_import.py", tmp_path / "raw.enn", models["dir"] / "spectral.enn")
+    assert result.returncode == 0, result.stderr
+    out = result.json_lines()[-1]
+    assert "edgenn_fe" not in out["after_raw"] and "edgenn_fe_viper" not in out["after_raw"]
+    assert {"edgenn_fe", "edgenn_fe_viper"} <= set(out["after_frontend"])
+    assert out["viper_front_end"] is True

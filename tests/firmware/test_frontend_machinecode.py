@@ -1,4 +1,4 @@
-"""The sensor front end as the ESP32's own machine code: edgenn_viper.fe_load / fe_series compiled
+"""The sensor front end as the ESP32's own machine code: edgenn_fe_viper.fe_load / fe_series compiled
 by mpy-cross for xtensawin (qemu-xtensa) and rv32imc (unicorn), run on raw windows including constant,
 saturated and alternating ones: the features equal the golden model's, and the counts are sane."""
 
@@ -31,7 +31,10 @@ def windows(n_values: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("arch", ARCHES)
-@pytest.mark.parametrize(("kind", "axes", "window"), [("spectral", 3, 32), ("stats", 2, 16), ("spectral", 1, 64)])
+@pytest.mark.parametrize(
+    ("kind", "axes", "window"),
+    [("spectral", 3, 32), ("stats", 2, 16), ("spectral", 1, 64), ("spectral", 2, 16), ("spectral", 4, 8)],
+)
 def test_front_end_machine_code_is_bit_exact(arch, kind, axes, window):
     if arch == "xtensawin" and qemu_path() is None:
         pytest.skip("qemu-xtensa is not installed (Debian: apt-get install qemu-user)")

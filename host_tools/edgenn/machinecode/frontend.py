@@ -1,10 +1,10 @@
-"""The sensor front end's own machine code (`edgenn_viper.fe_load` / `fe_series`), run and counted.
+"""The sensor front end's own machine code (`edgenn_fe_viper`: fe_load, fe_series, fe_fft, fe_bands), counted.
 
-The board's runtime calls fe_load, fe_series (and for `spectral` fe_fft and fe_bands) once per axis
-and fe_series once more for the magnitude (`Net._run_frontend`); this runs exactly those calls in the
-emulator of the board's architecture, on the scratch layout `Net._load_frontend` builds
-(docs/model-format.md, "The sensor front end"), and returns the features (which must equal the
-golden model's) and the instructions.
+The board's runtime calls fe_load and fe_series once per axis (and for `spectral` fe_fft and fe_bands
+once per pair of axes, after its second axis or the last one) and fe_series once more for the
+magnitude (`edgenn_fe.run`); this runs exactly those calls in the emulator of the board's
+architecture, on the scratch layout `edgenn_fe.setup` builds (docs/model-format.md, "The sensor
+front end"), and returns the features (which must equal the golden model's) and the instructions.
 Only the viper kernel has a front end; it is counted whatever kernel runs the layers.
 """
 
@@ -19,7 +19,7 @@ from edgenn.machinecode.counting import CLASSES
 from edgenn.machinecode.memory import Call
 from edgenn.resources import shipped_dir
 
-OFF = 2**29  # scratch values and twiddles are stored + 2**29 (see edgenn_viper.py)
+OFF = 2**29  # scratch values and twiddles are stored + 2**29 (see edgenn_fe_viper.py)
 SERIES_INDEX = 17  # h[17]: the series fe_load / fe_series work on
 
 
@@ -48,7 +48,7 @@ def scratch(fe: FrontEnd) -> tuple[np.ndarray, list[int]]:
 def run_frontend(arch: str, fe: FrontEnd, window: np.ndarray) -> dict:
     """One raw window through the board's front end machine code: features, instructions (the kernel's
     own, and in mp_fun_table stubs) and instructions by class."""
-    code = kernels.compile_source(shipped_dir("firmware", "EDGENN_FIRMWARE_DIR") / "edgenn_viper.py", arch)
+    code = kernels.compile_source(shipped_dir("firmware", "EDGENN_FIRMWARE_DIR") / "edgenn_fe_viper.py", arch)
     ws, h = scratch(fe)
     raw = frontend.raw_values(np.asarray(window).reshape(1, -1))[0]
     buffers = [(raw + 32768).astype("<u2").tobytes(), ws.astype("<u4").tobytes(), bytes(4 * fe.n_features)]
@@ -61,7 +61,7 @@ def run_frontend(arch: str, fe: FrontEnd, window: np.ndarray) -> dict:
         if k < fe.axes:
             calls.append(Call("fe_load", [0, 1, hb]))
         calls.append(Call("fe_series", [1, 2, hb]))
-        if k < fe.axes and fe.kind == "spectral":
+        if fe.kind == "spectral" and k < fe.axes and (k % 2 or k == fe.axes - 1):  # a pair's FFT
             calls += [Call("fe_fft", [1, 1, hb]), Call("fe_bands", [1, 2, hb])]
     functions = ["fe_load", "fe_series", "fe_fft", "fe_bands"]
     result = kernels.run_calls(arch, code, functions, buffers, calls)

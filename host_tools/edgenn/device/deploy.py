@@ -44,6 +44,9 @@ def firmware_dir() -> Path:
     return shipped_dir("firmware", "EDGENN_FIRMWARE_DIR")
 
 
+FRONTEND_MODULE_PREFIX = "edgenn_fe"  # edgenn_fe.py, edgenn_fe_viper.py: loaded only for a front end
+
+
 def runtime_sources(directory: Path | None = None) -> list[Path]:
     """The runtime modules, from the mip manifest (firmware/package.json) so the list exists once."""
     directory = directory or firmware_dir()
@@ -199,7 +202,10 @@ def make_plan(
     plan = DeployPlan(info, profile, runtime_format, files, removals, leftovers, warnings)
     compiled = all(name.endswith(".mpy") for name in runtime)
     # a .py runtime is compiled on the board: its heap is not known from its size; the default is a floor
-    runtime_heap = fit.runtime_heap_bytes(sum(len(d) for d in runtime.values())) if compiled else None
+    # the front end's modules are imported only by a model that has a front end (edgenn.load)
+    has_frontend = modelfile.from_bytes(model_bytes).frontend is not None
+    imported = {n: d for n, d in runtime.items() if has_frontend or not n.startswith(FRONTEND_MODULE_PREFIX)}
+    runtime_heap = fit.runtime_heap_bytes(sum(len(d) for d in imported.values())) if compiled else None
     check_budget(plan, model_bytes, runtime_heap)
     return plan
 

@@ -32,10 +32,14 @@ try:
 except Exception:  # SyntaxError on builds without the native emitter, ValueError for a foreign .mpy
     _viper = None
 
+_asm_import_error = None
 try:  # machine code for this board's arch (edgenn_asm_<arch>.py), installed by deploy where it may run
     import edgenn_asm as _asm
-except Exception:  # not installed, or a .mpy this firmware cannot load
+except ImportError:  # not installed
     _asm = None
+except Exception as e:  # installed, but this firmware cannot load it (foreign .mpy, out of memory, ...)
+    _asm = None
+    _asm_import_error = e
 _asm_verdict = None  # "ok" once the asm kernel passed its self-test, else why it does not serve
 
 __version__ = "0.1.0"
@@ -290,6 +294,8 @@ def asm_status():
 def _asm_self_test():
     # Runs the asm kernel beside viper on fixed layers of every activation and compares every byte.
     if _asm is None:
+        if _asm_import_error is not None:
+            return "refused: cannot import it: %r" % (_asm_import_error,)
         return "not installed"
     if _viper is None:
         return "no viper kernel to check it against"

@@ -1001,6 +1001,36 @@ class Net:
     def predict(self, features, typecode=None):
         """Raw features -> class index (classify; ties go to the lowest index) or the first output's
         real value (regress). typecode: as for quantize_input."""
+        if typecode is not None and self._raw is None and self._fe is None:
+            # the hot path of a sensor loop (an array, the native kernel), inlined: two method calls
+            # and their checks cost as much as a small network's layers
+            kind = _KINDS.get(typecode, -1)
+            n = self.n_inputs
+            if kind < 0 or len(features) != n:
+                return self._predict_slow(features, typecode)
+            h = self._qh
+            h[0] = kind
+            xq = self.xq
+            r = self._incodes(features, self._q, xq, h)
+            if r >= 0:
+                self._finish(features, kind, r, features)
+            layer = self._layer
+            blobs = self._blobs
+            heads = self._heads
+            outs = self._outs
+            u = xq
+            for i in range(self.n_layers):
+                layer(blobs[i], u, outs[i], heads[i])
+                u = outs[i]
+            q = u
+        else:
+            q = self.forward_q(self.quantize_input(features, typecode))
+        if self._classify:
+            return self._argmax(q, self.n_outputs)
+        return self.out_scale[0] * (q[0] - self.out_zero_point[0])
+
+    def _predict_slow(self, features, typecode):
+        # every check of quantize_input and forward_q, with their error messages
         q = self.forward_q(self.quantize_input(features, typecode))
         if self._classify:
             return self._argmax(q, self.n_outputs)

@@ -7,10 +7,10 @@ board refused a row (a bug: the report says which rows); 2 for a user mistake (b
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from edgenn import modelfile
+from edgenn.commands.common import print_json
 from edgenn.device.board_eval import (
     disagreement_lines,
     golden_model_for_board,
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         board={k: info.get(k) for k in ("platform", "micropython", "kernel", "model_file", "model_crc32")},
     )
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     else:
         print("\n".join(report_lines(result)))
     if result["agreement"] < 1.0:

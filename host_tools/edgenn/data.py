@@ -269,6 +269,9 @@ def resolve_data_path(name_or_path: str) -> Path:
     return path
 
 
+RECORDED_LABEL = "label"  # a CSV with a column of this name needs no --label
+
+
 def load_dataset(name_or_path: str, label: str | None = None, task: str | None = None) -> Dataset:
     """A bundled dataset by name, or a CSV file. `label` may be omitted for bundled datasets;
     `task` is inferred (bundled metadata, else from the label column) unless given."""
@@ -276,6 +279,8 @@ def load_dataset(name_or_path: str, label: str | None = None, task: str | None =
     meta = _bundled_metadata().get(name_or_path) if bundled_path(name_or_path) else None
     table = read_table(path)
     shown = _shown(name_or_path, path)
+    if label is None and meta is None and RECORDED_LABEL in table.header:
+        label = RECORDED_LABEL  # the column `edgenn record` writes
     if label is None:
         if meta is None:
             raise UserError(

@@ -257,3 +257,15 @@ def test_column_errors_name_a_bundled_set_by_name_and_shorten_long_column_lists(
     message = str(err.value)
     assert message.startswith("iris: columns do not match the model: missing feature column(s) x0, x1")
     assert "..., z31 (96 in all)" in message and "x20" not in message
+
+
+def test_a_column_named_label_is_the_label_without_the_option(tmp_path) -> None:
+    """`edgenn record` writes a `label` column: such a file trains without --label."""
+    path = tmp_path / "rec.csv"
+    path.write_text("x0,x1,label\n1,2,up\n3,4,down\n5,6,up\n")
+    ds = load_dataset(str(path))
+    assert ds.label_column == "label" and ds.feature_names == ["x0", "x1"] and ds.labels == ["down", "up"]
+    other = tmp_path / "other.csv"
+    other.write_text("x0,x1,kind\n1,2,up\n3,4,down\n")
+    with pytest.raises(UserError, match="which column is the label"):
+        load_dataset(str(other))

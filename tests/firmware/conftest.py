@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mpy_helpers import FIRMWARE, MPY_CROSS, RUNTIME_FILES, UnixPort, compile_runtime, need_micropython
 
-from edgenn import zoo
+from edgenn import golden, zoo
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +55,16 @@ def unix_py(runtime_py) -> UnixPort:
 def unix_mpy(runtime_mpy_x64) -> UnixPort:
     need_micropython()
     return UnixPort(runtime_mpy_x64)
+
+
+@pytest.fixture(scope="session")
+def real_models() -> dict:
+    """Models trained on bundled datasets, with every row's input codes: {name: (QuantModel, codes)}
+    (one training for every machine-code test that runs real models)."""
+    from edgenn.demo import train_and_quantize
+
+    out = {}
+    for dataset, hidden in (("iris", (16,)), ("digits", (32,)), ("wine", (16, 8)), ("diabetes", (16,))):
+        ds, _fm, qm, _warnings = train_and_quantize(dataset, hidden, seed=0, epochs=20)
+        out[dataset] = (qm, golden.quantize_input(qm, ds.X))
+    return out

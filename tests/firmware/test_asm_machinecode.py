@@ -59,17 +59,6 @@ def test_asm_is_bit_exact_on_the_zoo(arch, asm_mpy, zoo_models):
     assert mismatches(runs, want, where) == {}
 
 
-@pytest.fixture(scope="module")
-def real_models() -> dict:
-    from edgenn.demo import train_and_quantize
-
-    out = {}
-    for dataset, hidden in (("iris", (16,)), ("digits", (32,)), ("wine", (16, 8)), ("diabetes", (16,))):
-        ds, _fm, qm, _warnings = train_and_quantize(dataset, hidden, seed=0, epochs=20)
-        out[dataset] = (qm, golden.quantize_input(qm, ds.X))
-    return out
-
-
 def test_asm_is_bit_exact_on_real_models(arch, asm_mpy, real_models):
     models = {name: qm for name, (qm, _) in real_models.items()}
     codes = {id(qm): rows for qm, rows in real_models.values()}

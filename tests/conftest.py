@@ -12,3 +12,16 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if "board" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def mosquitto(tmp_path_factory):
+    """A fresh anonymous broker on 127.0.0.1 (tests/mqtt_broker.py); `.url`, `.stop()`, `.start()`."""
+    from mqtt_broker import Mosquitto, have_mosquitto
+
+    if not have_mosquitto():
+        pytest.skip("needs Debian's mosquitto: apt-get install mosquitto (.ci/run installs it)")
+    broker = Mosquitto(tmp_path_factory.mktemp("broker"))
+    broker.start()
+    yield broker
+    broker.stop()

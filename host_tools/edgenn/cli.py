@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "predict",
     "eval_device",
     "monitor",
+    "fleet",
 ]
 
 EXIT_USER_ERROR = 2

@@ -168,9 +168,13 @@ def deploy(
     """Publish `data` to the group and follow the boards (the library form of the command)."""
     t0 = time.monotonic()
     with Session(url, "deploy") as s:
-        held = s.retained([topics.manifest(group), f"{topics.PREFIX}/{group}/model/#"])
+        # One retained read (one settle time) for the manifest, the chunks and every board's status;
+        # statuses stay subscribed, at QoS 0 (Session.subscribe says why).
+        held_filters = [topics.manifest(group), f"{topics.PREFIX}/{group}/model/#"]
+        held = s.retained([*held_filters, topics.all_status(group)], keep=True, qos=0)
+        s.unsubscribe(held_filters)
         statuses: dict[str, BoardStatus] = {}
-        for topic, payload in s.retained([topics.all_status(group)], keep=True, qos=0).items():
+        for topic, payload in held.items():
             board = topics.board_of(topic)
             status = parse_status(board, payload) if board else None
             if status is not None:

@@ -182,16 +182,19 @@ class Session:
                 f"{self.where} does not let this user read {', '.join(denied)} (check the broker's ACL)"
             )
 
+    def get(self, timeout: float) -> Message | None:
+        """The next message, or None after `timeout` seconds without one."""
+        try:
+            return self._inbox.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
     def messages(self, until: float) -> Iterator[Message]:
         """Messages as they arrive, until the monotonic time `until`."""
-        while True:
-            left = until - time.monotonic()
-            if left <= 0:
-                return
-            try:
-                yield self._inbox.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                continue
+        while (left := until - time.monotonic()) > 0:
+            msg = self.get(min(left, 0.2))
+            if msg is not None:
+                yield msg
 
     def drain(self, settle: float = SETTLE_S) -> list[Message]:
         """Every message that arrives until none has come for `settle` seconds."""
@@ -216,9 +219,12 @@ class Session:
             else:
                 found.pop(msg.topic, None)
         if not keep:
-            self.client.unsubscribe(filters)
-            self._filters = [f for f in self._filters if f[0] not in filters]
+            self.unsubscribe(filters)
         return found
+
+    def unsubscribe(self, filters: list[str]) -> None:
+        self.client.unsubscribe(filters)
+        self._filters = [f for f in self._filters if f[0] not in filters]
 
     # -- sending -------------------------------------------------------------------------------------
     def publish_all(

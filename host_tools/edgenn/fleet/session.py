@@ -40,12 +40,14 @@ class Message:
     retain: bool  # True: a retained message delivered on subscribe (old news), False: live
 
 
-def connack_problem(reason: object, where: str) -> str:
-    """What a refused CONNACK means for the user, by its reason code's name (MQTT 3.1.1 and 5)."""
+def connack_problem(reason: object, where: str, with_user: bool) -> str:
+    """What a refused CONNACK means for the user, by its reason code's name (MQTT 3.1.1 and 5).
+    mosquitto answers a wrong password with "not authorised" too, so the advice depends on whether a
+    user was given."""
     name = str(reason).lower()
-    if "user name or password" in name or "bad user" in name:
+    if with_user and ("user name or password" in name or "not authori" in name):
         return f"{where} refused the user name or password: check the URL's USER:PASS or --password-file"
-    if "not authori" in name:
+    if "not authori" in name or "user name or password" in name:
         return f"{where} did not authorise this client: give the broker a user (mqtt://USER:PASS@HOST)"
     return f"{where} refused the connection ({reason})"
 
@@ -123,7 +125,7 @@ class Session:
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason, props=None) -> None:
         if reason.is_failure:
-            self._refused = connack_problem(reason, self.where)
+            self._refused = connack_problem(reason, self.where, self.url.user is not None)
             client.disconnect()  # a refused login is not retried
             return
         if self._filters:  # a reconnect: the broker forgot our subscriptions (clean session)

@@ -93,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
         print_json({"group": args.group, "broker": url.display(), "listen_s": args.listen, "boards": boards})
         return 0
     if not statuses:
-        print(f"no boards in group {args.group!r} on {url.display()} (join one with `edgenn fleet join`)")
+        # MQTT 3.1.1 cannot say "not allowed to read": a broker's ACL hides topics silently.
+        print(
+            f"no boards in group {args.group!r} on {url.display()} (join one with `edgenn fleet join`; "
+            f"if boards have joined, the broker's ACL may hide edgenn/{args.group}/# from this user)"
+        )
         return 0
     rows = []
     for st, more in zip(statuses.values(), extra):

@@ -68,7 +68,8 @@ class Tally:
         extra = f", {self.duplicates} duplicates skipped" if self.duplicates else ""
         extra += f", {self.restarts} board restarts" if self.restarts else ""
         return (
-            f"{self.received} predictions from {len(self.last)} boards in {seconds:.1f} s; "
+            f"{self.received} predictions from {len(self.last)} board{'' if len(self.last) == 1 else 's'} "
+            f"in {seconds:.1f} s; "
             f"{self.lost} lost (gaps in n){extra}"
         )
 
@@ -104,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
     until = t0 + args.seconds if args.seconds is not None else float("inf")
     with Session(url, "watch") as s:
         s.subscribe(filters, qos=1)
+        who = ", ".join(sorted(only)) if only else "every board"
+        print(
+            f"edgenn fleet watch: predictions of {who} in group {args.group!r} on {url.display()} "
+            "(Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
         was_connected = True
         try:
             while (args.count is None or tally.received < args.count) and time.monotonic() < until:

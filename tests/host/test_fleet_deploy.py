@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import pytest
 from fleet_sim import (
@@ -243,3 +245,27 @@ def test_live_table_on_a_terminal(mosquitto, fleet, tmp_path) -> None:
     assert code == 0
     assert "boards serve the new model" in screen and "\x1b[J" in screen  # redrawn in place
     assert "board  state" in screen
+
+
+@pytest.mark.slow
+def test_broker_restart_during_a_deploy(mosquitto, fleet, tmp_path) -> None:
+    """mosquitto without persistence forgets every retained message: deploy publishes them again when
+    it reconnects, and the boards (which reconnect too) finish."""
+    fleet.add("b1", model=OLD)
+    slow = fleet.add("slow", model=OLD, hold=True)  # stays `downloading` until released
+    assert all_online(fleet)
+    args = ["fleet", "deploy", str(write_model(tmp_path)), *common(mosquitto, fleet, tmp_path), "--json"]
+    proc = subprocess.Popen([sys.executable, "-m", "edgenn.cli", *args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert fleet.wait(lambda: slow.state == "downloading" and fleet.boards["b1"].sha256 == NEW_SHA, 30)
+        mosquitto.stop()
+        assert fleet.wait(lambda: not slow.online, 10)
+        mosquitto.start()
+        assert fleet.wait(lambda: slow.online, 20)
+        fleet.call(slow.release)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    result = json.loads(out)
+    assert proc.returncode == 0 and result["ok"], result
+    assert slow.sha256 == NEW_SHA and (slow.dir / "model.enn").read_bytes() == NEW

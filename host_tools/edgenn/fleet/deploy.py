@@ -302,6 +302,14 @@ def run(args: argparse.Namespace) -> int:
         outcome = deploy(
             url, args.group, key, data, boards, args.timeout, args.chunk_size, show.changed if show else None
         )
+    except KeyboardInterrupt:
+        if show and show.published:
+            show.done()
+            print(
+                "the update is published: the boards carry on; follow them with `edgenn fleet status`",
+                file=sys.stderr,
+            )
+        raise
     finally:
         if show:
             show.done()
@@ -345,8 +353,10 @@ class _Progress:
         self.stream = stream
         self.live = LiveTable(stream) if stream.isatty() else None
         self.seen: dict[str, tuple] = {}
+        self.published = False  # the manifest is on the broker: Ctrl-C no longer stops the update
 
     def changed(self, rows: dict[str, Row], first: bool) -> None:
+        self.published = True
         if self.live is not None:
             done = sum(r.result == "ok" for r in rows.values())
             lines = format_table(["board", "state", "progress", "reason"], [r.cells() for r in rows.values()])

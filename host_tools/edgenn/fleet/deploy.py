@@ -335,7 +335,8 @@ def run(args: argparse.Namespace) -> int:
         for line in format_table(["board", "state", "progress", "reason"], [r.cells() for r in rows]):
             print(line)
         good = sum(r.result == "ok" for r in rows)
-        what = f"{m.name!r} (sha256 {m.sha256[:12]}, seq {m.seq}, {m.size} B in {m.chunks} chunks)"
+        pieces = f"{m.chunks} chunk{'' if m.chunks == 1 else 's'}"
+        what = f"{m.name!r} (sha256 {m.sha256[:12]}, seq {m.seq}, {m.size} B in {pieces})"
         if outcome.ok:
             print(f"deployed {what} to {good}/{len(rows)} boards in {outcome.seconds:.1f} s")
         else:
@@ -367,6 +368,8 @@ class _Progress:
             key = (cells[1], row.result, cells[3])
             if self.seen.get(row.id) != key:
                 self.seen[row.id] = key
+                if first and row.result is None:
+                    continue  # its state before the deploy: nothing has happened yet
                 extra = f" ({cells[3]})" if cells[3] else ""
                 print(f"{row.id}: {cells[1]}{extra}", file=self.stream, flush=True)
 

@@ -87,6 +87,8 @@ class Row:
 
     def update(self, status: BoardStatus, manifest: mf.Manifest) -> None:
         self.status = status
+        if self.result == "ok":
+            return  # it served the new model; a later will (unplugged since) does not undo that
         if status.state in ("downloading", "verifying"):
             self.active = True
         if status.online and status.seq == manifest.seq and status.sha256 == manifest.sha256:

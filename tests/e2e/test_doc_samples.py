@@ -1,0 +1,232 @@
+"""Every ```console sample in README.md and docs/ runs, and prints what the page says it prints.
+
+One test per page: its samples run in order in one fresh directory, with what the page's
+`<!-- samples: ... -->` comment asks for (a virtual board, the iris models, a broker; see
+tests/doc_samples.py and docs/contributing.md). A `$ edgenn vboard` line starts the page's virtual board
+and is compared with what it printed; `$ export NAME=VALUE` sets NAME for the page's later commands.
+Everything else runs in bash, stdout and stderr together as on a terminal. The counts of samples run and
+not run (with their reasons) are printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import queue
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from doc_samples import (
+    BROKER,
+    PORT,
+    ROOT,
+    Command,
+    Page,
+    documentation_pages,
+    matches,
+    normalize,
+    parse_page,
+    to_doc,
+    to_real,
+)
+
+COMMAND_TIMEOUT_S = 300
+VBOARD_TIMEOUT_S = 30
+
+PAGES = [p for p in map(parse_page, documentation_pages()) if p.samples or p.tokens]
+
+
+@pytest.fixture(scope="session")
+def tally(request) -> Iterator[dict]:
+    """Counts per page; printed after the last page (pytest shows it even when output is captured)."""
+    counts: dict = {}
+    yield counts
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or not counts:
+        return
+    ran = sum(c["ran"] for c in counts.values())
+    commands = sum(c["commands"] for c in counts.values())
+    not_run = [(page, reason) for page, c in counts.items() for reason in c["not_run"]]
+    reporter.write_line("")
+    reporter.write_line(
+        f"doc samples: {ran} sample(s) ran ({commands} commands) on {len(counts)} page(s); "
+        f"{len(not_run)} not run"
+    )
+    for page, reason in not_run:
+        reporter.write_line(f"  not run: {page}: {reason}")
+
+
+@pytest.fixture(scope="session")
+def shims(tmp_path_factory) -> Path:
+    """A bin directory whose `edgenn` is this interpreter's edgenn.cli (the checkout under test)."""
+    bin_dir = tmp_path_factory.mktemp("doc-bin")
+    edgenn = bin_dir / "edgenn"
+    edgenn.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m edgenn.cli "$@"\n')
+    edgenn.chmod(0o755)
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def iris_models(tmp_path_factory, shims) -> Path:
+    """The tour's models, trained once per session for the pages that say `iris` or `deployed`."""
+    out = tmp_path_factory.mktemp("doc-iris")
+    env = _base_env(shims)
+    for cmd in ("edgenn train iris -o iris.npz", "edgenn quantize iris.npz --data iris -o iris.enn"):
+        done = subprocess.run(cmd, shell=True, cwd=out, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{cmd}: {done.stdout}{done.stderr}"
+    return out
+
+
+def _base_env(shims: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGENN_")}
+    env["PATH"] = os.pathsep.join([str(shims), str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"  # stderr and stdout interleave as on a terminal
+    env.pop("COLUMNS", None)
+    return env
+
+
+class PageRun:
+    """The state one page's samples share: a directory, an environment, a virtual board, a broker."""
+
+    def __init__(self, page: Page, workdir: Path, env: dict[str, str]) -> None:
+        self.page = page
+        self.workdir = workdir
+        self.env = env
+        self.subs: dict[str, str] = {}
+        self.vboard: subprocess.Popen | None = None
+        self.vboard_lines: queue.Queue[str] = queue.Queue()
+        self.broker = None
+        # Samples are written as if run from a checkout: examples/ and .venv/ are where they would be.
+        (workdir / "examples").symlink_to(ROOT / "examples")
+        (workdir / ".venv").symlink_to(Path(sys.prefix))
+
+    def start_broker(self) -> None:
+        from mqtt_broker import Mosquitto
+
+        self.broker = Mosquitto(self.workdir.parent / (self.workdir.name + "-broker"))
+        self.broker.start()
+        self.subs[BROKER] = f"127.0.0.1:{self.broker.port}"
+
+    def start_vboard(self, args: list[str], n_lines: int = 1) -> list[str]:
+        """`edgenn vboard ARGS` in the page's directory; returns the first n_lines it prints."""
+        assert self.vboard is None, f"{self.page.name}: one virtual board per page"
+        self.vboard = subprocess.Popen(
+            ["edgenn", "vboard", *args],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._drain, args=(self.vboard,), daemon=True).start()
+        lines = []
+        deadline = time.monotonic() + VBOARD_TIMEOUT_S
+        while len(lines) < max(n_lines, 1) and time.monotonic() < deadline:
+            try:
+                lines.append(self.vboard_lines.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        assert lines and lines[0].startswith("/dev/"), f"edgenn vboard did not start: {lines}"
+        self.subs[PORT] = lines[0].strip()
+        return lines
+
+    def _drain(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.vboard_lines.put(line)
+
+    def run(self, command: Command) -> str:
+        text = command.text.strip()
+        words = shlex.split(text, comments=True)
+        if words[:2] == ["edgenn", "vboard"]:
+            args = [w for w in words[2:] if w != "&"]
+            return "".join(self.start_vboard(args, len(command.expected)))
+        if words and words[0] == "export" and len(words) == 2 and "=" in words[1]:
+            name, value = words[1].split("=", 1)
+            self.env[name] = to_real(value, self.subs)
+            return ""
+        done = subprocess.run(
+            ["bash", "-c", to_real(command.text, self.subs)],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+        )
+        return done.stdout
+
+    def stop(self) -> None:
+        if self.vboard is not None and self.vboard.poll() is None:
+            self.vboard.terminate()
+            try:
+                self.vboard.wait(10)
+            except subprocess.TimeoutExpired:
+                self.vboard.kill()
+                self.vboard.wait()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_samples_print_what_the_page_says(page: Page, tmp_path: Path, shims, tally, request) -> None:
+    assert not page.problems, "\n".join(page.problems)
+    counts = tally.setdefault(page.name, {"ran": 0, "commands": 0, "not_run": []})
+    for sample in page.samples:
+        if sample.not_run is not None:
+            counts["not_run"].append(f"line {sample.line}: {sample.not_run}")
+    missing = [cmd for cmd in page.needs() if shutil.which(cmd) is None]
+    if missing:
+        pytest.skip(f"{page.name}: needs {', '.join(missing)} (Debian package: see README)")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    run = PageRun(page, workdir, _base_env(shims))
+    try:
+        if page.wants("iris"):
+            models = request.getfixturevalue("iris_models")
+            for name in ("iris.npz", "iris.enn"):
+                shutil.copy(models / name, workdir / name)
+        if page.wants("broker"):
+            from mqtt_broker import have_mosquitto
+
+            if not have_mosquitto():
+                pytest.skip("needs Debian's mosquitto: apt-get install mosquitto (.ci/run installs it)")
+            run.start_broker()
+        if page.wants("vboard"):
+            run.start_vboard([])
+        if page.wants("deployed"):
+            done = subprocess.run(
+                ["edgenn", "deploy", "iris.enn", "--port", run.subs[PORT]],
+                cwd=workdir,
+                env=run.env,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT_S,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+        failures = []
+        for sample in page.samples:
+            if sample.not_run is not None:
+                continue
+            for command in sample.commands:
+                actual = run.run(command)
+                counts["commands"] += 1
+                if not matches(command.expected, actual, run.subs):
+                    shown = normalize(to_doc(actual, run.subs)).splitlines()
+                    diff = "\n".join(
+                        difflib.unified_diff(command.expected, shown, "documented", "printed", lineterm="")
+                    )
+                    failures.append(f"{page.name}:{command.line}: $ {command.text}\n{diff}")
+            counts["ran"] += 1
+        assert not failures, f"{len(failures)} sample command(s) print something else:\n\n" + "\n\n".join(
+            failures
+        )
+    finally:
+        run.stop()

@@ -39,7 +39,7 @@ PAGE_TOKENS = {
 }
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
-_DIRECTIVE = re.compile(r"<!--\s*samples:(?P<tokens>.*?)-->")
+_DIRECTIVE = re.compile(r"^<!--\s*samples:(?P<tokens>.*?)-->\s*$", re.MULTILINE)
 _TITLE = re.compile(r'title="(?P<title>[^"]*)"')
 
 

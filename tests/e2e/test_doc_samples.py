@@ -54,13 +54,16 @@ def tally(request) -> Iterator[dict]:
     ran = sum(c["ran"] for c in counts.values())
     commands = sum(c["commands"] for c in counts.values())
     not_run = [(page, reason) for page, c in counts.items() for reason in c["not_run"]]
-    reporter.write_line("")
-    reporter.write_line(
-        f"doc samples: {ran} sample(s) ran ({commands} commands) on {len(counts)} page(s); "
-        f"{len(not_run)} not run"
-    )
-    for page, reason in not_run:
-        reporter.write_line(f"  not run: {page}: {reason}")
+    pages = len(counts)
+    lines = [
+        f"doc samples: {ran} sample(s) ran ({commands} commands) on {pages} page(s); {len(not_run)} not run"
+    ]
+    lines += [f"  not run: {page}: {reason}" for page, reason in not_run]
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # session teardown runs inside the last test's capture
+        reporter.write_line("")
+        for line in lines:
+            reporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

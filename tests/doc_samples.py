@@ -11,6 +11,8 @@ The convention (docs/contributing.md is the user-facing copy of it):
   test puts the real ones into commands and reads them back as these in the output.
 - A block that cannot run says so in its title: ```console title="not run: REASON" (shown above the
   block on the site). Any other fenced block must not contain `$ edgenn` lines.
+- A non-console block titled with a file name, ```python title="imu.py", is that file in the page's
+  working directory before its first sample runs (e.g. a program to copy to the board).
 - A page says what its samples need in one comment, `<!-- samples: TOKEN ... -->` (PAGE_TOKENS below).
 
 This module only parses and matches (tests/host checks it quickly); tests/e2e/test_doc_samples.py runs.
@@ -41,6 +43,7 @@ PAGE_TOKENS = {
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _DIRECTIVE = re.compile(r"^<!--\s*samples:(?P<tokens>.*?)-->\s*$", re.MULTILINE)
 _TITLE = re.compile(r'title="(?P<title>[^"]*)"')
+_FILE_NAME = re.compile(r"^[\w][\w.-]*$")
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Page:
     path: Path
     tokens: list[str] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # blocks titled with a file name
     problems: list[str] = field(default_factory=list)  # convention broken: the test fails on these
 
     @property
@@ -121,6 +125,12 @@ def parse_page(path: Path) -> Page:
 
 def _add_block(page: Page, line: int, info: str, body: list[str]) -> None:
     lang = info.split()[0] if info else ""
+    title = _TITLE.search(info)
+    if lang != "console" and title and _FILE_NAME.match(title.group("title")):
+        name = title.group("title")
+        if name in page.files:
+            page.problems.append(f"{page.name}:{line}: a second block titled {name!r}")
+        page.files[name] = "".join(text + "\n" for text in body)
     if lang != "console":
         for k, text in enumerate(body):
             if text.startswith("$ edgenn"):
@@ -130,7 +140,6 @@ def _add_block(page: Page, line: int, info: str, body: list[str]) -> None:
                 )
                 break
         return
-    title = _TITLE.search(info)
     not_run = None
     if title and title.group("title").startswith(NOT_RUN):
         not_run = title.group("title")[len(NOT_RUN) :].strip()

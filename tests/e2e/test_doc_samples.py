@@ -40,7 +40,7 @@ from doc_samples import (
 COMMAND_TIMEOUT_S = 300
 VBOARD_TIMEOUT_S = 30
 
-PAGES = [p for p in map(parse_page, documentation_pages()) if p.samples or p.tokens]
+PAGES = [p for p in map(parse_page, documentation_pages()) if p.samples or p.tokens or p.problems]
 
 
 @pytest.fixture(scope="session")
@@ -196,6 +196,8 @@ def test_samples_print_what_the_page_says(page: Page, tmp_path: Path, shims, tal
             models = request.getfixturevalue("iris_models")
             for name in ("iris.npz", "iris.enn"):
                 shutil.copy(models / name, workdir / name)
+        for name, content in page.files.items():
+            (workdir / name).write_text(content, encoding="utf-8")
         if page.wants("broker"):
             from mqtt_broker import have_mosquitto
 

@@ -31,6 +31,10 @@ done
 ```sh
 edgenn train iris -o iris.npz     # commands without output are not samples
 ```
+
+```python title="imu.py"
+print("# x,y,z")
+```
 """
 
 
@@ -55,6 +59,7 @@ def test_a_page_parses_into_samples_commands_and_outputs(tmp_path: Path) -> None
     assert first.commands[0].expected == ["setosa  (class 0; … us)"]
     assert first.commands[1].line == 8
     assert second.not_run == "needs a real ESP32 on /dev/ttyUSB0"
+    assert page.files == {"imu.py": 'print("# x,y,z")\n'}
 
 
 def test_deployed_implies_a_board_and_the_models(tmp_path: Path) -> None:

@@ -13,6 +13,10 @@ The convention (docs/contributing.md is the user-facing copy of it):
   block on the site). Any other fenced block must not contain `$ edgenn` lines.
 - A non-console block titled with a file name, ```python title="imu.py", is that file in the page's
   working directory before its first sample runs (e.g. a program to copy to the board).
+- A block titled "serial transcript" is a session with the board's server, replayed on the page's virtual
+  board: first what a soft reset prints, then `> REQUEST` lines, each followed by `< REPLY` (further lines
+  of a reply indented by two spaces). `> ` alone sends an empty line, `> (Ctrl-C)` the byte 0x03,
+  `\\xNN` a raw byte, and `> 1,1,... (400 bytes)` the text before `...` repeated to 400 bytes.
 - A page says what its samples need in one comment, `<!-- samples: TOKEN ... -->` (PAGE_TOKENS below).
 
 This module only parses and matches (tests/host checks it quickly); tests/e2e/test_doc_samples.py runs.
@@ -29,6 +33,7 @@ ELLIPSIS = "\u2026"
 PORT = "/dev/pts/3"  # how samples spell the virtual board's port
 BROKER = "127.0.0.1:1883"  # how samples spell the test broker's address (mqtt://127.0.0.1:1883)
 NOT_RUN = "not run:"
+TRANSCRIPT = "serial transcript"
 
 # What a page's `<!-- samples: ... -->` comment may ask for, and what it gets.
 PAGE_TOKENS = {
@@ -61,11 +66,19 @@ class Sample:
 
 
 @dataclass
+class Exchange:
+    send: bytes | None  # None: nothing sent, what the board prints after a soft reset
+    expected: list[str]
+    line: int
+
+
+@dataclass
 class Page:
     path: Path
     tokens: list[str] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # blocks titled with a file name
+    transcripts: list[list[Exchange]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # convention broken: the test fails on these
 
     @property
@@ -126,6 +139,9 @@ def parse_page(path: Path) -> Page:
 def _add_block(page: Page, line: int, info: str, body: list[str]) -> None:
     lang = info.split()[0] if info else ""
     title = _TITLE.search(info)
+    if title and title.group("title") == TRANSCRIPT:
+        page.transcripts.append(parse_transcript(body, line + 1))
+        return
     if lang != "console" and title and _FILE_NAME.match(title.group("title")):
         name = title.group("title")
         if name in page.files:
@@ -205,3 +221,32 @@ def to_doc(text: str, subs: dict[str, str]) -> str:
 
 def matches(expected: list[str], actual: str, subs: dict[str, str] | None = None) -> bool:
     return template(expected).fullmatch(normalize(to_doc(actual, subs or {}))) is not None
+
+
+_REPEAT = re.compile(r"^(?P<unit>.*?)\.\.\. \((?P<n>\d+) bytes\)$")
+
+
+def request_bytes(text: str) -> bytes:
+    """What a `> ` line of a transcript sends."""
+    if text == "(Ctrl-C)":
+        return b"\x03"
+    m = _REPEAT.match(text)
+    if m:
+        unit = m.group("unit").encode()
+        n = int(m.group("n"))
+        return (unit * (n // len(unit) + 1))[:n] + b"\r\n"
+    return text.encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1") + b"\r\n"
+
+
+def parse_transcript(body: list[str], first_line: int) -> list[Exchange]:
+    exchanges = [Exchange(None, [], first_line)]
+    for k, text in enumerate(body):
+        if text == ">" or text.startswith("> "):
+            exchanges.append(Exchange(request_bytes(text[2:]), [], first_line + k))
+        elif text.startswith("< "):
+            exchanges[-1].expected.append(text[2:])
+        elif len(exchanges) > 1:
+            exchanges[-1].expected.append(text[2:] if text.startswith("  ") else text)
+        else:
+            exchanges[0].expected.append(text)
+    return exchanges

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from doc_samples import (
     PORT,
     ROOT,
     Command,
+    Exchange,
     Page,
     documentation_pages,
     matches,
@@ -38,6 +39,7 @@ from doc_samples import (
 )
 
 COMMAND_TIMEOUT_S = 300
+REPLY_TIMEOUT_S = 15
 VBOARD_TIMEOUT_S = 30
 
 PAGES = [p for p in map(parse_page, documentation_pages()) if p.samples or p.tokens or p.problems]
@@ -177,6 +179,40 @@ class PageRun:
             self.broker.stop()
 
 
+def _read(link, done: Callable[[bytes], bool]) -> bytes:
+    data = b""
+    deadline = time.monotonic() + REPLY_TIMEOUT_S
+    while not done(data) and time.monotonic() < deadline:
+        data += link.read(link.in_waiting or 1)
+    return data
+
+
+def replay(port: str, exchanges: list[Exchange]) -> list[tuple[Exchange, str]]:
+    """Each exchange of a serial transcript on the board; returns (exchange, what the board said)."""
+    import serial
+
+    said = []
+    with serial.serial_for_url(port, baudrate=115200, timeout=0.2) as link:
+        # What a soft reset prints: Ctrl-C stops the server, Ctrl-D at the REPL soft-resets the board.
+        link.write(b"\x03")
+        _read(link, lambda data: data.endswith(b">>> "))
+        link.reset_input_buffer()
+        link.write(b"\x04")
+        reset = _read(link, lambda data: b'{"ready"' in data and data.endswith(b"\n"))
+        said.append((exchanges[0], reset.lstrip(b"\r\n")))  # the REPL's newline after Ctrl-D
+        for exchange in exchanges[1:]:
+            link.write(exchange.send)
+            end = b">>> " if exchange.send == b"\x03" else b"\n"  # Ctrl-C: until the REPL's prompt
+            said.append((exchange, _read(link, lambda data, end=end: data.endswith(end))))
+    return [(exchange, data.decode("utf-8", "replace")) for exchange, data in said]
+
+
+def _mismatch(page: Page, line: int, what: str, expected: list[str], actual: str, subs: dict) -> str:
+    shown = normalize(to_doc(actual, subs)).splitlines()
+    diff = "\n".join(difflib.unified_diff(expected, shown, "documented", "printed", lineterm=""))
+    return f"{page.name}:{line}: {what}\n{diff}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_samples_print_what_the_page_says(page: Page, tmp_path: Path, shims, tally, request) -> None:
@@ -224,12 +260,20 @@ def test_samples_print_what_the_page_says(page: Page, tmp_path: Path, shims, tal
                 actual = run.run(command)
                 counts["commands"] += 1
                 if not matches(command.expected, actual, run.subs):
-                    shown = normalize(to_doc(actual, run.subs)).splitlines()
-                    diff = "\n".join(
-                        difflib.unified_diff(command.expected, shown, "documented", "printed", lineterm="")
+                    failures.append(
+                        _mismatch(page, command.line, f"$ {command.text}", command.expected, actual, run.subs)
                     )
-                    failures.append(f"{page.name}:{command.line}: $ {command.text}\n{diff}")
             counts["ran"] += 1
+        for transcript in page.transcripts:
+            assert PORT in run.subs, f"{page.name}: a serial transcript needs `<!-- samples: deployed -->`"
+            for exchange, actual in replay(run.subs[PORT], transcript):
+                if not matches(exchange.expected, actual, run.subs):
+                    sent = repr(exchange.send) if exchange.send is not None else "(soft reset)"
+                    failures.append(
+                        _mismatch(page, exchange.line, f"> {sent}", exchange.expected, actual, {})
+                    )
+            counts["ran"] += 1
+            counts["commands"] += len(transcript)
         assert not failures, f"{len(failures)} sample command(s) print something else:\n\n" + "\n\n".join(
             failures
         )

@@ -115,3 +115,33 @@ def test_the_port_and_broker_are_written_as_the_docs_spell_them() -> None:
 @pytest.mark.parametrize("path", documentation_pages(), ids=lambda p: p.name)
 def test_every_page_follows_the_convention(path: Path) -> None:
     assert parse_page(path).problems == []
+
+
+def test_a_serial_transcript_parses_into_what_is_sent_and_what_comes_back(tmp_path: Path) -> None:
+    page = parse_page(
+        write(
+            tmp_path,
+            '<!-- samples: deployed -->\n```text title="serial transcript"\n'
+            'MPY: soft reboot\n{"ready": true}\n'
+            '> 5.1,3.5\n< {"class": 0}\n>\n< {"error": "empty"}\n> \\xff\\xfe x\n< {"error": "bad byte"}\n'
+            "> 1,2,... (9 bytes)\n< {}\n> (Ctrl-C)\n< Traceback (most recent call last):\n"
+            '    File "main.py", line 1\n  >>>\n```\n',
+        )
+    )
+    assert page.problems == [] and page.samples == []
+    (transcript,) = page.transcripts
+    assert [e.send for e in transcript] == [
+        None,
+        b"5.1,3.5\r\n",
+        b"\r\n",
+        b"\xff\xfe x\r\n",
+        b"1,2,1,2,1\r\n",
+        b"\x03",
+    ]
+    assert transcript[0].expected == ["MPY: soft reboot", '{"ready": true}']
+    assert transcript[1].expected == ['{"class": 0}'] and transcript[1].line == 5
+    assert transcript[-1].expected == [
+        "Traceback (most recent call last):",
+        '  File "main.py", line 1',
+        ">>>",
+    ]

@@ -97,8 +97,13 @@ class Page:
 
 
 def documentation_pages(root: Path = ROOT) -> list[Path]:
-    """README.md and every Markdown page of the site."""
-    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    """README.md, every Markdown page of the site, and the READMEs of firmware/ and examples/."""
+    return [
+        root / "README.md",
+        *sorted((root / "docs").rglob("*.md")),
+        root / "firmware" / "README.md",
+        *sorted((root / "examples").glob("*/README.md")),
+    ]
 
 
 def parse_page(path: Path) -> Page:

@@ -35,12 +35,17 @@ BROKER = "127.0.0.1:1883"  # how samples spell the test broker's address (mqtt:/
 NOT_RUN = "not run:"
 TRANSCRIPT = "serial transcript"
 
+# Firmware file names and the chip id each carries (u16 at byte 12 of an ESP32 image).
+STAND_IN_IMAGES = {"ESP32_GENERIC-20250415-v1.25.0.bin": 0, "ESP32_GENERIC_S3-20250415-v1.25.0.bin": 9}
+
 # What a page's `<!-- samples: ... -->` comment may ask for, and what it gets.
 PAGE_TOKENS = {
     "vboard": "a fresh virtual board (esp32 profile) is running before the first sample, on /dev/pts/3",
     "iris": "iris.npz and iris.enn (edgenn train iris -o iris.npz; edgenn quantize iris.npz --data iris "
     "-o iris.enn) are in the working directory",
     "deployed": "iris.enn is deployed on the virtual board before the first sample (implies vboard, iris)",
+    "images": "stand-in MicroPython images (an ESP32 image header with the chip id, nothing to boot) named "
+    f"{' and '.join(STAND_IN_IMAGES)} in the working directory, for edgenn flash's checks and --dry-run",
     "broker": "a Mosquitto broker on 127.0.0.1 is running (written 127.0.0.1:1883 in samples)",
     "needs:CMD": "the page is skipped (with the reason) when CMD is not installed, e.g. needs:qemu-xtensa",
 }
@@ -255,3 +260,9 @@ def parse_transcript(body: list[str], first_line: int) -> list[Exchange]:
         else:
             exchanges[0].expected.append(text)
     return exchanges
+
+
+def stand_in_image(chip_id: int) -> bytes:
+    """The first 4 KB of an ESP32 firmware image: magic 0xE9, segment count, flash mode/size, the chip id."""
+    header = bytes([0xE9, 3, 2, 0x20]) + bytes(8) + chip_id.to_bytes(2, "little")
+    return header + bytes(4096 - len(header))

@@ -27,6 +27,7 @@ from doc_samples import (
     BROKER,
     PORT,
     ROOT,
+    STAND_IN_IMAGES,
     Command,
     Exchange,
     Page,
@@ -34,6 +35,7 @@ from doc_samples import (
     matches,
     normalize,
     parse_page,
+    stand_in_image,
     to_doc,
     to_real,
 )
@@ -232,6 +234,9 @@ def test_samples_print_what_the_page_says(page: Page, tmp_path: Path, shims, tal
             models = request.getfixturevalue("iris_models")
             for name in ("iris.npz", "iris.enn"):
                 shutil.copy(models / name, workdir / name)
+        if page.wants("images"):
+            for name, chip_id in STAND_IN_IMAGES.items():
+                (workdir / name).write_bytes(stand_in_image(chip_id))
         for name, content in page.files.items():
             (workdir / name).write_text(content, encoding="utf-8")
         if page.wants("broker"):

@@ -145,3 +145,9 @@ def test_a_serial_transcript_parses_into_what_is_sent_and_what_comes_back(tmp_pa
         '  File "main.py", line 1',
         ">>>",
     ]
+
+
+def test_the_readme_stays_a_first_screen_and_links() -> None:
+    readme = documentation_pages()[0]
+    assert readme.name == "README.md"
+    assert len(readme.read_text(encoding="utf-8").splitlines()) < 300, "move the material to a page in docs/"

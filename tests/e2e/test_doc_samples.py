@@ -149,8 +149,10 @@ class PageRun:
             self.vboard_lines.put(line)
 
     def run(self, command: Command) -> str:
-        text = command.text.strip()
-        words = shlex.split(text, comments=True)
+        try:
+            words = shlex.split(command.text, comments=True)
+        except ValueError:  # unbalanced quotes across lines: bash will say what is wrong
+            words = []
         if words[:2] == ["edgenn", "vboard"]:
             args = [w for w in words[2:] if w != "&"]
             return "".join(self.start_vboard(args, len(command.expected)))

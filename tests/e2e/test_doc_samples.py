@@ -206,8 +206,12 @@ def replay(port: str, exchanges: list[Exchange]) -> list[tuple[Exchange, str]]:
         said.append((exchanges[0], reset.lstrip(b"\r\n")))  # the REPL's newline after Ctrl-D
         for exchange in exchanges[1:]:
             link.write(exchange.send)
-            end = b">>> " if exchange.send == b"\x03" else b"\n"  # Ctrl-C: until the REPL's prompt
-            said.append((exchange, _read(link, lambda data, end=end: data.endswith(end))))
+            if exchange.send != b"\x03":
+                said.append((exchange, _read(link, lambda data: data.endswith(b"\n"))))
+                continue
+            data = _read(link, lambda data: data.endswith(b">>> "))  # Ctrl-C: until the REPL's prompt
+            # Up to the first prompt: the REPL may read the 0x03 too and print a second one.
+            said.append((exchange, data[: data.index(b">>> ") + 4] if b">>> " in data else data))
     return [(exchange, data.decode("utf-8", "replace")) for exchange, data in said]
 
 

@@ -203,7 +203,8 @@ def replay(port: str, exchanges: list[Exchange]) -> list[tuple[Exchange, str]]:
         link.reset_input_buffer()
         link.write(b"\x04")
         reset = _read(link, lambda data: b'{"ready"' in data and data.endswith(b"\n"))
-        said.append((exchanges[0], reset.lstrip(b"\r\n")))  # the REPL's newline after Ctrl-D
+        # From the reboot on: before it, the REPL's newline after Ctrl-D (and a prompt, if it saw the 0x03)
+        said.append((exchanges[0], reset[max(0, reset.find(b"MPY: soft reboot")) :]))
         for exchange in exchanges[1:]:
             link.write(exchange.send)
             if exchange.send != b"\x03":

@@ -7,8 +7,9 @@ The convention (docs/contributing.md is the user-facing copy of it):
 - In the expected output, `…` (U+2026) stands for any text within a line, and a line that is only `…`
   for any number of lines (none included). Everything else must match exactly (trailing spaces and
   trailing blank lines aside).
-- The virtual board's port is written `/dev/pts/3` and the test broker's address `127.0.0.1:1883`; the
-  test puts the real ones into commands and reads them back as these in the output.
+- The virtual board's port is written `/dev/pts/3` (a second board's `/dev/pts/4`, ...) and the test
+  broker's address `127.0.0.1:1883`; the test puts the real ones into commands and reads them back as
+  these in the output.
 - A block that cannot run says so in its title: ```console title="not run: REASON" (shown above the
   block on the site). Any other fenced block must not contain `$ edgenn` lines.
 - A non-console block titled with a file name, ```python title="imu.py", is that file in the page's
@@ -30,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ELLIPSIS = "\u2026"
-PORT = "/dev/pts/3"  # how samples spell the virtual board's port
+PORT = "/dev/pts/3"  # how samples spell the virtual board's port (a second board's is /dev/pts/4, ...)
 BROKER = "127.0.0.1:1883"  # how samples spell the test broker's address (mqtt://127.0.0.1:1883)
 NOT_RUN = "not run:"
 TRANSCRIPT = "serial transcript"
@@ -215,18 +216,28 @@ def template(expected: list[str]) -> re.Pattern:
     return re.compile("".join(parts))
 
 
+def _replace_all(text: str, table: dict[str, str]) -> str:
+    """Every key by its value in one pass (ports may swap: /dev/pts/3 <-> /dev/pts/4), whole names only."""
+    if not table:
+        return text
+    keys = sorted(table, key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(k) for k in keys) + r"(?!\w)")
+    return pattern.sub(lambda m: table[m.group(0)], text)
+
+
 def to_real(text: str, subs: dict[str, str]) -> str:
-    """A documented command with the real port and broker in place of /dev/pts/3 and 127.0.0.1:1883."""
-    for doc, real in subs.items():
-        text = text.replace(doc, real)
-    return text
+    """A documented command with the real ports and broker in place of /dev/pts/3... and 127.0.0.1:1883."""
+    return _replace_all(text, subs)
 
 
 def to_doc(text: str, subs: dict[str, str]) -> str:
-    """Printed output with the real port and broker written as the documentation writes them."""
-    for doc, real in subs.items():
-        text = text.replace(real, doc)
-    return text
+    """Printed output with the real ports and broker written as the documentation writes them."""
+    return _replace_all(text, {real: doc for doc, real in subs.items()})
+
+
+def doc_port(k: int) -> str:
+    """How samples spell the page's k-th virtual board's port (k = 0, 1, ...): /dev/pts/3, /dev/pts/4, ..."""
+    return f"/dev/pts/{3 + k}"
 
 
 def matches(expected: list[str], actual: str, subs: dict[str, str] | None = None) -> bool:

@@ -31,6 +31,7 @@ from doc_samples import (
     Command,
     Exchange,
     Page,
+    doc_port,
     documentation_pages,
     matches,
     normalize,
@@ -107,8 +108,7 @@ class PageRun:
         self.workdir = workdir
         self.env = env
         self.subs: dict[str, str] = {}
-        self.vboard: subprocess.Popen | None = None
-        self.vboard_lines: queue.Queue[str] = queue.Queue()
+        self.vboards: list[subprocess.Popen] = []
         self.broker = None
         # Samples are written as if run from a checkout: examples/ and .venv/ are where they would be.
         (workdir / "examples").symlink_to(ROOT / "examples")
@@ -122,9 +122,9 @@ class PageRun:
         self.subs[BROKER] = f"127.0.0.1:{self.broker.port}"
 
     def start_vboard(self, args: list[str], n_lines: int = 1) -> list[str]:
-        """`edgenn vboard ARGS` in the page's directory; returns the first n_lines it prints."""
-        assert self.vboard is None, f"{self.page.name}: one virtual board per page"
-        self.vboard = subprocess.Popen(
+        """`edgenn vboard ARGS` in the page's directory; returns the first n_lines it prints.
+        The page's first board is written /dev/pts/3, its second /dev/pts/4, ..."""
+        board = subprocess.Popen(
             ["edgenn", "vboard", *args],
             cwd=self.workdir,
             env=self.env,
@@ -132,21 +132,24 @@ class PageRun:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._drain, args=(self.vboard,), daemon=True).start()
+        self.vboards.append(board)
+        printed: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._drain, args=(board, printed), daemon=True).start()
         lines = []
         deadline = time.monotonic() + VBOARD_TIMEOUT_S
         while len(lines) < max(n_lines, 1) and time.monotonic() < deadline:
             try:
-                lines.append(self.vboard_lines.get(timeout=max(0.0, deadline - time.monotonic())))
+                lines.append(printed.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 break
         assert lines and lines[0].startswith("/dev/"), f"edgenn vboard did not start: {lines}"
-        self.subs[PORT] = lines[0].strip()
+        self.subs[doc_port(len(self.vboards) - 1)] = lines[0].strip()
         return lines
 
-    def _drain(self, process: subprocess.Popen) -> None:
-        for line in process.stdout:
-            self.vboard_lines.put(line)
+    @staticmethod
+    def _drain(process: subprocess.Popen, printed: queue.Queue) -> None:
+        for line in process.stdout:  # read all of it: a board must never block on a full pipe
+            printed.put(line)
 
     def run(self, command: Command) -> str:
         try:
@@ -172,13 +175,14 @@ class PageRun:
         return done.stdout
 
     def stop(self) -> None:
-        if self.vboard is not None and self.vboard.poll() is None:
-            self.vboard.terminate()
-            try:
-                self.vboard.wait(10)
-            except subprocess.TimeoutExpired:
-                self.vboard.kill()
-                self.vboard.wait()
+        for board in self.vboards:
+            if board.poll() is None:
+                board.terminate()
+                try:
+                    board.wait(10)
+                except subprocess.TimeoutExpired:
+                    board.kill()
+                    board.wait()
         if self.broker is not None:
             self.broker.stop()
 

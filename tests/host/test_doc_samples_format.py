@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from doc_samples import PORT, documentation_pages, matches, parse_page
+from doc_samples import PORT, doc_port, documentation_pages, matches, parse_page, to_doc, to_real
 
 PAGE = """# A page
 <!-- samples: vboard needs:qemu-xtensa -->
@@ -151,3 +151,11 @@ def test_the_readme_stays_a_first_screen_and_links() -> None:
     readme = documentation_pages()[0]
     assert readme.name == "README.md"
     assert len(readme.read_text(encoding="utf-8").splitlines()) < 300, "move the material to a page in docs/"
+
+
+def test_several_boards_may_swap_ports_and_a_port_is_a_whole_name() -> None:
+    subs = {doc_port(0): "/dev/pts/4", doc_port(1): "/dev/pts/3"}
+    assert to_real("a /dev/pts/3 b /dev/pts/4", subs) == "a /dev/pts/4 b /dev/pts/3"
+    assert to_doc("a /dev/pts/4 b /dev/pts/3", subs) == "a /dev/pts/3 b /dev/pts/4"
+    assert to_doc("on /dev/pts/17.", {doc_port(0): "/dev/pts/17"}) == "on /dev/pts/3."
+    assert to_doc("/dev/pts/17, /dev/pts/170", {doc_port(0): "/dev/pts/17"}) == "/dev/pts/3, /dev/pts/170"

@@ -2,7 +2,7 @@
 
 One test per page: its samples run in order in one fresh directory, with what the page's
 `<!-- samples: ... -->` comment asks for (a virtual board, the iris models, a broker; see
-tests/doc_samples.py and docs/contributing.md). A `$ edgenn vboard` line starts the page's virtual board
+tests/doc_samples.py and docs/contributing.md). A `$ edgenn vboard` line starts a virtual board
 and is compared with what it printed; `$ export NAME=VALUE` sets NAME for the page's later commands.
 Everything else runs in bash, stdout and stderr together as on a terminal. The counts of samples run and
 not run (with their reasons) are printed at the end of the session.

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 OUT    := out
 
-.PHONY: setup demo test test-host test-firmware test-e2e bench lint clean
+.PHONY: setup demo test test-host test-firmware test-e2e bench lint docs clean
 
 setup: $(STAMP) $(NPM_STAMP)
 
@@ -23,9 +23,14 @@ $(NPM_STAMP): package.json
 demo: setup
 	$(BIN)/python -m edgenn.demo --out $(OUT)
 
-test: setup
+test: setup docs
 	$(BIN)/ruff check host_tools tests bench
 	$(BIN)/pytest
+
+# The documentation site (mkdocs.yml, docs/): --strict makes every warning (a broken link, a page
+# missing from the nav, the command reference's marker gone) an error, so CI catches it.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test-host: setup
 	$(BIN)/pytest tests/host
@@ -50,4 +55,4 @@ lint: setup
 	$(BIN)/ruff format --check host_tools tests bench
 
 clean:
-	rm -rf $(OUT) .pytest_cache bench/results
+	rm -rf $(OUT) .pytest_cache bench/results site

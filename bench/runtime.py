@@ -201,7 +201,7 @@ def print_machine_code(mc: dict) -> None:
     """The ESP32 table: instructions per MAC and estimated µs, per board and kernel."""
     print()
     print("ESP32 machine code, run in qemu-xtensa (esp32) / unicorn (esp32c3): instructions counted,")
-    print("time ESTIMATED from a per-instruction-class cycle model at 160 MHz (README: edgenn estimate)")
+    print("time ESTIMATED from a per-instruction-class cycle model at 160 MHz (docs/machinecode.md)")
     print(f"{'network':>15} {'board':>8} {'kernel':>7} {'MACs':>6} {'instr/MAC':>9} {'est. us':>8}")
     for board, per_kernel in mc["boards"].items():
         for kernel, nets in per_kernel.items():

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"  estimated {result['us']} us per inference at {result['clock_mhz']} MHz "
-        f"({result['cycles']} cycles; an estimate from a cycle model per instruction class, see README)"
+        f"({result['cycles']} cycles; an estimate from a cycle model per instruction class, "
+        "see docs/machinecode.md)"
     )
     fe = result.get("frontend")
     if fe:

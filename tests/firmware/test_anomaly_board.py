@@ -158,3 +158,57 @@ def test_score_hot_path_frames_stay_on_the_c_stack(tmp_path):
     hot = ("score", "score_q", "score_out", "_anomalous", "_score_portable")
     assert {name: frames[name] for name in hot if frames[name] > 11} == {}
     assert frames["_load_anomaly"] > 11  # the decoder sees large frames too (load time: allowed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The score's machine code as the ESP32 (xtensawin) and the C3/C6 (rv32imc) run it
+
+
+def stress_model(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random (c, e, m) whose sum(c + e) is the largest the proof admits: 16512 = 65025 * ... < 2**30."""
+    share = rng.random(2 * n) + 0.01
+    ce = np.floor(share / share.sum() * 16512).astype(np.int64)
+    ce[0] += 16512 - ce.sum()
+    return np.stack([ce[:n], ce[n:], rng.integers(0, 256, n)], axis=1), 16512
+
+
+@pytest.mark.parametrize(
+    "arch", [pytest.param(a, marks=pytest.mark.slow) if a == "rv32imc" else a for a in ("xtensawin", "rv32imc")]
+)
+def test_score_machine_code_equals_golden(models, arch):
+    from test_machinecode import need_emulator
+
+    from edgenn.machinecode import kernels
+    from edgenn.machinecode.memory import Call
+
+    need_emulator(arch)
+    mpy_bytes = kernels.compile_source(FIRMWARE / "edgenn_viper.py", arch)
+    buffers: list[bytes] = []
+    calls: list[Call] = []
+    want: list[int] = []
+
+    def add(u: np.ndarray, r: np.ndarray, w: np.ndarray) -> None:
+        base = len(buffers)
+        buffers.extend([u.astype(np.uint8).tobytes(), r.astype(np.int8).tobytes(), w.astype("<u2").tobytes()])
+        calls.append(Call("score", [base, base + 1, base + 2], ints=(len(u),)))
+        d_r = u.astype(np.int64) - (r.astype(np.int64) + 128)
+        d_m = u.astype(np.int64) - w[:, 2]
+        want.append(int(np.sum(w[:, 0] * d_r**2 + w[:, 1] * d_m**2)))
+
+    for name in NAMES:
+        qm = modelfile.load(models / f"{name}.enn")
+        codes = np.frombuffer((models / f"{name}.codes.bin").read_bytes(), np.uint8).reshape(-1, qm.n_inputs)
+        codes = codes[:: max(1, len(codes) // 60)]
+        w = np.stack([qm.score_weights, qm.deviation_weights, qm.score_center], axis=1)
+        for u, r in zip(codes, golden.forward_q(qm, codes)):
+            add(u, r, w)
+        assert anomaly.golden_scores_q(qm, codes).tolist() == want[-len(codes) :]
+    rng = np.random.default_rng(11)
+    for n in (1, 7, 64):
+        w, _ = stress_model(rng, n)
+        add(np.zeros(n), np.full(n, 127), np.column_stack([w[:, :2], np.full(n, 255)]))  # the maximum
+        for _ in range(10):
+            add(rng.integers(0, 256, n), rng.integers(-128, 128, n), w)
+    result = kernels.run_calls(arch, mpy_bytes, ["score"], buffers, calls, count=False)
+    assert result.returns == want
+    assert MAX_SCORE in want and max(want) < 2**30

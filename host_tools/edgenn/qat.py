@@ -81,7 +81,7 @@ def _grids(
     """Each layer's output grid; an anomaly model's output shares the input grid of `plain`."""
     grids = []
     for (z, a), act in zip(teacher.forward_layers(x), teacher.activations):
-        if act == "identity" and teacher.task == "anomaly" and plain is not None:  # the reconstruction lands on the input grid
+        if act == "identity" and teacher.task == "anomaly" and plain is not None:
             in_scale = np.asarray(plain.in_scale, np.float64)
             s_in = 1.0 / (np.asarray(teacher.input_std, np.float64) * in_scale)
             z_in = np.asarray(plain.in_offset, np.float64) + np.asarray(teacher.input_mean) * in_scale

@@ -164,3 +164,38 @@ def test_help_describes_the_new_options():
         [sys.executable, "-m", "edgenn.cli", "train", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--threshold-quantile" in out and "--normal" in out
+
+
+def test_eval_device_counts_a_wrong_board_score(files, tmp_path):
+    """summarize: one board score off by one is one disagreeing row, named in first_score_mismatches."""
+    from edgenn import golden
+    from edgenn.commands.anomaly_task import read_rows
+    from edgenn.device.board_eval import BoardRun, summarize
+
+    m = tmp_path / "m.npz"
+    assert main(["train", str(files / "normal.csv"), "--task", "anomaly", "-o", str(m), "--json"]) == 0
+    assert (
+        main(
+            ["quantize", str(m), "--data", str(files / "normal.csv"), "-o", str(tmp_path / "m.enn"), "--json"]
+        )
+        == 0
+    )
+    qm = modelfile.load(tmp_path / "m.enn")
+    rows = read_rows(str(files / "test.csv"), "label", ["ok"], qm.input_names)
+    outputs = golden.forward_q(qm, golden.quantize_input(qm, rows.X)).astype(np.int64)
+    scores = anomaly.golden_scores(qm, rows.X).astype(np.float64)
+    scores[3] += 1
+    n = len(scores)
+    run_ = BoardRun(n, outputs, outputs, scores, np.zeros(n, np.int64), [], 1.0, 0, 0)
+    r = summarize(run_, qm, rows.anomalous, rows.X)
+    assert r["score_agreement"] == pytest.approx((n - 1) / n) and r["agreement"] == pytest.approx((n - 1) / n)
+    assert r["first_score_mismatches"][0]["row"] == 3 and r["auc"] > 0.9
+
+
+def test_monitor_marks_anomaly_lines():
+    from edgenn.commands.monitor import annotate
+
+    assert annotate('{"score": 12, "anomaly": true}').endswith("<- score 12: ANOMALY")
+    assert annotate('{"score": 3, "anomaly": false}').endswith("<- score 3: normal")
+    assert annotate("hello anomaly") == "hello anomaly"
+    assert annotate('{"anomaly": "yes"}') == '{"anomaly": "yes"}'

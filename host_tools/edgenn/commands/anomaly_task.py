@@ -240,7 +240,7 @@ def quantize(args: argparse.Namespace, fm: FloatModel, out_path, profile) -> int
     """`edgenn quantize` of an anomaly model: calibrated on DATA's normal rows (QAT kept only when the
     integer scores then track the float scores more closely), then float vs integer on DATA (or --test)."""
     from edgenn import fit
-    from edgenn.commands.quantize import _qat_line
+    from edgenn.commands.quantize import _qat_line, qat_summary
     from edgenn.metrics import layer_error_lines, layer_errors
     from edgenn.qat import EPOCHS, fine_tune
 
@@ -275,14 +275,7 @@ def quantize(args: argparse.Namespace, fm: FloatModel, out_path, profile) -> int
         "evaluated_on": "test_file" if args.test else "all",
         "n": int(len(shown.X)),
         "n_anomalous": int(shown.anomalous.sum()) if shown.anomalous is not None else 0,
-        "qat": {
-            "mode": args.qat,
-            "used": tuned.used,
-            "epoch": tuned.epoch,
-            "epochs_run": tuned.epochs_run,
-            "calibration_score_plain": tuned.plain_score,
-            "calibration_score_qat": tuned.qat_score,
-        },
+        "qat": qat_summary(args.qat, tuned),
         **compare(fm, qm, shown),
         "bytes": size,
         "float32_bytes": modelfile.float32_bytes(qm),

@@ -20,7 +20,7 @@ from edgenn.metrics import layer_error_lines, layer_errors
 from edgenn.nn import accuracy, rmse, split_for_model
 from edgenn.outputs import output_file
 from edgenn.qat import EPOCHS as QAT_EPOCHS
-from edgenn.qat import fine_tune
+from edgenn.qat import QATResult, fine_tune
 
 NAME = "quantize"
 MIN_CALIBRATION_ROWS = 20
@@ -171,14 +171,7 @@ def run(args: argparse.Namespace) -> int:
         "evaluated_on": eval_part,
         "n": int(len(y_eval)),
         "trained_on_evaluated_rows": eval_part == "all" and split is not None,
-        "qat": {
-            "mode": args.qat,
-            "used": tuned.used,
-            "epoch": tuned.epoch,
-            "epochs_run": tuned.epochs_run,
-            "calibration_score_plain": tuned.plain_score,
-            "calibration_score_qat": tuned.qat_score,
-        },
+        "qat": qat_summary(args.qat, tuned),
         **_compare(fm.task, y_eval, fm.predict(x_eval), golden.predict(qm, x_eval)),
         "bytes": size,
         "float32_bytes": modelfile.float32_bytes(qm),
@@ -198,6 +191,18 @@ def run(args: argparse.Namespace) -> int:
         if fits is not None:
             print(f"  board: {fits.summary()}")
     return 1 if fits is not None and not fits.fits else 0
+
+
+def qat_summary(mode: str, tuned: QATResult) -> dict:
+    """The `qat` object of quantize's --json (what _qat_line prints)."""
+    return {
+        "mode": mode,
+        "used": tuned.used,
+        "epoch": tuned.epoch,
+        "epochs_run": tuned.epochs_run,
+        "calibration_score_plain": tuned.plain_score,
+        "calibration_score_qat": tuned.qat_score,
+    }
 
 
 def _rows_text(r: dict) -> str:

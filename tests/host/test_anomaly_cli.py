@@ -242,3 +242,11 @@ def test_sensor_windows_with_a_front_end(tmp_path, capsys):
     )
     got = json.loads(out)
     assert code == 0 and got["auc"] > 0.95 and (got["n_normal"], got["n_anomalous"]) == (30, 30)
+
+
+def test_evaluate_refuses_options_of_other_tasks(files, tmp_path, capsys):
+    m = tmp_path / "m.npz"
+    assert main(["train", str(files / "normal.csv"), "--task", "anomaly", "-o", str(m), "--json"]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "evaluate", m, files / "normal.csv", "--split", "test")
+    assert_one_line_error(code, err, "evaluate", "--split")

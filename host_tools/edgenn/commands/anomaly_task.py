@@ -326,6 +326,10 @@ def compare_lines(r: dict) -> list[str]:
 def evaluate(args: argparse.Namespace, model: FloatModel | QuantModel, path: str) -> int:
     """`edgenn evaluate MODEL DATA` for an anomaly model: with labels AUC/precision/recall/F1 and the
     confusion table, without them the score distribution and the count over the threshold."""
+    if args.split != "all" or args.labels:
+        raise UserError(
+            "--split and --labels are for classifiers and regressors; an anomaly model scores every row"
+        )
     names = model.input_names
     rows = read_rows(args.data, args.label, normal_values(args.normal), names)
     scores, threshold = anomaly.scores(model, rows.X)

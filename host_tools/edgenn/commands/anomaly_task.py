@@ -212,10 +212,12 @@ def train(args: argparse.Namespace, hidden: tuple[int, ...] | None, front_end_of
 # quantize
 
 
-def calibration_rows(fm: FloatModel, data: str, label: str | None) -> Rows:
-    """DATA for quantize: the rows named normal when the model was trained (its label and --normal)."""
+def calibration_rows(fm: FloatModel, data: str, label: str | None, normal: list[str] | None) -> Rows:
+    """DATA for quantize: the rows quantize's --normal names, else those named normal when the model
+    was trained (its label column and --normal values are in the .npz)."""
     info = fm.meta.get("anomaly", {})
-    return read_rows(data, label or info.get("label_column"), info.get("normal"), fm.input_names)
+    label = label or (info.get("label_column") if not normal else None)
+    return read_rows(data, label, normal or info.get("normal"), fm.input_names)
 
 
 def compare(fm: FloatModel, qm: QuantModel, rows: Rows) -> dict:
@@ -244,7 +246,8 @@ def quantize(args: argparse.Namespace, fm: FloatModel, out_path, profile) -> int
     from edgenn.metrics import layer_error_lines, layer_errors
     from edgenn.qat import EPOCHS, fine_tune
 
-    rows = calibration_rows(fm, args.data, args.label)
+    normal = normal_values(args.normal)
+    rows = calibration_rows(fm, args.data, args.label, normal)
     calib = rows.X if rows.anomalous is None else rows.X[~rows.anomalous]
     if len(calib) == 0:
         raise UserError(f"{rows.source}: no normal rows to calibrate on")
@@ -262,9 +265,7 @@ def quantize(args: argparse.Namespace, fm: FloatModel, out_path, profile) -> int
         raise UserError(f"{out_path}: cannot write ({exc.strerror})") from None
     shown = rows
     if args.test:
-        info = fm.meta.get("anomaly", {})
-        label = args.label or info.get("label_column")
-        shown = read_rows(args.test, label, info.get("normal"), fm.input_names)
+        shown = calibration_rows(fm, args.test, args.label, normal)
     result = {
         "model": str(out_path),
         "source": str(args.model),

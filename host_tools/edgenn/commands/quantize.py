@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="score float and integer on this CSV (rows the model never saw) instead of DATA",
     )
+    anomaly_task.add_normal_argument(
+        parser, "only those rows calibrate (default: the label and values the model was trained with)"
+    )
     qat = parser.add_mutually_exclusive_group()
     qat.add_argument(
         "--qat",
@@ -111,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     out_path = _output_path(model_path, args.output)
     if fm.task == "anomaly":
         return anomaly_task.quantize(args, fm, out_path, profile)
+    if args.normal:
+        raise UserError(f"--normal names the normal rows of an anomaly model; this is a {fm.task} model")
     label = resolve_label_column(loaded, args.data, args.label)
     dataset, _ = load_for_model(args.data, fm.feature_names, label, fm.task, fm.labels)
 

@@ -98,7 +98,12 @@ def _probe_source() -> str:
             name = f"f{k}{'t' if guarded else ''}"
             body = [f"def {name}(before):"] + [f"    a{i} = {i}" for i in range(k - 1)]
             if guarded:
-                body += ["    try:", "        return gc.mem_alloc() - before", "    except KeyError:", "        pass"]
+                body += [
+                    "    try:",
+                    "        return gc.mem_alloc() - before",
+                    "    except KeyError:",
+                    "        pass",
+                ]
             else:
                 body += ["    return gc.mem_alloc() - before"]
             lines += body

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "frontend": "sensor front end: gestures raw/stats/spectral vs scikit-learn; its cost",
     "report": "edgenn report build time and page size vs scoring alone",
     "predict": "predict from a list / array('f') vs forward_q vs an everywhereml random forest",
+    "heap": "the hot path on a fresh vs a nearly full heap (4 MB, 128 KB): no allocator call per inference",
 }
 
 

@@ -913,7 +913,11 @@ class Net:
             src = features
         if self._raw is not None:
             src = self._bits(src, typecode)
-        return self._scale(src, features)
+        # self._scale(src, features), inlined (a call costs as much as a small layer)
+        kind = self._incodes(src, self._q, self.xq, self._qh)
+        if kind < 0:
+            return self.xq
+        return self._finish(src, kind, features)
 
     def _values(self, features):
         # a list or tuple of numbers -> their float64 values in a preallocated array('d')

@@ -37,7 +37,8 @@ KEYS = ("forward_q", "list", "array", "forest_between_gc", "forest")
 
 def measure(net, lists, arrays, codes, clf, rounds):
     # Rounds of: every case on the fresh heap, fill it, every case again, empty it. Each keeps its
-    # fastest window per state: fresh and filled share the machine's quiet and busy moments alike.
+    # fastest window per state; the ratio filled / fresh is the median over the rounds of the two
+    # states' best in the same round (neighbours in time share the machine's quiet and busy moments).
     # Short windows (2 ms) dodge other processes. The forest allocates per prediction: in short
     # windows its fastest time is between garbage collections (forest_between_gc); long windows
     # (100 ms) make its collections part of its time, as in an application (forest).
@@ -51,9 +52,11 @@ def measure(net, lists, arrays, codes, clf, rounds):
     loop = (nothing, lists, None)  # the timing loop itself, subtracted from every figure
     best = {"fresh": {}, "filled": {}}
     out = {"fresh": {}, "filled": {}}
+    ratios = {key: [] for key in KEYS}
     gc.collect()
     out["fresh"]["free_bytes"] = gc.mem_free()
     for _ in range(rounds):
+        this = {}
         for state in ("fresh", "filled"):
             keep = fill_heap() if state == "filled" else None
             us = timings([loop] + cases, windows=5, min_us=2000)
@@ -61,6 +64,7 @@ def measure(net, lists, arrays, codes, clf, rounds):
             if clf is not None:
                 slow = timings([loop, (clf.predict, lists, None)], windows=1, min_us=100000)
                 us.append(slow[1] - slow[0])
+            this[state] = us
             for key, t in zip(KEYS, us):
                 if key not in best[state] or t < best[state][key]:
                     best[state][key] = t
@@ -69,9 +73,12 @@ def measure(net, lists, arrays, codes, clf, rounds):
                 out[state]["free_bytes"] = keep[3]  # right after filling
             keep = None
             gc.collect()
+        for key, fresh, filled in zip(KEYS, this["fresh"], this["filled"]):
+            ratios[key].append(filled / fresh)
     for state, b in best.items():
         for key, t in b.items():
             out[state][key + "_us"] = t
+    out["ratio"] = {key: sorted(r)[len(r) // 2] for key, r in ratios.items() if r}
     # bytes each allocates per call (fresh heap)
     for key, (fn, rows, arg2) in zip(KEYS, cases):
         out["fresh"][key + "_bytes"] = allocated(fn, rows, arg2)

@@ -15,6 +15,7 @@ within 2**(1-f) of a code boundary (Net._finish, Net._code, _exact_code: about 2
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -74,6 +75,37 @@ def test_every_hot_path_function_keeps_its_frame_on_the_c_stack(module: str) -> 
         f"{module}: over the {mpy.VM_MAX_STATE_ON_STACK}-word limit, so each call takes its frame from the "
         "GC heap: " + "; ".join(over)
     )
+
+
+def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    found[f"{node.name}.{item.name}"] = item
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(HOT_PATH))
+def test_no_hot_path_call_builds_an_argument_array(module: str) -> None:
+    """f(*args) and f(**kw) build their argument array on the heap (py/runtime.c); calling a bound-method
+    object with more than 4 arguments does too (py/objboundmeth.c). Read from the source (parsed, not
+    imported): no star arguments, and no call with more than 4 arguments."""
+    functions = _functions(ast.parse((FIRMWARE / module).read_text()))
+    bad = []
+    for name in HOT_PATH[module]:
+        for node in ast.walk(functions[name]):
+            if not isinstance(node, ast.Call):
+                continue
+            starred = any(isinstance(a, ast.Starred) for a in node.args) or any(
+                k.arg is None for k in node.keywords
+            )
+            if starred or len(node.args) + len(node.keywords) > 4:
+                bad.append(f"{name} line {node.lineno}: {ast.unparse(node)[:60]}")
+    assert not bad, f"{module}: " + "; ".join(bad)
 
 
 def test_viper_helpers_of_the_hot_path_are_native_code() -> None:

@@ -18,7 +18,6 @@
 import array
 import io
 import os
-import struct
 
 from micropython import const
 

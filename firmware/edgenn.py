@@ -675,11 +675,13 @@ def _codes_portable(raw, q, xq, h):
 
 
 def _chain_portable(layer, steps, n, u):
-    # edgenn_viper.chain in bytecode
-    for i in range(n):
-        s = steps[i]
+    # edgenn_viper.chain in bytecode (n == len(steps)). n counts down and indexes from the end, so
+    # that no counter local is needed: the frame stays within 11 words, on the C stack
+    while n:
+        s = steps[-n]
         layer(s[0], u, s[2], s[1])
         u = s[2]
+        n -= 1
     return u
 
 

@@ -8,7 +8,7 @@ and the reader's verdict is checked against what the real unix port does for fun
 
 HOT_PATH is the one list of the functions on the paths of forward_q, predict (list, tuple, array),
 quantize_input, forward, features and Window.push with a native kernel (viper or asm). Not on it, on
-purpose: the portable bytecode kernel (_layer_portable, _codes_portable, _chain_portable, _fe_*_portable:
+purpose: the portable bytecode kernel's big loops (_layer_portable, _codes_portable, _fe_*_portable:
 ports without a native emitter, where every layer is bytecode anyway), and the exact path for input values
 within 2**(1-f) of a code boundary (Net._finish, Net._code, _exact_code: about 2 values in 2**18).
 """
@@ -36,6 +36,8 @@ HOT_PATH = {
         "Net._scale",
         "Net._codes",
         "Net.features",
+        "_chain_portable",  # the portable kernel's twins of chain and fill (its layers are exempt)
+        "_fill_portable",
     ),
     "edgenn_fe.py": (
         "features",

@@ -185,12 +185,6 @@ def _reading(x):
     return x
 
 
-def _ring(buf, o, w, x):
-    x = _reading(x) + 32768
-    buf[o] = x
-    buf[o + w] = x
-
-
 def setup(net, src, n_inputs, kernel, _malformed):
     # (Net._load_frontend) The front end section after the layers (docs/model-format.md): sizes, band edges, Q14
     # twiddles, column names (skipped). Allocates the window, features and scratch arrays once.
@@ -295,6 +289,13 @@ def _spectrum(net, h):
 def _readings(window, win, n):
     for i in range(n):
         win[i] = _reading(window[i]) + 32768
+
+
+def _ring(buf, o, w, x):
+    # one reading into Window's doubled ring, at o and o + w
+    x = _reading(x) + 32768
+    buf[o] = x
+    buf[o + w] = x
 
 
 def features(net, window):

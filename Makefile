@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 OUT    := out
 
-.PHONY: setup demo test test-host test-firmware test-e2e bench lint docs clean
+.PHONY: setup demo test test-host test-firmware test-e2e bench dist lint docs clean
 
 setup: $(STAMP) $(NPM_STAMP)
 
@@ -50,9 +50,13 @@ $(BENCH_STAMP): $(STAMP)
 bench: setup $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 
+# the runtime as mip packages: prebuilt .mpy per architecture and .mpy ABI (docs/install.md)
+dist: setup
+	$(BIN)/python -m edgenn.dist dist/mip
+
 lint: setup
 	$(BIN)/ruff check host_tools tests bench
 	$(BIN)/ruff format --check host_tools tests bench
 
 clean:
-	rm -rf $(OUT) .pytest_cache bench/results site
+	rm -rf $(OUT) .pytest_cache bench/results site dist

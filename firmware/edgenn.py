@@ -18,7 +18,6 @@
 import array
 import io
 import os
-import struct
 
 from micropython import const
 
@@ -691,6 +690,23 @@ def _score_portable(u, r, w, n):
     return s
 
 
+def _chain_portable(layer, steps, n, u):
+    # edgenn_viper.chain in bytecode (n == len(steps)). n counts down and indexes from the end, so
+    # that no counter local is needed: the frame stays within 11 words, on the C stack
+    while n:
+        s = steps[-n]
+        layer(s[0], u, s[2], s[1])
+        u = s[2]
+        n -= 1
+    return u
+
+
+def _fill_portable(src, dst, n):
+    # edgenn_viper.fill in bytecode
+    for i in range(n):
+        dst[i] = src[i]
+
+
 def _argmax_portable(q, n):
     best = 0
     for k in range(1, n):
@@ -761,6 +777,7 @@ class Net:
         self._blobs = []
         self._heads = []
         self._outs = []
+        self._steps = []  # (blob, h, out) per layer, for chain()
         n_prev = n_inputs
         for i in range(n_layers):
             lh = src.take(10, "layer header")
@@ -793,6 +810,7 @@ class Net:
             self._blobs.append(blob)
             self._heads.append(head)
             self._outs.append(array.array("b", bytes(n_out)) if last else bytearray(n_out))
+            self._steps.append((blob, head, self._outs[-1]))
             n_prev = n_out
         if n_prev != n_outputs:
             raise _malformed("n_outputs %d differs from the last layer's n_out %d" % (n_outputs, n_prev))
@@ -817,11 +835,13 @@ class Net:
         self._argmax = _viper.argmax if native else _argmax_portable
         self._classify = self.task == "classify"
         self._qh = array.array("i", (0, 0, n_inputs, 0))  # kind, start, n, index (edgenn_viper.codes)
-        # a list's values go into _f64 (made by the first list call: not part of the load peak)
-        # with one struct.pack_into ("<Nd"); the portable kernel reads raw bits from _raw (a copy
-        # made through _copy, an io.BytesIO: no allocation)
+        self._chain = _viper.chain if native else _chain_portable
+        self._own = _viper.own if kernel == "asm" else None
+        # a list's values go into _f64, an array('d') (made by the first list call: not part of the
+        # load peak) by _fill; the portable kernel reads raw bits from _raw (a copy made through
+        # _copy, an io.BytesIO: no allocation)
+        self._fill = _viper.fill if native else _fill_portable
         self._f64 = None
-        self._fmt = "<%dd" % n_inputs
         self._raw = bytearray(8 * n_inputs) if kernel == "portable" else None
         self._copy = io.BytesIO(8 * n_inputs) if kernel == "portable" else None
         self._real = array.array("f", bytes(4 * n_outputs))
@@ -897,27 +917,22 @@ class Net:
 
     # -------------------------------------------------------------------------- inference
 
+    # The inference hot path (forward_q, predict, quantize_input and what they call): every bytecode
+    # function here keeps its state (locals + value stack + 3 words per try) within 11 words, so that
+    # MicroPython puts its frame on the C stack; a larger frame comes from the GC heap on every call,
+    # which heap_lock hides and a filled heap makes ~10x slower (tests/firmware/test_hot_path_frames.py
+    # reads the sizes from the .mpy). Loops over layers and values run in native code (edgenn_viper).
+
     def forward_q(self, xq):
         """Input codes (bytes-like, n_inputs values 0..255) -> the int8 output buffer (array('b'),
         overwritten by the next call). Allocates nothing."""
         if len(xq) != self.n_inputs:
             raise ValueError("expected %d input codes, got %d" % (self.n_inputs, len(xq)))
-        if self.kernel == "asm" and type(xq) is not bytearray:
+        if self._own is not None and type(xq) is not bytearray:
             # the asm kernel reads a bytearray's data pointer itself (a memoryview's is elsewhere)
-            buf = self.xq
-            for j in range(self.n_inputs):
-                buf[j] = xq[j]
-            xq = buf
-        layer = self._layer
-        blobs = self._blobs
-        heads = self._heads
-        outs = self._outs
-        u = xq
-        for i in range(self.n_layers):
-            out = outs[i]
-            layer(blobs[i], u, out, heads[i])
-            u = out
-        return u
+            self._own(self.xq, xq, self.n_inputs)
+            xq = self.xq
+        return self._chain(self._layer, self._steps, self.n_layers, xq)
 
     def layer_output(self, i):
         """Layer i's output buffer from the last forward_q (hidden: bytearray, last: array('b'))."""
@@ -928,61 +943,72 @@ class Net:
         in_offset + 0.5), 0, 255), exactly the golden model's float64 result for the value the board
         holds. NaN/inf -> ValueError. typecode: None for a list/tuple (or any sequence of numbers), or
         the typecode of an array.array ("f", "d", "h" or "i"): its bits are read in place.
-        Integer arithmetic on the values' bits (edgenn_viper.codes); an array allocates nothing, a
-        list one transient argument array (freed at once; nothing under heap_lock, where a loop
-        stores the values instead)."""
+        Integer arithmetic on the values' bits (edgenn_viper.codes); allocates nothing (a list's
+        values are first copied into a preallocated array('d'))."""
         if self._fe is not None:  # a raw window: the front end makes the features
             return self._codes(self.features(features))
-        n = self.n_inputs
-        if len(features) != n:
-            raise ValueError("expected %d features, got %d" % (n, len(features)))
+        if len(features) != self.n_inputs:
+            raise ValueError("expected %d features, got %d" % (self.n_inputs, len(features)))
         if typecode is None:
-            kind = 1
-            src = self._f64
-            if src is None:
-                src = self._f64 = bytearray(8 * n)
-            try:
-                struct.pack_into(self._fmt, src, 0, *features)  # floats (and ints) as float64 bits
-            except MemoryError:  # heap locked (an interrupt handler): one value at a time instead
-                for d in range(n):
-                    struct.pack_into("<d", src, d << 3, features[d])
-            except TypeError:
-                raise ValueError("features must be numbers")
+            self._qh[0] = 1  # float64
+            src = self._values(features)
         else:
-            kind = 0 if typecode == "f" else _KINDS.get(typecode, -1)
+            kind = _KINDS.get(typecode, -1)
             if kind < 0:
                 raise ValueError("typecode %r not supported (use 'f', 'd', 'h', 'i' or None)" % (typecode,))
+            self._qh[0] = kind
             src = features
-        if self._raw is None:  # native kernel: the bits in place (the hot path, inlined)
-            h = self._qh
-            h[0] = kind
-            r = self._incodes(src, self._q, self.xq, h)
-            if r < 0:
-                return self.xq
-            return self._finish(src, kind, r, features)
-        return self._scale(src, kind, features, typecode)
+        if self._raw is not None:
+            src = self._bits(src, typecode)
+        # self._scale(src, features), inlined (a call costs as much as a small layer)
+        kind = self._incodes(src, self._q, self.xq, self._qh)
+        if kind < 0:
+            return self.xq
+        return self._finish(src, kind, features)
 
-    def _scale(self, src, kind, features, typecode):
-        # src (features, or their float64 copy) -> input codes, from the values' bits
-        n = self.n_inputs
-        raw = self._raw
-        if raw is not None:  # portable kernel: the raw bytes, copied without allocating
-            c = self._copy
-            c.seek(0)
-            if c.write(src) != n * _ITEM[kind]:
-                raise ValueError("features are not an array of typecode %r" % (typecode,))
-            c.seek(0)
-            c.readinto(raw)
-            src = raw
-        h = self._qh
-        h[0] = kind
-        r = self._incodes(src, self._q, self.xq, h)
+    def _values(self, features):
+        # a list or tuple of numbers -> their float64 values in a preallocated array('d')
+        if self._f64 is None:
+            self._new_f64()
+        try:
+            self._fill(features, self._f64, self.n_inputs)
+        except TypeError:
+            raise ValueError("features must be numbers")
+        return self._f64
+
+    def _new_f64(self):
+        # made by the first list call, so that it is not part of the load peak
+        self._f64 = array.array("d", bytes(8 * self.n_inputs))
+
+    def _bits(self, src, typecode):
+        # portable kernel: the values' raw bytes (src: an array, or the array('d') of a list's
+        # values), copied through an io.BytesIO without allocating
+        c = self._copy
+        c.seek(0)
+        if c.write(src) != self.n_inputs * _ITEM[self._qh[0]]:
+            raise ValueError("features are not an array of typecode %r" % (typecode,))
+        c.seek(0)
+        c.readinto(self._raw)
+        return self._raw
+
+    def _scale(self, src, features):
+        # src (the values' bits, of the kind in _qh[0]) -> input codes
+        r = self._incodes(src, self._q, self.xq, self._qh)
         if r < 0:
             return self.xq
-        return self._finish(src, kind, r, features)
+        return self._finish(src, r, features)
 
-    def _finish(self, src, kind, r, features):
-        # the values the fast path handed back (about 2 in 2**18, or all of a non-dyadic feature)
+    def _codes(self, feats):
+        # The front end's integer features (array('i')) -> input codes: the exact integer path of
+        # an array('i') (edgenn_viper.codes), saturating far outside the code range.
+        self._qh[0] = 3  # int32
+        if self._raw is not None:
+            return self._scale(self._bits(feats, "i"), feats)
+        return self._scale(feats, feats)
+
+    def _finish(self, src, r, features):
+        # (cold: not the hot path) the values the fast path handed back (about 2 in 2**18, or all of
+        # a non-dyadic feature)
         codes = self._incodes
         q = self._q
         xq = self.xq
@@ -1037,8 +1063,11 @@ class Net:
         """Raw features -> output scores: the int8 logits (classify, array('b')) or the dequantized
         values out_scale * (q - out_zero_point) (regress, a preallocated array('f'))."""
         q = self.forward_q(self.quantize_input(features, typecode))
-        if self.task == "classify":
+        if self._classify:
             return q
+        return self._dequantize(q)
+
+    def _dequantize(self, q):
         real = self._real
         for k in range(self.n_outputs):
             real[k] = self.out_scale[k] * (q[k] - self.out_zero_point[k])
@@ -1047,30 +1076,8 @@ class Net:
     def predict(self, features, typecode=None):
         """Raw features -> class index (classify; ties go to the lowest index) or the first output's
         real value (regress). typecode: as for quantize_input."""
-        if typecode is not None and self._raw is None and self._fe is None:
-            # the hot path of a sensor loop (an array, the native kernel), inlined: two method calls
-            # and their checks cost as much as a small network's layers
-            kind = _KINDS.get(typecode, -1)
-            n = self.n_inputs
-            if kind < 0 or len(features) != n:
-                return self._predict_slow(features, typecode)
-            h = self._qh
-            h[0] = kind
-            xq = self.xq
-            r = self._incodes(features, self._q, xq, h)
-            if r >= 0:
-                self._finish(features, kind, r, features)
-            layer = self._layer
-            blobs = self._blobs
-            heads = self._heads
-            outs = self._outs
-            u = xq
-            for i in range(self.n_layers):
-                layer(blobs[i], u, outs[i], heads[i])
-                u = outs[i]
-            q = u
-        else:
-            q = self.forward_q(self.quantize_input(features, typecode))
+        q = self.quantize_input(features, typecode)  # self.xq, a bytearray: no check needed
+        q = self._chain(self._layer, self._steps, self.n_layers, q)
         if self._classify:
             return self._argmax(q, self.n_outputs)
         return self.out_scale[0] * (q[0] - self.out_zero_point[0])
@@ -1095,13 +1102,6 @@ class Net:
     def _anomalous(self, features, typecode=None):
         # predict of an anomaly model (bound at load): True when the score is over the threshold
         return self.score_q(self.quantize_input(features, typecode)) > self.threshold
-
-    def _predict_slow(self, features, typecode):
-        # every check of quantize_input and forward_q, with their error messages
-        q = self.forward_q(self.quantize_input(features, typecode))
-        if self._classify:
-            return self._argmax(q, self.n_outputs)
-        return self.out_scale[0] * (q[0] - self.out_zero_point[0])
 
 
 def Window(net, stride=0):

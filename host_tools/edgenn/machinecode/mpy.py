@@ -15,6 +15,12 @@ Python) or scope flags (viper, asm; asm adds n_pos_args and the type signature);
 sizes (and the rodata bytes) when its flags say so. Then the children, then for viper/asm code whose scope
 flags have VIPERRELOC, the relocation stream that the loader applies to the code.
 
+A bytecode raw code starts with its prelude (py/bc.h): the signature (n_state - 1, n_exc_stack, n_pos_args,
+..., bit-packed over one or more bytes), the sizes (n_info, n_cell) and the function's name as an index into
+the qstr table. MicroPython gives a call's frame n_state words plus 3 per exception-stack entry
+(mp_exc_stack_t) and takes it from the GC heap when that exceeds VM_MAX_STATE_ON_STACK, 11 words
+(py/objfun.c): `bytecode_frames` reads those figures for every function of a module.
+
 The machine code reaches MicroPython through `mp_fun_table`, whose address sits in the module's constant
 table (the entry of kind FUN_TABLE): the function object passed as the first argument points to the
 module context, which points to that table. `fun_table_index` says where it is.
@@ -48,6 +54,21 @@ BC_MAKE_FUNCTION = 0x32
 BC_STORE_NAME = 0x16
 
 
+# py/objfun.c: a bytecode frame larger than this many machine words comes from the GC heap on every call
+VM_MAX_STATE_ON_STACK = 11
+EXC_STACK_ENTRY_WORDS = 3  # py/bc.h, mp_exc_stack_t: handler, val_sp, prev_exc
+
+
+# The start of MicroPython's static qstr list (py/makeqstrdata.py, static_qstr_list; qstr n is entry n - 1):
+# a .mpy names these by number, and special methods such as __init__ are among them.
+STATIC_QSTRS = (
+    "", "__dir__", "\n", " ", "*", "/", "<module>", "_", "__call__", "__class__", "__delitem__",
+    "__enter__", "__exit__", "__getattr__", "__getitem__", "__hash__", "__init__", "__int__", "__iter__",
+    "__len__", "__main__", "__module__", "__name__", "__new__", "__next__", "__qualname__", "__repr__",
+    "__setitem__", "__str__",
+)  # fmt: skip
+
+
 class MpyError(ValueError):
     """The bytes are not a .mpy this reader understands, or lack the requested function."""
 
@@ -73,6 +94,27 @@ class RawCode:
     bss_size: int = 0
     children: list[RawCode] = field(default_factory=list)
     relocations: list[Relocation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Prelude:
+    """What a bytecode function's prelude says about its frame (py/bc.h, MP_BC_PRELUDE_SIG_DECODE_INTO)."""
+
+    name: str  # qualified through the enclosing code: "Net.forward_q", "Window.push", "<lambda>"
+    n_state: int  # locals + value stack, in words
+    n_exc_stack: int  # nested try/with blocks
+    n_pos_args: int
+    n_kwonly_args: int
+    n_def_pos_args: int
+
+    @property
+    def state_words(self) -> int:
+        """The frame's size in machine words, as fun_bc_call computes it."""
+        return self.n_state + EXC_STACK_ENTRY_WORDS * self.n_exc_stack
+
+    @property
+    def on_c_stack(self) -> bool:
+        return self.state_words <= VM_MAX_STATE_ON_STACK
 
 
 @dataclass
@@ -105,6 +147,64 @@ class Mpy:
                 return self.module.children[child]
         names = [q for q in self.qstrs if isinstance(q, str)]
         raise MpyError(f"no function {name!r} at module level in this .mpy (its names: {names})")
+
+    def bytecode_frames(self) -> dict[str, Prelude]:
+        """Every bytecode function of the module (methods as "Class.method", nested code under its
+        parent's name), keyed by qualified name; the module's own code is left out."""
+        out: dict[str, Prelude] = {}
+
+        def walk(rc: RawCode, prefix: str) -> None:
+            for child in rc.children:
+                if child.kind != "bytecode":
+                    continue
+                p = prelude(child.code, self.qstrs, prefix)
+                out.setdefault(p.name, p)
+                walk(child, p.name + ".")
+
+        walk(self.module, "")
+        return out
+
+
+def prelude(code: bytes, qstrs: list[str | int], prefix: str = "") -> Prelude:
+    """Decode a bytecode raw code's prelude: signature, sizes, then the name's qstr index."""
+    if not code:
+        raise MpyError("empty bytecode")
+    pos = 0
+    z = code[pos]
+    pos += 1
+    # first byte xSSSSEAA, then while bit 7: xFSSKAED (F: scope flags, unused here)
+    s, e, a, k, d = (z >> 3) & 0xF, (z >> 2) & 1, z & 3, 0, 0
+    n = 0
+    while z & 0x80:
+        if pos >= len(code):
+            raise MpyError("truncated bytecode prelude")
+        z = code[pos]
+        pos += 1
+        s |= (z & 0x30) << (2 * n)
+        e |= (z & 0x02) << n
+        a |= (z & 0x04) << n
+        k |= ((z & 0x08) >> 3) << n
+        d |= (z & 0x01) << n
+        n += 1
+    while True:  # n_info, n_cell: xIIIIIIC per byte
+        if pos >= len(code):
+            raise MpyError("truncated bytecode prelude")
+        z = code[pos]
+        pos += 1
+        if not z & 0x80:
+            break
+    index, _ = _vuint(code, pos)
+    name = qstrs[index] if index < len(qstrs) else f"<qstr {index}>"
+    if isinstance(name, int):
+        name = STATIC_QSTRS[name - 1] if 0 < name <= len(STATIC_QSTRS) else f"<qstr {name}>"
+    return Prelude(
+        name=prefix + name,
+        n_state=s + 1,
+        n_exc_stack=e,
+        n_pos_args=a,
+        n_kwonly_args=k,
+        n_def_pos_args=d,
+    )
 
 
 def _vuint(data: bytes, pos: int) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """The device runtime's API, bad inputs and memory, run inside real MicroPython (unix port and 32-bit
 wasm): loader errors match the host reader's messages, wrong feature counts and NaN/inf are
 ValueErrors that leave the interpreter running, quantize_input/predict/forward agree with the golden
-model, and loading stays within 1.25 x file size + 8 KB of heap."""
+model, and loading stays within 1.25 x file size + 9 KB of heap."""
 
 from __future__ import annotations
 
@@ -153,14 +153,21 @@ def test_loading_peak_heap_is_within_budget(runtime_mpy_x64, zoo_dir, zoo_manife
 
     need_micropython()
     names = [e["file"] for e in zoo_manifest["models"]]
-    (zoo_dir / "memory-job.txt").write_text("\n".join(names) + "\n")
-    result = UnixPort(runtime_mpy_x64).run("check_memory.py", zoo_dir, zoo_dir / "memory-job.txt")
-    assert result.returncode == 0, result.stderr
-    reports = result.json_lines()
+    # One process per model: micropython.mem_peak() is a high-water mark that nothing resets, so in
+    # one process a model's figure would include the peak of any larger model loaded before it.
+    reports = []
+    port = UnixPort(runtime_mpy_x64)
+    for name in names:
+        (zoo_dir / "memory-job.txt").write_text(name + "\n")
+        result = port.run("check_memory.py", zoo_dir, zoo_dir / "memory-job.txt")
+        assert result.returncode == 0, result.stderr
+        reports += result.json_lines()
     assert len(reports) == len(names)
+    # 9 KB: the fixed part (the Net object, its attribute dict, buffers) grew past 8 KB with the anomaly
+    # score's and the hot path's attributes (one more growth of the instance dict).
     over = [(r["model"], r["bytes"], r["load_peak"]) for r in reports
-            if r["load_peak"] > 1.25 * r["bytes"] + 8192]
-    assert not over, f"peak heap while loading above 1.25 x file + 8 KB: {over}"
+            if r["load_peak"] > 1.25 * r["bytes"] + 9216]
+    assert not over, f"peak heap while loading above 1.25 x file + 9 KB: {over}"
     biggest = max(reports, key=lambda r: r["bytes"])
     assert biggest["load_peak"] >= biggest["bytes"]  # the counter sees the weights: the check is real
 

@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
     )
     config.check()
-    output = output_file(args.output, ".npz")
+    output = output_file(args.output, ".npz", (args.data, args.test))
     dataset = load_dataset(args.data, args.label, args.task)
     front_end = make_front_end(args, dataset.feature_names)
     test = None

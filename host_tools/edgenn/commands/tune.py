@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     load_board(args.board)  # a wrong board name fails before any work
     if args.budget_s <= 0:
         raise UserError(f"--budget-s must be > 0, got {args.budget_s}")
-    output = output_file(args.output, ".npz")
+    output = output_file(args.output, ".npz", (args.data,))
     dataset = load_dataset(args.data, args.label, args.task)
     front_end = make_front_end(args, dataset.feature_names)
 

@@ -9,7 +9,6 @@ import resource
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,10 +53,14 @@ def test_commands_refuse_to_write_over_their_input(iris_files, tmp_path, capsys)
     link = tmp_path / "link.csv"
     link.symlink_to(data)
     for out in (data, link):
-        one_line_error(capsys, ["train", str(data), "--label", "species", "-o", str(out), *FAST], "input file")
+        train = ["train", str(data), "--label", "species", "-o", str(out), *FAST]
+        one_line_error(capsys, train, "input file")
         one_line_error(capsys, ["quantize", str(npz), "--data", str(data), "-o", str(out)], "input file")
-        one_line_error(capsys, ["tune", str(data), "--label", "species", "--board", "esp32", "-o", str(out)],
-                       "input file")
+        one_line_error(
+            capsys,
+            ["tune", str(data), "--label", "species", "--board", "esp32", "-o", str(out)],
+            "input file",
+        )
     pytest.importorskip("matplotlib")
     one_line_error(capsys, ["report", str(enn), str(data), "-o", str(data)], "input file")
     assert data.read_bytes() == before
@@ -102,19 +105,56 @@ def test_a_write_that_fails_is_one_line_and_leaves_nothing(iris_files, tmp_path,
     out = tmp_path / ("big.npz" if command == "train" else "big.enn")
     out.write_bytes(b"old")
     if command == "train":
-        argv = ["train", str(data), "--label", "species", "-o", str(out), "--epochs", "2", "--hidden", "64",
-                "--folds", "0"]
+        argv = [
+            "train",
+            str(data),
+            "--label",
+            "species",
+            "-o",
+            str(out),
+            "--epochs",
+            "2",
+            "--hidden",
+            "64",
+            "--folds",
+            "0",
+        ]
     else:
         big = tmp_path / "big_float.npz"
-        assert main(["train", str(data), "--label", "species", "-o", str(big), "--epochs", "2", "--hidden",
-                     "512", "--folds", "0", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    str(data),
+                    "--label",
+                    "species",
+                    "-o",
+                    str(big),
+                    "--epochs",
+                    "2",
+                    "--hidden",
+                    "512",
+                    "--folds",
+                    "0",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         argv = ["quantize", str(big), "--data", str(data), "-o", str(out), "--no-qat"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.run([sys.executable, "-m", "edgenn.cli", *argv], capture_output=True, text=True,
-                          env=env, preexec_fn=_limit_file_size, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgenn.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=_limit_file_size,
+        timeout=300,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"edgenn {command}: error: cannot write {out}: "), proc.stderr
     assert "file size limit" in lines[0]
     assert out.read_bytes() == b"old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["big_float.npz", out.name][command == "train":])
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["big_float.npz", out.name][command == "train" :])

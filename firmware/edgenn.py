@@ -249,6 +249,18 @@ def _check_crc(f, length):
         raise ValueError("CRC mismatch: file is corrupted")
 
 
+def _check_floats(a, what, positive):
+    # Every scale as the format requires (docs/model-format.md), checked at load: a CRC-valid file
+    # with a NaN, infinite, zero or negative scale would otherwise fail (or answer nonsense) only at
+    # the first inference. Loading only: floats are heap objects on an ESP32.
+    for k in range(len(a)):
+        v = a[k]
+        if not (v == v and v - v == 0.0):  # NaN != NaN; inf - inf is NaN
+            raise _malformed("%s[%d] is %r: must be finite" % (what, k, v))
+        if positive and not v > 0.0:
+            raise _malformed("%s[%d] is %r: must be > 0" % (what, k, v))
+
+
 def _count(value, lo, hi, what):
     if not lo <= value <= hi:
         raise _malformed("%s is %d (must be %d..%d)" % (what, value, lo, hi))
@@ -712,6 +724,8 @@ class Net:
         src = _Source(f, length - 4)
         self.in_scale = src.floats(n_inputs, "in_scale")
         self.in_offset = src.floats(n_inputs, "in_offset")
+        _check_floats(self.in_scale, "in_scale", True)
+        _check_floats(self.in_offset, "in_offset", False)
         n = src.u8("model name")
         try:
             self.name = str(src.take(n, "model name"), "utf-8")
@@ -735,6 +749,8 @@ class Net:
             p += 1 + self._labels[p]
         self.out_scale = src.floats(n_outputs, "out_scale")
         self.out_zero_point = src.floats(n_outputs, "out_zero_point")
+        _check_floats(self.out_scale, "out_scale", True)
+        _check_floats(self.out_zero_point, "out_zero_point", False)
 
         prepare = _prepare_portable if kernel == "portable" else _viper.prepare
         self._layer = _asm.layer if kernel == "asm" else _viper.layer if kernel == "viper" else _layer_portable

@@ -187,7 +187,7 @@ def validate(model: QuantModel) -> None:
                 f"{where} neuron {c} fails the overflow proof: |bias| + sum|W|*255 = {int(bound[c])} >= 2**29"
             )
     n_in, n_out = model.n_inputs, model.n_outputs
-    _check_float_vector(model.in_scale, n_in, "in_scale")
+    _check_float_vector(model.in_scale, n_in, "in_scale", positive=True)
     _check_float_vector(model.in_offset, n_in, "in_offset")
     _check_float_vector(model.out_scale, n_out, "out_scale", positive=True)
     _check_float_vector(model.out_zero_point, n_out, "out_zero_point")

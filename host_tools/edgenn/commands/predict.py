@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from edgenn.device.client import add_port_arguments, client_from_args
+from edgenn.device.client import NUMBER, VALUE_MAX, add_port_arguments, client_from_args, parse_number
 from edgenn.errors import UserError
 
 NAME = "predict"
@@ -54,12 +54,12 @@ def split_values(text: str) -> list[str]:
 
 def _check_numbers(values: list[str], row: int, rows: int) -> None:
     where = f" in row {row}" if rows > 1 else ""
-    for i, p in enumerate(values, 1):
-        try:
-            x = float(p)
-        except ValueError:
-            raise UserError(f"value {i}{where} ({p!r}) is not a number") from None
-        if x != x or x in (float("inf"), float("-inf")):
+    for i, p in enumerate(values, 1):  # the board's grammar (client.NUMBER): typos caught here
+        if len(p) > VALUE_MAX:
+            raise UserError(f"value {i}{where} is longer than {VALUE_MAX} characters")
+        if NUMBER.fullmatch(p) is None:
+            raise UserError(f"value {i}{where} ({p!r}) is not a number")
+        if parse_number(p) is None:
             raise UserError(f"value {i}{where} ({p!r}) is not finite")
 
 
@@ -97,11 +97,7 @@ def rows_from_lines(lines: list[str], n_inputs: int, source: str) -> list[list[s
 
 
 def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return parse_number(text) is not None
 
 
 def _read_lines(args: argparse.Namespace) -> tuple[list[str], str] | None:

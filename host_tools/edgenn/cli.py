@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"edgenn {command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"{'edgenn ' + command if command else 'edgenn'}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # a command that knows what a late Ctrl-C left behind says so in the exception (deploy)
+        print(f"{'edgenn ' + command if command else 'edgenn'}: {exc or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0

@@ -123,3 +123,20 @@ def test_a_late_ctrl_c_says_what_the_board_serves(board, models, monkeypatch) ->
     )
     monkeypatch.undo()
     assert _serves(board.port) == _sha(new)
+
+
+def test_a_main_py_that_turns_ctrl_c_off_is_named(start_vboard, tmp_path, models) -> None:
+    """Item 5: a board whose main.py calls micropython.kbd_intr(-1) cannot be reached; the message says
+    why instead of suggesting that MicroPython is not flashed."""
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text(
+        "import micropython, sys\nmicropython.kbd_intr(-1)\nwhile True:\n"
+        "    sys.stdout.write('got %r\\n' % sys.stdin.read(1))\n"
+    )
+    vb = start_vboard(flash)
+    result = edgenn("deploy", str(models[0]), "--port", vb.port)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "micropython.kbd_intr(-1)" in lines[0], result.stderr
+    assert "does not stop for Ctrl-C" in lines[0] and "flashed" not in lines[0]

@@ -86,7 +86,7 @@ def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> Serial
     try:
         # A read timeout: on a pty mpremote reads byte by byte, and without one a silent port hangs forever.
         transport = SerialTransport(port, baudrate=baud, timeout=READ_TIMEOUT_S)
-    except TransportError:
+    except (TransportError, ValueError):  # ValueError: a URL scheme pyserial does not know
         raise UserError(port_problem(port)) from None
     try:
         # the lock pyserial's exclusive=True takes: edgenn's other commands see the port as busy

@@ -350,9 +350,19 @@ def _number_text(v: float) -> str:
     return repr(v)
 
 
+# pyserial's URL handlers (serial.urlhandler.protocol_*) that make sense for a board
+URL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep")
+
+
 def port_problem(port: str) -> str:
     """Why a port cannot be opened, in one line that says what to do; the same in every command."""
     if "://" in port:
+        scheme = port.split("://", 1)[0]
+        if scheme not in URL_SCHEMES:
+            return (
+                f"{port} is not a port: {scheme}:// is not a kind of URL this tool opens (use a device "
+                "path such as /dev/ttyUSB0, socket://HOST:PORT or rfc2217://HOST:PORT)"
+            )
         return f"cannot connect to {port}: is the server behind it running?"
     if not os.path.exists(port):
         return f"serial port {port} does not exist: is the board plugged in (or `edgenn vboard` running)?"
@@ -367,6 +377,12 @@ def port_problem(port: str) -> str:
         return f"no permission to open {port}: add yourself to the dialout group (or uucp), then log in again"
     except OSError as exc:
         return f"cannot open {port}: {exc.strerror}"
+    if not os.isatty(fd):  # /dev/null, /dev/zero, a sound card: character devices, not serial ports
+        os.close(fd)
+        return (
+            f"{port} is not a serial port (it is not a terminal device): pass the board's port "
+            "(/dev/ttyUSB0, /dev/ttyACM0, COM3) or the path `edgenn vboard` printed"
+        )
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what pyserial's exclusive=True takes
         fcntl.flock(fd, fcntl.LOCK_UN)

@@ -130,3 +130,43 @@ def test_reports_hint_names_its_own_options(monkeypatch, tmp_path):
         )
     assert "is not the model on the board" in str(caught.value)
     assert "--model" not in str(caught.value) and "give report the model the board runs" in str(caught.value)
+
+
+# ---- item 10: saturated inputs, and training rows under an .enn ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def iris_pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pair")
+    assert main(["train", "iris", "-o", str(d / "iris.npz"), "--json", *FAST]) == 0
+    assert main(["quantize", str(d / "iris.npz"), "--data", "iris", "--no-qat", "--json"]) == 0
+    return d / "iris.npz", d / "iris.enn"
+
+
+class _BoardServing:
+    def __init__(self, path) -> None:
+        self.data = path.read_bytes()
+
+    def read_model_file(self) -> bytes:
+        return self.data
+
+
+def test_saturated_inputs_are_named_with_the_calibrated_range(iris_pair):
+    from edgenn.commands.predict import saturation_warnings
+
+    _, enn = iris_pair
+    board = _BoardServing(enn)
+    assert saturation_warnings(board, [["5.1", "3.5", "1.4", "0.2"]]) == []
+    notes = saturation_warnings(board, [["1e30", "3.5", "1.4", "0.2"], ["5.1", "3.5", "1.4", "-50"]])
+    assert len(notes) == 2, notes
+    assert notes[0].startswith("row 1: input saturated: sepal_length = 1e+30 (calibrated "), notes
+    assert notes[1].startswith("row 2: input saturated: petal_width = -50 (calibrated "), notes
+
+
+def test_evaluate_an_enn_on_its_training_rows_gives_the_npz_caveat(capsys, iris_pair):
+    npz, enn = iris_pair
+    capsys.readouterr()
+    for model in (npz, enn):
+        assert main(["evaluate", str(model), "iris"]) == 0
+        out = capsys.readouterr().out
+        assert "note: the model was trained on all 150 of these rows" in out, out

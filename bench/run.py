@@ -22,6 +22,7 @@ BENCHMARKS = {
     "frontend": "sensor front end: gestures raw/stats/spectral vs scikit-learn; its cost",
     "report": "edgenn report build time and page size vs scoring alone",
     "predict": "predict from a list / array('f') vs forward_q vs an everywhereml random forest",
+    "tune": "tune: the same leaderboard quiet and busy; front end search on a 6-axis motion set",
 }
 
 

@@ -200,9 +200,30 @@ class _Source:
         self.f.seek(n, 1)
         self.pos += n
 
-    def floats(self, n, what):
+    def floats(self, n, what, positive=False):
+        # Every value checked as the format requires (docs/model-format.md): finite, and > 0 for the
+        # scales. A CRC-valid file with a NaN, infinite, zero or negative scale would otherwise fail (or
+        # answer nonsense) only at the first inference. Checked on the float32 bits, read back into
+        # the scratch buffer: a float object per value would be heap on every port.
+        start = self.pos
         a = array.array("f", bytes(4 * n))  # 'f' is IEEE single on every port
         self.into(a, what, 4 * n)
+        f = self.f
+        b = self.scratch
+        f.seek(start)
+        k = 0
+        while k < n:
+            f.readinto(b)
+            j = 0
+            while j < 256 and k < n:
+                e = ((b[j + 3] & 0x7F) << 1) | (b[j + 2] >> 7)  # the exponent; 255: NaN or infinity
+                if e == 255:
+                    raise _malformed("%s[%d] is %r: must be finite" % (what, k, a[k]))
+                if positive and (b[j + 3] & 0x80 or (e == 0 and not (b[j + 2] & 0x7F or b[j + 1] or b[j]))):
+                    raise _malformed("%s[%d] is %r: must be > 0" % (what, k, a[k]))
+                j += 4
+                k += 1
+        f.seek(self.pos)
         return a
 
 
@@ -247,18 +268,6 @@ def _check_crc(f, length):
     stored = buf[0] | (buf[1] << 8) | (buf[2] << 16) | (buf[3] << 24)
     if crc & 0xFFFFFFFF != stored:
         raise ValueError("CRC mismatch: file is corrupted")
-
-
-def _check_floats(a, what, positive):
-    # Every scale as the format requires (docs/model-format.md), checked at load: a CRC-valid file
-    # with a NaN, infinite, zero or negative scale would otherwise fail (or answer nonsense) only at
-    # the first inference. Loading only: floats are heap objects on an ESP32.
-    for k in range(len(a)):
-        v = a[k]
-        if not (v == v and v - v == 0.0):  # NaN != NaN; inf - inf is NaN
-            raise _malformed("%s[%d] is %r: must be finite" % (what, k, v))
-        if positive and not v > 0.0:
-            raise _malformed("%s[%d] is %r: must be > 0" % (what, k, v))
 
 
 def _count(value, lo, hi, what):
@@ -722,10 +731,8 @@ class Net:
         self.n_outputs = n_outputs
         self.n_layers = n_layers
         src = _Source(f, length - 4)
-        self.in_scale = src.floats(n_inputs, "in_scale")
+        self.in_scale = src.floats(n_inputs, "in_scale", True)
         self.in_offset = src.floats(n_inputs, "in_offset")
-        _check_floats(self.in_scale, "in_scale", True)
-        _check_floats(self.in_offset, "in_offset", False)
         n = src.u8("model name")
         try:
             self.name = str(src.take(n, "model name"), "utf-8")
@@ -747,10 +754,8 @@ class Net:
         for k in range(n_outputs):
             self._label_at[k] = p
             p += 1 + self._labels[p]
-        self.out_scale = src.floats(n_outputs, "out_scale")
+        self.out_scale = src.floats(n_outputs, "out_scale", True)
         self.out_zero_point = src.floats(n_outputs, "out_zero_point")
-        _check_floats(self.out_scale, "out_scale", True)
-        _check_floats(self.out_zero_point, "out_zero_point", False)
 
         prepare = _prepare_portable if kernel == "portable" else _viper.prepare
         self._layer = _asm.layer if kernel == "asm" else _viper.layer if kernel == "viper" else _layer_portable

@@ -10,7 +10,10 @@
 #   model OFFSET      -> {"offset", "size", "hex"}: up to 256 bytes of the deployed model file
 #   info              -> model name, task, inputs, outputs, labels, kernel, MicroPython version, heap
 #   help              -> the list of requests
+#   an empty line     -> nothing (a person pressing Enter; the host ends a partial line this way)
 #   anything else     -> {"error": "..."} and the server keeps serving
+# A value is [+-] digits [. digits] (or . digits), then optionally [eE] [+-] digits: the host's grammar
+# (edgenn.device.client.NUMBER); "e", ".", "1e", "nan", "inf" are errors.
 # A line ends at CR or LF (CR LF counts once). Lines longer than max_line bytes are rejected with one
 # error reply and the rest of that line is discarded. Every byte other than Ctrl-C is just data here:
 # Ctrl-C (0x03) is turned into KeyboardInterrupt by the board itself, which stops this server and

@@ -123,6 +123,7 @@ class BoardClient:
                 f"put edgenn's prediction server back with `edgenn deploy MODEL.enn --port {self.port}`"
             )
         self._write(b"info\n")
+        self._line_open = False  # a server that has just started has no partial line
         return self._read_until(lambda d: "protocol" in d, self.timeout, "info reply")
 
     def soft_reset(self, timeout: float = 10.0) -> dict[str, Any]:

@@ -109,3 +109,12 @@ def test_windows_search_the_front_end(tmp_path, capsys):
     assert result["best"]["cv_mean"] > defaults["raw"]["cv_mean"]
     model = FloatModel.load(out)
     assert model.frontend is not None and model.frontend.kind == result["best"]["features"]
+
+
+def test_a_long_search_off_a_terminal_prints_progress_lines(tmp_path, capsys, monkeypatch):
+    from edgenn.commands import train as train_cmd
+
+    monkeypatch.setattr(train_cmd, "PROGRESS_EVERY_S", 0.0)
+    assert main(["tune", "iris", "--board", "esp32", "--candidates", "2", "-o", str(tmp_path / "b.npz")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert "tune: 1/2 candidates" in err[0] and not any("\r" in line for line in err), err

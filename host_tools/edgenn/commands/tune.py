@@ -9,6 +9,7 @@ import sys
 import time
 
 from edgenn.boards import load_board
+from edgenn.commands import train as train_cmd
 from edgenn.commands.common import print_json
 from edgenn.commands.train import add_sensor_arguments, make_front_end
 from edgenn.data import load_dataset
@@ -91,11 +92,16 @@ def run(args: argparse.Namespace) -> int:
     metric = "accuracy" if dataset.task == "classify" else "rmse"
     tried: list[Candidate] = []
     started = time.perf_counter()
+    last_line = [started]
 
     def show(text: str) -> None:
         if on_terminal:
             sys.stderr.write("\r" + text[:PROGRESS_WIDTH].ljust(PROGRESS_WIDTH))
             sys.stderr.flush()
+        elif not args.json and time.perf_counter() - last_line[0] >= train_cmd.PROGRESS_EVERY_S:
+            # off a terminal (a log, CI): a whole line now and then, so a long search is seen alive
+            last_line[0] = time.perf_counter()
+            print(text, file=sys.stderr, flush=True)
 
     def progress(c: Candidate, total: int) -> None:
         tried.append(c)

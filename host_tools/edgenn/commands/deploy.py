@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="the .enn model file")
     add_port_argument(parser)
     parser.add_argument("--board", help="board profile for budgets (default: guessed from the board's arch)")
-    parser.add_argument("--baud", type=int, default=115200)
+    parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
     parser.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
     parser.add_argument("--no-restart", action="store_true", help="stay at the REPL, do not start main.py")
 

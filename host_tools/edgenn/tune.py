@@ -106,7 +106,9 @@ class TuneResult:
         """Scored candidates best first (ties: fewer MACs), then the ones that do not fit."""
         scored = [c for c in self.candidates if c.cv_mean is not None]
         sign = -1.0 if self.metric == "accuracy" else 1.0
-        scored.sort(key=lambda c: (sign * c.cv_mean, c.macs))
+        # equal scores (to 9 places: fold means that differ only in the last bit are ties) rank the
+        # smaller model first, then the order tried (a stable sort): the same order on every machine
+        scored.sort(key=lambda c: (sign * round(c.cv_mean, 9), c.macs))
         return scored + [c for c in self.candidates if not c.fits]
 
 

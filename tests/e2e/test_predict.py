@@ -292,6 +292,15 @@ def test_monitor_exits_0_on_ctrl_c(iris_board):
     assert "line(s) from" in err
 
 
+def test_predict_warns_when_inputs_saturate(iris_board, iris_model, capsys):
+    """Issue 19 item 10: a value far outside the calibrated range is clamped on the board; say so."""
+    code, out, err = edgenn(capsys, "predict", "--port", iris_board.port, "1e30,3.5,1.4,0.2")
+    assert code == 0, err
+    assert out.strip() and "input saturated: sepal_length = 1e+30 (calibrated " in err, err
+    code, out, err = edgenn(capsys, "predict", "--port", iris_board.port, "5.1,3.5,1.4,0.2")
+    assert code == 0 and "saturated" not in err, err
+
+
 @pytest.mark.board
 def test_predict_and_eval_device_on_a_real_board(iris_model, capsys):
     """EDGENN_BOARD_PORT=/dev/ttyUSB0 pytest -m board tests/e2e: the serial path on hardware.

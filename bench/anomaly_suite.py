@@ -95,7 +95,8 @@ def machine_window(state: str, rng: np.random.Generator, window: int = WINDOW) -
         ring_hz, direction = rng.uniform(220, 300), np.array([0.4, 1.0, 0.3])
         for start in np.arange(first, t[-1] - t[0] + 1 / speed, 1 / speed) + t[0]:
             dt = t - start
-            burst = np.where(dt >= 0, np.exp(-np.clip(dt, 0, None) / 0.004) * np.sin(2 * np.pi * ring_hz * dt), 0)
+            ring = np.exp(-np.clip(dt, 0, None) / 0.004) * np.sin(2 * np.pi * ring_hz * dt)
+            burst = np.where(dt >= 0, ring, 0.0)
             a += peak * direction[:, None] * burst[None, :]
     if state == "bearing":
         defect_hz = speed * rng.uniform(*BEARING_ORDER)
@@ -162,7 +163,9 @@ def _vibration_task(directory: Path) -> AnomalyTask:
     train, test = directory / "vibration_train.csv", directory / "vibration_test.csv"
     _write(train, X_train, [NORMAL] * len(X_train), cols)
     _write(test, X_test, y_test, cols)
-    source = f"generated: 3-axis machine vibration, {WINDOW} samples at {RATE_HZ:g} Hz, faults {', '.join(FAULTS)}"
+    source = f"generated: 3-axis machine vibration, {WINDOW} samples at {RATE_HZ:g} Hz, faults " + ", ".join(
+        FAULTS
+    )
     return AnomalyTask(
         "vibration", source, NORMAL, train, test, len(X_train), len(normal), len(faults), len(cols), len(AXES)
     )

@@ -2,8 +2,9 @@
 
 A model is a stack of dense layers `y = act(x @ W + b)` applied to standardized inputs
 `(x_raw - input_mean) / input_std`. Hidden layers use one of ACTIVATIONS; the last layer is
-always `identity` (logits for classify, standardized targets for regress). Regression outputs are
-de-standardized with `target_mean + target_std * y`.
+always `identity` (logits for classify, standardized targets for regress, the reconstruction of the
+standardized inputs for anomaly). Regression outputs are de-standardized with `target_mean + target_std * y`.
+An anomaly model also carries its score's per-feature weights and its threshold (edgenn.anomaly).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from edgenn.errors import UserError
 from edgenn.frontend import FrontEnd
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-TASKS = ("classify", "regress")
+TASKS = ("classify", "regress", "anomaly")
 NPZ_FORMAT = 1
 
 
@@ -51,6 +52,10 @@ class FloatModel:
     meta: dict = field(default_factory=dict)  # dataset, seed, history, timings: informational
     # Raw windows -> features before the network (feature_names then name the raw columns).
     frontend: FrontEnd | None = None
+    # anomaly only (edgenn.anomaly): s = sum_d score_weights[d] * e_d**2 + deviation_weights[d] * z_d**2
+    score_weights: np.ndarray | None = None
+    deviation_weights: np.ndarray | None = None
+    threshold: float | None = None  # s > threshold: anomalous
 
     @property
     def n_inputs(self) -> int:
@@ -116,6 +121,10 @@ class FloatModel:
         }
         if self.frontend is not None:
             header["frontend"] = self.frontend.to_dict()
+        if self.task == "anomaly":
+            header["threshold"] = float(self.threshold)
+            arrays["score_weights"] = np.asarray(self.score_weights, dtype=np.float64)
+            arrays["deviation_weights"] = np.asarray(self.deviation_weights, dtype=np.float64)
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         arrays["input_mean"] = np.asarray(self.input_mean, dtype=np.float64)
         arrays["input_std"] = np.asarray(self.input_std, dtype=np.float64)
@@ -156,6 +165,9 @@ class FloatModel:
                     target_std=z["target_std"],
                     meta=header.get("meta", {}),
                     frontend=FrontEnd.from_dict(header["frontend"]) if header.get("frontend") else None,
+                    score_weights=z["score_weights"] if header["task"] == "anomaly" else None,
+                    deviation_weights=z["deviation_weights"] if header["task"] == "anomaly" else None,
+                    threshold=float(header["threshold"]) if header["task"] == "anomaly" else None,
                 )
         except UserError:
             raise

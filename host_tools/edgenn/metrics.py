@@ -240,3 +240,64 @@ def layer_error_lines(errors: list[LayerError] | list[dict]) -> list[str]:
         clipped = f"{d['clipped']} ({100 * share:.1f}%)"
         lines.append(f"  {d['name']:<9}{d['activation']:<9}{d['width']:>6}{snr:>9}{clipped:>16}")
     return lines
+
+
+# ---------------------------------------------------------------------------------------------------
+# Anomaly detection: the positive class is "anomalous"
+
+
+def roc_auc(scores: np.ndarray, anomalous: np.ndarray) -> float:
+    """Area under the ROC curve: the probability that a random anomalous row scores higher than a random
+    normal one, ties counting one half (the Mann-Whitney U statistic over the average ranks). NaN when
+    either class is missing."""
+    s = np.asarray(scores, dtype=np.float64)
+    pos = np.asarray(anomalous, dtype=bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    # average rank (1-based) of each run of equal scores
+    starts = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1]])
+    ends = np.r_[starts[1:], len(s)]
+    for a, b in zip(starts, ends):
+        ranks[order[a:b]] = 0.5 * (a + 1 + b)
+    u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def roc_curve(scores: np.ndarray, anomalous: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate, threshold) at every distinct score, flagging s > t;
+    starts at (0, 0) with t = max score and ends at (1, 1)."""
+    s = np.asarray(scores, dtype=np.float64)
+    pos = np.asarray(anomalous, dtype=bool)
+    thresholds = np.r_[np.unique(s)[::-1], -np.inf]
+    tpr = np.array([np.sum(pos & (s > t)) for t in thresholds]) / max(1, int(pos.sum()))
+    fpr = np.array([np.sum(~pos & (s > t)) for t in thresholds]) / max(1, int((~pos).sum()))
+    return fpr, tpr, thresholds
+
+
+def anomaly_summary(scores: np.ndarray, anomalous: np.ndarray, threshold: float) -> dict:
+    """AUC, and precision/recall/F1 of the flag s > threshold (0 where undefined); `confusion` is
+    [[normal kept, normal flagged], [anomalous missed, anomalous flagged]] (rows true, columns flag)."""
+    s = np.asarray(scores, dtype=np.float64)
+    pos = np.asarray(anomalous, dtype=bool)
+    flag = s > threshold
+    tp, fp = int(np.sum(flag & pos)), int(np.sum(flag & ~pos))
+    fn, tn = int(np.sum(~flag & pos)), int(np.sum(~flag & ~pos))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    auc = roc_auc(s, pos)
+    return {
+        "auc": None if np.isnan(auc) else auc,
+        "threshold": threshold,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "n_normal": tn + fp,
+        "n_anomalous": tp + fn,
+        "flagged": tp + fp,
+        "confusion": [[tn, fp], [fn, tp]],
+    }

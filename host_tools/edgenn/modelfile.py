@@ -23,19 +23,26 @@ from edgenn.frontend import FrontEnd
 MAGIC = b"EDNN"
 FORMAT_VERSION = 1
 FRONTEND_VERSION = 2  # a file with a sensor front end (section after the layers)
-VERSIONS = (FORMAT_VERSION, FRONTEND_VERSION)
+# Version 3: the sections after the layers are named by flags (front end, then anomaly score); the
+# writer uses it only for anomaly models, so every other model's bytes stay version 1 or 2.
+SECTIONS_VERSION = 3
+VERSIONS = (FORMAT_VERSION, FRONTEND_VERSION, SECTIONS_VERSION)
 FRONTEND_HEADER = struct.Struct("<BBHHBB")  # kind, axes, window, fft_size, n_bands, reserved
 # magic, version, flags, n_layers, n_inputs, file length, n_outputs, reserved
 HEADER = struct.Struct("<4sHHHHIHH")
 LAYER_HEADER = struct.Struct("<HHBBi")  # n_in, n_out, activation, reserved, out_zero
 CRC_SIZE = 4
 FLAG_REGRESS = 0x0001
+FLAG_ANOMALY = 0x0002  # version 3: the anomaly section follows (the outputs reconstruct the inputs)
+FLAG_FRONTEND = 0x0004  # version 3: the front end section follows the layers
+VERSION_FLAGS = {1: FLAG_REGRESS, 2: FLAG_REGRESS, 3: FLAG_REGRESS | FLAG_ANOMALY | FLAG_FRONTEND}
+ANOMALY_HEADER = struct.Struct("<i")  # threshold; then u16 c[n_in], u16 e[n_in], u8 m[n_in]
 
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 ACTIVATION_NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
 LUT_ACTIVATIONS = ("sigmoid", "tanh")
 HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh")
-TASKS = ("classify", "regress")
+TASKS = ("classify", "regress", "anomaly")
 LUT_SIZE = 256
 
 MAX_LAYERS = 16
@@ -46,6 +53,10 @@ OUT_ZERO_MIN, OUT_ZERO_MAX = -32768, 32767
 ACC_LIMIT = 2**29  # |bias| + sum|W| * INPUT_CODE_MAX must stay below this (the overflow proof)
 INPUT_CODE_MAX = 255  # every layer's inputs are unsigned bytes
 MAX_STR_BYTES = 255
+# The anomaly score S = sum_d c_d (u_d - r_d)**2 + e_d (u_d - m_d)**2 with codes 0..255: its proof is
+# 65025 * sum_d (c_d + e_d) < 2**30, so S and every partial sum is a small int on a 32-bit board.
+SCORE_LIMIT = 2**30
+SCORE_TERM_MAX = 255 * 255
 
 
 class ModelFormatError(ValueError):
@@ -83,6 +94,11 @@ class QuantModel:
     out_zero_point: np.ndarray  # float32 (n_out,)
     layers: list[QuantLayer]
     frontend: FrontEnd | None = None  # raw window -> features (format version 2), None: raw features
+    # anomaly only (format version 3): the integer score's weights, the normal codes, the threshold
+    score_weights: np.ndarray | None = None  # c, int (n_in,) 0..65535
+    deviation_weights: np.ndarray | None = None  # e, int (n_in,) 0..65535
+    score_center: np.ndarray | None = None  # m, int (n_in,) 0..255
+    threshold: int | None = None  # S > threshold: anomalous; 0..2**30-1
 
     @property
     def n_inputs(self) -> int:
@@ -204,6 +220,27 @@ def validate(model: QuantModel) -> None:
         _check_str(s, f"label {k}")
     if model.frontend is not None:
         _validate_frontend(model)
+    if model.task == "anomaly":
+        _validate_anomaly(model)
+
+
+def score_bound(c: np.ndarray, e: np.ndarray) -> int:
+    """The largest anomaly score any input and reconstruction codes can give: 65025 * sum(c + e)."""
+    return SCORE_TERM_MAX * int(np.sum(np.asarray(c, np.int64)) + np.sum(np.asarray(e, np.int64)))
+
+
+def _validate_anomaly(model: QuantModel) -> None:
+    n = model.n_inputs
+    if model.n_outputs != n:
+        raise _malformed(f"anomaly model: {model.n_outputs} outputs reconstruct {n} inputs")
+    _check_int_vector(model.score_weights, n, 0, 0xFFFF, "anomaly score weights")
+    _check_int_vector(model.deviation_weights, n, 0, 0xFFFF, "anomaly deviation weights")
+    _check_int_vector(model.score_center, n, 0, 255, "anomaly score center")
+    t = model.threshold
+    if not isinstance(t, int | np.integer) or not 0 <= int(t) < SCORE_LIMIT:
+        raise _malformed(f"anomaly threshold {t!r} outside 0..2**30-1")
+    if score_bound(model.score_weights, model.deviation_weights) >= SCORE_LIMIT:
+        raise _malformed("anomaly score fails the overflow proof: 65025 * sum(c + e) >= 2**30")
 
 
 def fixed_point_input(a: float, c: float) -> tuple[int, int, int] | None:
@@ -279,9 +316,16 @@ def to_bytes(model: QuantModel) -> bytes:
         body += layer_body(layer)
     if model.frontend is not None:
         body += _pack_frontend(model.frontend)
-    length = HEADER.size + len(body) + CRC_SIZE
     flags = FLAG_REGRESS if model.task == "regress" else 0
     version = FORMAT_VERSION if model.frontend is None else FRONTEND_VERSION
+    if model.task == "anomaly":
+        version = SECTIONS_VERSION
+        flags = FLAG_ANOMALY | (FLAG_FRONTEND if model.frontend is not None else 0)
+        body += ANOMALY_HEADER.pack(int(model.threshold))
+        body += np.asarray(model.score_weights, dtype="<u2").tobytes()
+        body += np.asarray(model.deviation_weights, dtype="<u2").tobytes()
+        body += np.asarray(model.score_center, dtype=np.uint8).tobytes()
+    length = HEADER.size + len(body) + CRC_SIZE
     header = HEADER.pack(MAGIC, version, flags, len(model.layers), model.n_inputs, length, model.n_outputs, 0)
     data = header + bytes(body)
     return data + struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
@@ -388,7 +432,7 @@ def from_bytes(data: bytes | bytearray | memoryview) -> QuantModel:
         raise ModelFormatError("truncated header")
     _, version, flags, n_layers, n_inputs, length, n_outputs, reserved = HEADER.unpack_from(data)
     if version not in VERSIONS:
-        raise ModelFormatError(f"format version {version} not supported (reader knows 1 and 2)")
+        raise ModelFormatError(f"format version {version} not supported (reader knows 1, 2 and 3)")
     if len(data) < length:
         raise ModelFormatError(f"truncated: header says {length} bytes, file has {len(data)}")
     if len(data) > length:
@@ -399,8 +443,11 @@ def from_bytes(data: bytes | bytearray | memoryview) -> QuantModel:
     if zlib.crc32(data[: length - CRC_SIZE]) & 0xFFFFFFFF != stored_crc:
         raise ModelFormatError("CRC mismatch: file is corrupted")
 
-    if flags & ~FLAG_REGRESS:
-        raise _malformed(f"unknown flag bits 0x{flags & ~FLAG_REGRESS:04x}")
+    known = VERSION_FLAGS[version]
+    if flags & ~known:
+        raise _malformed(f"unknown flag bits 0x{flags & ~known:04x}")
+    if flags & FLAG_REGRESS and flags & FLAG_ANOMALY:
+        raise _malformed("flags say both regress and anomaly")
     if reserved:
         raise _malformed("reserved header field is not 0")
     _check_count(n_layers, 1, MAX_LAYERS, "n_layers")
@@ -444,12 +491,22 @@ def from_bytes(data: bytes | bytearray | memoryview) -> QuantModel:
         layers.append(QuantLayer(weights, bias, mult, shift, activation, int(out_zero), lut))
     if n_prev != n_outputs:
         raise _malformed(f"n_outputs {n_outputs} differs from the last layer's n_out {n_prev}")
-    frontend = _read_frontend(cur) if version == FRONTEND_VERSION else None
+    has_frontend = version == FRONTEND_VERSION or bool(flags & FLAG_FRONTEND)
+    frontend = _read_frontend(cur) if has_frontend else None
+    anomaly: dict = {}
+    if flags & FLAG_ANOMALY:
+        (threshold,) = ANOMALY_HEADER.unpack(cur.take(ANOMALY_HEADER.size, "anomaly threshold"))
+        anomaly = {
+            "threshold": int(threshold),
+            "score_weights": cur.array("<u2", n_inputs, "anomaly score weights").astype(np.int64),
+            "deviation_weights": cur.array("<u2", n_inputs, "anomaly deviation weights").astype(np.int64),
+            "score_center": cur.array("u1", n_inputs, "anomaly score center").astype(np.int64),
+        }
     if cur.pos != cur.end:
         raise _malformed(f"{cur.end - cur.pos} unexpected bytes after the last layer")
 
     model = QuantModel(
-        task="regress" if flags & FLAG_REGRESS else "classify",
+        task="regress" if flags & FLAG_REGRESS else "anomaly" if flags & FLAG_ANOMALY else "classify",
         name=name,
         feature_names=feature_names,
         labels=labels,
@@ -459,6 +516,7 @@ def from_bytes(data: bytes | bytearray | memoryview) -> QuantModel:
         out_zero_point=out_zero_point,
         layers=layers,
         frontend=frontend,
+        **anomaly,
     )
     validate(model)  # value rules: mult/shift/out_zero ranges, finite scales, the overflow proof
     return model

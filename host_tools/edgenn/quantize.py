@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgenn import frontend, golden
+from edgenn import anomaly, frontend, golden
 from edgenn.errors import UserError
 from edgenn.floatmodel import FloatModel
 from edgenn.modelfile import (
@@ -403,10 +403,19 @@ def quantize(
     for i, (w, b, act) in enumerate(zip(fm.weights, fm.biases, fm.activations)):
         where = "output layer" if act == "identity" else f"layer {i}"
         z_float, a_float = floats[i]
-        spec = _output_spec(act, fm.task, z_float, a_float, cal)
+        if act == "identity" and fm.task == "anomaly":
+            spec = _reconstruction_spec(s_in, z_in)
+        else:
+            spec = _output_spec(act, fm.task, z_float, a_float, cal)
         b_real = np.asarray(b, np.float64) - spec.center
         w_q, bias, s_acc = _quantize_weights(np.asarray(w, np.float64), b_real, tensor, i, warnings)
-        spec = _fit_multiplier(spec, s_acc, where, warnings)
+        fitted = _fit_multiplier(spec, s_acc, where, warnings)
+        if fm.task == "anomaly" and act == "identity" and fitted is not spec:
+            raise UserError(
+                "output layer: the reconstruction's weights are too coarse for the input's code grid "
+                "(retrain with a larger --weight-decay or smaller --hidden)"
+            )
+        spec = fitted
         if not OUT_ZERO_MIN <= spec.out_zero <= OUT_ZERO_MAX:
             raise UserError(f"{where}: pre-activation zero point {spec.out_zero} is out of range")
         mult, shift = _requant(s_acc, spec.scale)
@@ -427,8 +436,17 @@ def quantize(
         out_scale = out_scale * t_std
     model.out_scale = out_scale.astype(np.float32)
     model.out_zero_point = out_zero_point.astype(np.float32)
+    if fm.task == "anomaly":
+        anomaly.attach_integer_score(model, fm, s_in, z_in)
     validate(model)
     return model, warnings
+
+
+def _reconstruction_spec(s_in: np.ndarray, z_in: np.ndarray) -> _OutputSpec:
+    """An anomaly model's output layer lands on the input's own code grid: q + 128 is the code the
+    input would have for the reconstructed value (q = z / s_in + z_in - 128), so the board compares
+    input and reconstruction codes directly (edgenn.anomaly)."""
+    return _OutputSpec(np.asarray(s_in, np.float64), (128.0 - z_in) * s_in, 0, "identity")
 
 
 def _quantize_windows(

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "frontend": "sensor front end: gestures raw/stats/spectral vs scikit-learn; its cost",
     "report": "edgenn report build time and page size vs scoring alone",
     "predict": "predict from a list / array('f') vs forward_q vs an everywhereml random forest",
+    "anomaly": "anomaly detection: edgenn float/integer vs scikit-learn detectors; scores on the board",
 }
 
 

@@ -45,6 +45,9 @@ _asm_verdict = None  # "ok" once the asm kernel passed its self-test, else why i
 __version__ = "0.1.0"
 FORMAT_VERSION = const(1)
 _FRONTEND_VERSION = const(2)  # a .enn with a sensor front end (raw window -> features)
+_SECTIONS_VERSION = const(3)  # sections after the layers named by flags: front end, anomaly score
+_FLAG_ANOMALY = const(2)
+_FLAG_FRONTEND = const(4)
 _HEADER = const(20)
 _OFF = const(0x20000000)  # 2**29: out_zero is stored offset so the header array stays non-negative
 _ACC_LIMIT = const(0x20000000)  # the overflow proof: |bias| + sum|W| * 255 < 2**29
@@ -218,8 +221,8 @@ def _read_header(f, size):
     if n < _HEADER:
         raise ValueError("truncated header")
     version = hdr[4] | (hdr[5] << 8)
-    if version != FORMAT_VERSION and version != _FRONTEND_VERSION:
-        raise ValueError("format version %d not supported (reader knows 1 and 2)" % version)
+    if version < FORMAT_VERSION or version > _SECTIONS_VERSION:
+        raise ValueError("format version %d not supported (reader knows 1, 2 and 3)" % version)
     length = hdr[12] | (hdr[13] << 8) | (hdr[14] << 16) | (hdr[15] << 24)
     if size < length:
         raise ValueError("truncated: header says %d bytes, file has %d" % (length, size))
@@ -675,6 +678,19 @@ def _codes_portable(raw, q, xq, h):
     return -1
 
 
+def _score_portable(u, r, w, n):
+    # edgenn_viper.score in bytecode: w is the array('H') of (c, e, m) per input; r the int8 output
+    # (r[d] + 128 is the reconstruction code). Counting n down keeps the frame small (no extra local).
+    s = 0
+    while n:
+        n -= 1
+        t = u[n] - r[n] - 128
+        s += w[3 * n] * t * t
+        t = u[n] - w[3 * n + 2]
+        s += w[3 * n + 1] * t * t
+    return s
+
+
 def _argmax_portable(q, n):
     best = 0
     for k in range(1, n):
@@ -694,8 +710,12 @@ class Net:
 
     def __init__(self, f, hdr, length, kernel):
         flags = hdr[6] | (hdr[7] << 8)
-        if flags & 0xFFFE:
-            raise _malformed("unknown flag bits 0x%04x" % (flags & 0xFFFE))
+        version = hdr[4] | (hdr[5] << 8)
+        known = 7 if version == _SECTIONS_VERSION else 1
+        if flags & ~known:
+            raise _malformed("unknown flag bits 0x%04x" % (flags & ~known))
+        if flags & 1 and flags & _FLAG_ANOMALY:
+            raise _malformed("flags say both regress and anomaly")
         if hdr[18] or hdr[19]:
             raise _malformed("reserved header field is not 0")
         n_layers = hdr[8] | (hdr[9] << 8)
@@ -704,7 +724,7 @@ class Net:
         _count(n_layers, 1, _MAX_LAYERS, "n_layers")
         _count(n_inputs, 1, _MAX_WIDTH, "n_inputs")
         _count(n_outputs, 1, _MAX_WIDTH, "n_outputs")
-        self.task = "regress" if flags & 1 else "classify"
+        self.task = "regress" if flags & 1 else ("anomaly" if flags & _FLAG_ANOMALY else "classify")
         self.kernel = kernel
         self.n_inputs = n_inputs
         self.n_outputs = n_outputs
@@ -780,8 +800,12 @@ class Net:
         self.axes = 0
         self.window = 0
         self.n_raw = n_inputs  # how many values predict/forward/quantize_input take
-        if (hdr[4] | (hdr[5] << 8)) == _FRONTEND_VERSION:
+        if version == _FRONTEND_VERSION or flags & _FLAG_FRONTEND:
             self._load_frontend(src, n_inputs, kernel)
+        self.threshold = None  # anomaly models: score(x) > threshold means anomalous
+        self._sw = None
+        if flags & _FLAG_ANOMALY:
+            self._load_anomaly(src, n_inputs, n_outputs, kernel)
         if src.pos != src.end:
             raise _malformed("%d unexpected bytes after the last layer" % (src.end - src.pos))
         self.out = self._outs[-1]
@@ -801,6 +825,28 @@ class Net:
         self._raw = bytearray(8 * n_inputs) if kernel == "portable" else None
         self._copy = io.BytesIO(8 * n_inputs) if kernel == "portable" else None
         self._real = array.array("f", bytes(4 * n_outputs))
+
+    def _load_anomaly(self, src, n_inputs, n_outputs, kernel):
+        # The anomaly section (docs/model-format.md): the threshold (int32), then per input the u16
+        # triple c, e, m, read straight into the array the score kernel takes.
+        if n_outputs != n_inputs:
+            raise _malformed("anomaly model: %d outputs reconstruct %d inputs" % (n_outputs, n_inputs))
+        t = src.take(4, "anomaly threshold")
+        if t[3] >= 0x40:  # negative or >= 2**30 (checked on the top byte: no long ints)
+            raise _malformed("anomaly threshold outside 0..2**30-1")
+        self.threshold = t[0] | (t[1] << 8) | (t[2] << 16) | (t[3] << 24)
+        sw = array.array("H", bytes(6 * n_inputs))
+        src.into(sw, "anomaly score weights", 6 * n_inputs)
+        total = 0
+        for d in range(n_inputs):
+            if sw[3 * d + 2] > 255:
+                raise _malformed("anomaly score center %d outside 0..255" % sw[3 * d + 2])
+            total += sw[3 * d] + sw[3 * d + 1]
+        if total > 16512:  # 65025 * sum(c + e) < 2**30: the score stays a small int
+            raise _malformed("anomaly score fails the overflow proof: 65025 * sum(c + e) >= 2**30")
+        self._sw = sw
+        self._score = _score_portable if kernel == "portable" else _viper.score
+        self.predict = self._anomalous  # anomaly models answer predict with the flag
 
     def _load_frontend(self, src, n_inputs, kernel):
         # The front end's code is a module of its own (edgenn_fe, and its viper kernels in
@@ -1028,6 +1074,27 @@ class Net:
         if self._classify:
             return self._argmax(q, self.n_outputs)
         return self.out_scale[0] * (q[0] - self.out_zero_point[0])
+
+    # -------------------------------------------------------------------------- anomaly score
+    # S = sum_d c_d * (u_d - r_d)**2 + e_d * (u_d - m_d)**2 over the input codes u and the
+    # reconstruction codes r = q + 128 (docs/model-format.md). Small functions with small frames.
+
+    def score(self, features, typecode=None):
+        """Raw features (a raw window with a front end) -> the integer anomaly score. Allocates
+        nothing for an array (typecode), like predict."""
+        return self.score_q(self.quantize_input(features, typecode))
+
+    def score_q(self, xq):
+        """Input codes -> the integer anomaly score (forward_q, then the score of its output)."""
+        return self._score(xq, self.forward_q(xq), self._sw, self.n_inputs)
+
+    def score_out(self, xq, out):
+        """The score of input codes xq whose forward_q output is already in out."""
+        return self._score(xq, out, self._sw, self.n_inputs)
+
+    def _anomalous(self, features, typecode=None):
+        # predict of an anomaly model (bound at load): True when the score is over the threshold
+        return self.score_q(self.quantize_input(features, typecode)) > self.threshold
 
     def _predict_slow(self, features, typecode):
         # every check of quantize_input and forward_q, with their error messages

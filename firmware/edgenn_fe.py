@@ -330,7 +330,8 @@ class Window:
 
     def push(self, sample):
         """One sample (an indexable of `axes` readings) -> the class index when a window is due, else
-        None (for regression models: the first output's value)."""
+        None (for regression models: the first output's value; anomaly models: the integer score,
+        anomalous when > net.threshold)."""
         w = self.window
         p = self.pos
         buf = self.buf
@@ -355,6 +356,8 @@ class Window:
         h[7] = p  # the oldest sample of the latest window
         q = net.forward_q(net._codes(run(net, buf, h)))
         if net.task != "classify":
+            if net._sw is not None:  # anomaly: the integer score of the window (codes in net.xq)
+                return net.score_out(net.xq, q)
             return net.out_scale[0] * (q[0] - net.out_zero_point[0])
         best = 0
         for k in range(1, net.n_outputs):

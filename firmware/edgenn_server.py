@@ -5,6 +5,8 @@
 # Line protocol on the serial console (stdin/stdout), one JSON reply per request line:
 #   5.1,3.5,1.4,0.2   -> {"class": 0, "label": "setosa", "scores": [57, -48, -128], "us": 412}
 #                        (regression models: {"value": 152.3, "scores": [...], "us": ...})
+#                        (anomaly models: {"score": 5120, "anomaly": false, "scores": [...], "us": ...};
+#                         the q and x replies of an anomaly model end with "score" and "anomaly" too)
 #   q 142,201,13,7    -> {"q": [57, -48, -128], "us": 380}   input codes in, int8 outputs out
 #   x 5.1,3.5,1.4,0.2 -> {"x": [142, 201, 13, 7], "q": [57, -48, -128], "us": 412}   the board's codes too
 #   model OFFSET      -> {"offset", "size", "hex"}: up to 256 bytes of the deployed model file
@@ -137,7 +139,7 @@ class Server:
         for label in labels:
             width = max(width, len(label))
         # "-128, " is 6 bytes per output; "255, " 5 per input code (the `x` request echoes them)
-        self.reply = bytearray(96 + width + 6 * n_out + 5 * n_in)
+        self.reply = bytearray(96 + 48 + width + 6 * n_out + 5 * n_in)  # 48: an anomaly score and flag
         self.one = bytearray(1)
 
     def load(self, edgenn, name):
@@ -374,6 +376,10 @@ class Server:
             p = _put(r, p, b'], "q": [')
         elif codes:
             p = _put(r, 0, b'{"q": [')
+        elif net.task == "anomaly":
+            p = _put(r, 0, b'{')
+            p = self.put_score(r, p, xq, out)
+            p = _put(r, p, b', "scores": [')
         elif self.regress:
             p = _put(r, 0, b'{"value": ')
             # one float (allocates; regression only), to 7 significant digits: the float32 the value
@@ -392,11 +398,22 @@ class Server:
                 p = _put(r, p, b", ")
             p = _put_int(r, p, out[k])
             k += 1
-        p = _put(r, p, b'], "us": ')
+        p = _put(r, p, b']')
+        if (echo or codes) and net.task == "anomaly":
+            p = _put(r, p, b', ')
+            p = self.put_score(r, p, xq, out)
+        p = _put(r, p, b', "us": ')
         p = _put_int(r, p, us)
         r[p] = 125  # }
         r[p + 1] = _LF
         _stdout.write(r, p + 2)
+
+    def put_score(self, r, p, xq, out):
+        # '"score": S, "anomaly": true|false' of an anomaly model (the board's integer score)
+        s = self.net.score_out(xq, out)
+        p = _put(r, p, b'"score": ')
+        p = _put_int(r, p, s)
+        return _put(r, p, b', "anomaly": true' if s > self.net.threshold else b', "anomaly": false')
 
     def value(self, out):
         if self.out_scale is not None:

@@ -391,5 +391,24 @@ def argmax(out: ptr8, n: int) -> int:
     return best
 
 
+@micropython.viper
+def score(u: ptr8, r: ptr8, w: ptr16, n: int) -> int:
+    """The anomaly score of input codes u[0:n] and the int8 reconstruction r[0:n] (r + 128 is a code:
+    the byte ^ 0x80): sum of c * (u - r)**2 + e * (u - m)**2 with (c, e, m) = w[3d:3d+3]. Below 2**30
+    by the file's overflow proof (65025 * sum(c + e) < 2**30)."""
+    s = 0
+    d = 0
+    k = 0
+    while d < n:
+        x = u[d]
+        t = x - (r[d] ^ 0x80)
+        s += w[k] * t * t
+        t = x - w[k + 2]
+        s += w[k + 1] * t * t
+        d += 1
+        k += 3
+    return s
+
+
 # ------------------------------------------------------------------------------ sensor front end
 #

@@ -31,9 +31,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgenn import golden, nn
+from edgenn import frontend, golden, nn
 from edgenn.errors import UserError
 from edgenn.floatmodel import FloatModel
+from edgenn.frontend import FrontEnd
 from edgenn.modelfile import SCORE_LIMIT, QuantModel
 
 DEFAULT_QUANTILE = 0.99
@@ -112,12 +113,12 @@ def train_anomaly(
     X_normal: np.ndarray,
     *,
     hidden: tuple[int, ...] | None = None,
-    activation: str = "relu",
+    activation: str = "tanh",
     epochs: int | None = None,
     seed: int = 0,
     threshold_quantile: float = DEFAULT_QUANTILE,
     folds: int = 5,
-    weight_decay: float = 1e-4,
+    weight_decay: float = 1e-3,
     feature_names: list[str] | None = None,
     progress: Callable[[nn.EpochReport], None] | None = None,
     source: str = "data",
@@ -192,6 +193,20 @@ def train_anomaly(
             "n_rows": int(n),
         },
     )
+
+
+def train_anomaly_windows(X_windows: np.ndarray, front_end: FrontEnd, **kwargs) -> FloatModel:
+    """`train_anomaly` on the front end's float features of raw windows; the model keeps the front end
+    (it takes raw windows everywhere) and its feature names are the raw columns."""
+    try:
+        feats = frontend.features_float(front_end, np.asarray(X_windows, dtype=np.float64))
+    except ValueError as exc:
+        raise UserError(f"{kwargs.get('source', 'data')}: {exc}") from None
+    model = train_anomaly(feats, **{**kwargs, "feature_names": front_end.feature_names()})
+    model.frontend = front_end
+    model.feature_names = list(front_end.columns)
+    model.meta["frontend"] = frontend.describe(front_end)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------

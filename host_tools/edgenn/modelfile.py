@@ -36,7 +36,8 @@ FLAG_REGRESS = 0x0001
 FLAG_ANOMALY = 0x0002  # version 3: the anomaly section follows (the outputs reconstruct the inputs)
 FLAG_FRONTEND = 0x0004  # version 3: the front end section follows the layers
 VERSION_FLAGS = {1: FLAG_REGRESS, 2: FLAG_REGRESS, 3: FLAG_REGRESS | FLAG_ANOMALY | FLAG_FRONTEND}
-ANOMALY_HEADER = struct.Struct("<i")  # threshold; then u16 c[n_in], u16 e[n_in], u8 m[n_in]
+# threshold, then per input d three u16: c_d, e_d, m_d (the board reads them into one array('H'))
+ANOMALY_HEADER = struct.Struct("<i")
 
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 ACTIVATION_NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
@@ -322,9 +323,8 @@ def to_bytes(model: QuantModel) -> bytes:
         version = SECTIONS_VERSION
         flags = FLAG_ANOMALY | (FLAG_FRONTEND if model.frontend is not None else 0)
         body += ANOMALY_HEADER.pack(int(model.threshold))
-        body += np.asarray(model.score_weights, dtype="<u2").tobytes()
-        body += np.asarray(model.deviation_weights, dtype="<u2").tobytes()
-        body += np.asarray(model.score_center, dtype=np.uint8).tobytes()
+        triples = np.stack([model.score_weights, model.deviation_weights, model.score_center], axis=1)
+        body += np.asarray(triples, dtype="<u2").tobytes()
     length = HEADER.size + len(body) + CRC_SIZE
     header = HEADER.pack(MAGIC, version, flags, len(model.layers), model.n_inputs, length, model.n_outputs, 0)
     data = header + bytes(body)
@@ -496,11 +496,12 @@ def from_bytes(data: bytes | bytearray | memoryview) -> QuantModel:
     anomaly: dict = {}
     if flags & FLAG_ANOMALY:
         (threshold,) = ANOMALY_HEADER.unpack(cur.take(ANOMALY_HEADER.size, "anomaly threshold"))
+        triples = cur.array("<u2", 3 * n_inputs, "anomaly score weights").astype(np.int64).reshape(-1, 3)
         anomaly = {
             "threshold": int(threshold),
-            "score_weights": cur.array("<u2", n_inputs, "anomaly score weights").astype(np.int64),
-            "deviation_weights": cur.array("<u2", n_inputs, "anomaly deviation weights").astype(np.int64),
-            "score_center": cur.array("u1", n_inputs, "anomaly score center").astype(np.int64),
+            "score_weights": triples[:, 0].copy(),
+            "deviation_weights": triples[:, 1].copy(),
+            "score_center": triples[:, 2].copy(),
         }
     if cur.pos != cur.end:
         raise _malformed(f"{cur.end - cur.pos} unexpected bytes after the last layer")

@@ -118,8 +118,8 @@ def test_wrong_magic() -> None:
 
 def test_unknown_version() -> None:
     data = bytearray(VALID)
-    struct.pack_into("<H", data, 4, 3)
-    expected = r"^format version 3 not supported \(reader knows 1 and 2\)$"
+    struct.pack_into("<H", data, 4, 4)
+    expected = r"^format version 4 not supported \(reader knows 1, 2 and 3\)$"
     with pytest.raises(mf.ModelFormatError, match=expected):
         mf.from_bytes(bytes(data))
 

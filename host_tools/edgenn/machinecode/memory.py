@@ -53,6 +53,8 @@ class Call:
     # object itself (the inline-assembler kernels): a pointer to an mp_obj_array_t whose word 3 is the
     # data address. False: the "objects" are the buffer addresses (native_from_obj is an identity stub).
     objects: bool = False
+    # int arguments after the buffers (a viper `n: int`): passed as they are (native_from_obj is identity)
+    ints: tuple[int, ...] = ()
 
 
 @dataclass
@@ -146,7 +148,7 @@ def place_program(
     jobs = layout.alloc(JOB_WORDS * 4 * len(calls))
     addrs = [layout.alloc(buf, align=16) for buf in buffers]
     for i, call in enumerate(calls):
-        if len(call.args) > MAX_ARGS:
+        if len(call.args) + len(call.ints) > MAX_ARGS:
             raise ValueError(f"at most {MAX_ARGS} arguments per call")
         job = jobs + JOB_WORDS * 4 * i
         layout.put_word(job, placed_functions[call.function][0])
@@ -156,6 +158,7 @@ def place_program(
             if call.objects:
                 arg = layout.alloc(struct.pack("<4I", 0, 0, len(buffers[b]), arg), align=16)
             args.append(arg)
+        args += [v & 0xFFFF_FFFF for v in call.ints]
         for k, arg in enumerate(args):
             layout.put_word(job + JOB_ARGS + 4 * k, arg)
         if kinds[call.function] == "viper":  # f(fun_obj, n_args, n_kw, args), args converted by the code

@@ -125,11 +125,9 @@ def sklearn_aucs(inputs: Inputs, seeds=SEEDS) -> dict[str, float]:
 def train_edgenn(inputs: Inputs, seed: int) -> FloatModel:
     """What `edgenn train --task anomaly` fits: the autoencoder on the front end's float features of
     the normal windows (the model keeps the front end and takes raw windows), or on the raw rows."""
-    fm = anomaly.train_anomaly(inputs.F_train, seed=seed, feature_names=None if inputs.fe else inputs.columns)
     if inputs.fe is not None:
-        fm.frontend = inputs.fe
-        fm.feature_names = list(inputs.columns)
-    return fm
+        return anomaly.train_anomaly_windows(inputs.X_train, inputs.fe, seed=seed)
+    return anomaly.train_anomaly(inputs.X_train, seed=seed, feature_names=inputs.columns)
 
 
 def bench_inputs(inputs: Inputs, seeds=SEEDS) -> tuple[dict, QuantModel | None]:

@@ -273,6 +273,17 @@ def golden_flags(model: QuantModel, X: np.ndarray) -> np.ndarray:
     return golden_scores(model, X) > int(model.threshold)
 
 
+def score_closeness(fm: FloatModel, qm: QuantModel, X: np.ndarray) -> float:
+    """Minus the RMS difference between the integer scores mapped back by the thresholds' ratio
+    (S * T / T_int) and the float scores, in units of the float threshold: 0 is identical, higher is
+    closer (what quantization-aware fine-tuning maximizes for an anomaly model)."""
+    s_float = float_scores(fm, X)
+    t_float = float(fm.threshold) or 1.0
+    unit = t_float / max(1, int(qm.threshold))
+    diff = (golden_scores(qm, X) * unit - s_float) / t_float
+    return -float(np.sqrt(np.mean(diff * diff)))
+
+
 def scores(model: FloatModel | QuantModel, X: np.ndarray) -> tuple[np.ndarray, float]:
     """(scores, threshold) of either kind of model: what `evaluate` compares."""
     if isinstance(model, QuantModel):

@@ -12,12 +12,13 @@ student) trains on the calibration rows to match the teacher's outputs through t
     sigmoid/tanh:  q = clamp(round(z / s) + zp, -128, 127) ; a = LUT((q - zp) * s)
                    LUT = round(256 sigmoid) / 256  or  round(128 tanh) / 128 (the 8-bit tables)
     identity:      out = s * clamp(round((z - c) / s), -128, 127) + c        (the int8 output)
-    loss: classify  -sum_k softmax(teacher)_k log softmax(out)_k   regress  0.5 (out - teacher)^2
+    loss: classify  -sum_k softmax(teacher)_k log softmax(out)_k   regress, anomaly  0.5 (out - teacher)^2
 
 Gradients go straight through every round() (d round(x)/dx := 1) and are zero where a clamp bites;
 the table's gradient is the activation's own derivative at the rounded input. After each epoch the
 student is quantized for real (`edgenn.quantize.quantize`, with every post-training step) and scored on
-the calibration rows: argmax agreement with the teacher (classify) or RMS difference (regress). The best
+the calibration rows: argmax agreement with the teacher (classify), RMS difference (regress) or of the
+anomaly scores (anomaly: edgenn.anomaly.score_closeness). The best
 epoch wins, and epoch 0 is plain post-training quantization, so fine-tuning never makes it worse.
 """
 
@@ -29,12 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgenn import golden
+from edgenn import anomaly, golden
 from edgenn.errors import UserError
 from edgenn.floatmodel import FloatModel, activate
 from edgenn.modelfile import QuantModel
 from edgenn.nn import Adam, Params, activation_grad, softmax
-from edgenn.quantize import LUT_OUTPUT, Calibration, _output_spec, quantize
+from edgenn.quantize import LUT_OUTPUT, Calibration, _output_spec, _reconstruction_spec, quantize
 
 EPOCHS = 20
 JITTER = 0.0
@@ -58,6 +59,8 @@ def agreement_score(teacher: FloatModel, qm: QuantModel, x: np.ndarray) -> float
     target's units (regress): higher is better either way."""
     if teacher.task == "classify":
         return float(np.mean(golden.predict(qm, x) == teacher.predict(x)))
+    if teacher.task == "anomaly":
+        return anomaly.score_closeness(teacher, qm, x)
     diff = golden.predict(qm, x) - teacher.predict(x)
     return -float(np.sqrt(np.mean(diff * diff)))
 
@@ -72,10 +75,19 @@ class _Grid:
     zero: int  # sigmoid/tanh pre-activation zero point
 
 
-def _grids(teacher: FloatModel, x: np.ndarray, cal: Calibration) -> list[_Grid]:
+def _grids(
+    teacher: FloatModel, x: np.ndarray, cal: Calibration, plain: QuantModel | None = None
+) -> list[_Grid]:
+    """Each layer's output grid; an anomaly model's output shares the input grid of `plain`."""
     grids = []
     for (z, a), act in zip(teacher.forward_layers(x), teacher.activations):
-        spec = _output_spec(act, teacher.task, z, a, cal)
+        if act == "identity" and teacher.task == "anomaly" and plain is not None:
+            in_scale = np.asarray(plain.in_scale, np.float64)
+            s_in = 1.0 / (np.asarray(teacher.input_std, np.float64) * in_scale)
+            z_in = np.asarray(plain.in_offset, np.float64) + np.asarray(teacher.input_mean) * in_scale
+            spec = _reconstruction_spec(s_in, z_in)
+        else:
+            spec = _output_spec(act, teacher.task, z, a, cal)
         grids.append(_Grid(act, spec.scale, spec.center, spec.out_zero))
     return grids
 
@@ -195,7 +207,7 @@ def fine_tune(
     best_tuned = None
     epochs_run = 0
     if epochs > 0:
-        grids = _grids(teacher, x, cal)
+        grids = _grids(teacher, x, cal, plain)
         sizes = teacher.layer_sizes
         params = Params(sizes)
         for l, (w, b) in enumerate(zip(teacher.weights, teacher.biases)):  # noqa: E741

@@ -11,8 +11,9 @@ and anomalous rows), ROC AUC with "anomalous" as the positive class:
   a stalled motor looks quieter than normal, not stranger). IsolationForest's mean over the seeds;
 - edgenn float: `edgenn.anomaly.train_anomaly` with its defaults (what `edgenn train --task anomaly`
   runs), mean over seeds 0, 1, 2, and the worst seed;
-- edgenn integer: the float model quantized (`edgenn.quantize`, calibrated on the train rows), its
-  integer score computed by the golden model: exactly what the board computes;
+- edgenn integer: the float model quantized as `edgenn quantize` does (`edgenn.qat.fine_tune`: plain
+  quantization calibrated on the train rows, fine-tuned when that brings the integer scores closer to
+  the float ones), its integer score computed by the golden model: exactly what the board computes;
 - board: the integer models of seed 0 loaded by the device runtime in the MicroPython unix port,
   `net.score(row)` on every test row with each kernel (viper, portable), against the golden scores:
   the number of rows whose score differs (the goal is 0).
@@ -42,7 +43,7 @@ from edgenn.data import parse_numbers, read_table
 from edgenn.floatmodel import FloatModel
 from edgenn.metrics import roc_auc
 from edgenn.modelfile import QuantModel
-from edgenn.quantize import quantize
+from edgenn.qat import fine_tune
 
 SEEDS = (0, 1, 2)
 DETECTORS = ("isolation_forest", "one_class_svm", "lof")
@@ -152,7 +153,8 @@ def bench_inputs(inputs: Inputs, seeds=SEEDS) -> tuple[dict, QuantModel | None]:
         started = time.perf_counter()
         fm = train_edgenn(inputs, seed)
         seconds = time.perf_counter() - started
-        qm, _ = quantize(fm, inputs.X_train, name=inputs.task.name)
+        tuned = fine_tune(fm, inputs.X_train, name=inputs.task.name, seed=seed)
+        qm = tuned.model
         s_float = anomaly.float_scores(fm, inputs.X_test)
         s_int = anomaly.golden_scores(qm, inputs.X_test)
         per_seed.append(
@@ -163,6 +165,7 @@ def bench_inputs(inputs: Inputs, seeds=SEEDS) -> tuple[dict, QuantModel | None]:
                 "hidden": list(fm.meta["config"]["hidden"]),
                 "epochs": int(fm.meta["epochs"]),
                 "seconds": seconds,
+                "qat_used": bool(tuned.used),
                 # the flag at the stored threshold (a quantile of out-of-fold normal scores)
                 "normal_flagged": float(np.mean(s_int[~inputs.anomalous] > qm.threshold)),
                 "anomalous_flagged": float(np.mean(s_int[inputs.anomalous] > qm.threshold)),
@@ -188,6 +191,7 @@ def bench_inputs(inputs: Inputs, seeds=SEEDS) -> tuple[dict, QuantModel | None]:
             "normal_flagged": mean("normal_flagged"),
             "anomalous_flagged": mean("anomalous_flagged"),
             "seconds": mean("seconds"),
+            "qat_used": int(sum(r["qat_used"] for r in per_seed)),
             "seeds": per_seed,
         }
     )

@@ -26,8 +26,9 @@ with 65025 * sum_d (c_d + e_d) < 2**30 checked by the writer, so S never leaves 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -43,15 +44,6 @@ MIN_RESIDUAL = 1e-2  # floor of mean_oof(e_d**2), in standardized units: a perfe
 MIN_ROWS = 10  # fewer normal rows cannot give a threshold (a quantile of out-of-fold scores)
 CODE_SQ_MAX = 255 * 255  # the largest (u - r)**2 and (u - m)**2 on the board
 WEIGHT_MAX = 4095  # c_d, e_d are stored as u16; this many levels is plenty (the sum bound binds first)
-
-
-@dataclass
-class Trained:
-    """What `train_anomaly` learned beyond the weights (also in model.meta)."""
-
-    oof_scores: np.ndarray
-    threshold: float
-    epochs: int
 
 
 def default_hidden(n_inputs: int) -> tuple[int, ...]:
@@ -115,6 +107,8 @@ def train_anomaly(
     hidden: tuple[int, ...] | None = None,
     activation: str = "tanh",
     epochs: int | None = None,
+    max_epochs: int = 300,
+    patience: int = 30,
     seed: int = 0,
     threshold_quantile: float = DEFAULT_QUANTILE,
     folds: int = 5,
@@ -124,7 +118,10 @@ def train_anomaly(
     source: str = "data",
 ) -> FloatModel:
     """An autoencoder on normal rows (raw features, already through any front end), its score weights
-    from out-of-fold residuals, and the threshold: the `threshold_quantile` of the out-of-fold scores."""
+    from out-of-fold residuals, and the threshold: the `threshold_quantile` of the out-of-fold scores.
+    epochs None: each fold stops early (after `patience` epochs without a better loss on its held-out
+    rows, at most `max_epochs`) and the final fit runs the median best epoch; else exactly `epochs`."""
+    started = time.perf_counter()
     x = np.asarray(X_normal, dtype=np.float64)
     if not 0.5 <= threshold_quantile < 1.0:
         raise UserError(f"--threshold-quantile must be in [0.5, 1), got {threshold_quantile}")
@@ -136,9 +133,9 @@ def train_anomaly(
     config = nn.TrainConfig(
         hidden=hidden,
         activation=activation,
-        epochs=epochs or 400,
+        epochs=epochs or max_epochs,
         weight_decay=weight_decay,
-        patience=0 if epochs else 40,
+        patience=0 if epochs else patience,
         folds=folds,
         seed=seed,
         batch_size=32,
@@ -191,6 +188,7 @@ def train_anomaly(
             "config": {"hidden": list(hidden), "activation": activation, "seed": seed},
             "epochs": final_epochs,
             "n_rows": int(n),
+            "train_seconds": round(time.perf_counter() - started, 4),
         },
     )
 

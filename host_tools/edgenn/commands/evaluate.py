@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from edgenn.commands import anomaly_task
 from edgenn.commands.common import print_json
 from edgenn.errors import UserError
 from edgenn.evaluation import SPLITS, evaluate, load_model, training_rows_note
@@ -35,8 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--predictions",
         action="store_true",
-        help="include each row's prediction (class id or value), in file order",
+        help="include each row's prediction (class id or value; anomaly models: score and flag, JSON keys "
+        "scores and anomalies), in file order",
     )
+    anomaly_task.add_normal_argument(parser, "the other rows are anomalous (ROC AUC, precision, recall)")
     parser.add_argument(
         "--labels",
         action="store_true",
@@ -47,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
+    if model.task == "anomaly":
+        return anomaly_task.evaluate(args, anomaly_task.load_anomaly_model(args.model), args.model)
+    if args.normal:
+        raise UserError(f"--normal names the normal rows of an anomaly model; this is a {model.task} model")
     if args.labels and model.task != "classify":
         raise UserError("--labels names the classes of a classifier; this is a regression model")
     result = evaluate(model, args.data, args.label, args.split)

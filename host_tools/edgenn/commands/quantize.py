@@ -11,6 +11,7 @@ import numpy as np
 
 from edgenn import fit, golden, modelfile
 from edgenn.boards import load_board
+from edgenn.commands import anomaly_task
 from edgenn.commands.common import print_json
 from edgenn.data import load_for_model
 from edgenn.errors import UserError
@@ -35,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CSV file or bundled dataset to calibrate on (the model's training rows are used when it "
         "is the data the model was trained on; otherwise all rows)",
     )
-    parser.add_argument("--label", metavar="COL", help="label column (default: as for `edgenn evaluate`)")
+    parser.add_argument(
+        "--label",
+        metavar="COL",
+        help="label column (default: as for `edgenn evaluate`; anomaly models: the one they were trained "
+        "with, whose --normal rows calibrate)",
+    )
     parser.add_argument(
         "-o", "--output", metavar="MODEL.enn", help="where to write the integer model (default: MODEL.enn)"
     )
@@ -103,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         )
     fm = loaded.float_model
     out_path = _output_path(model_path, args.output)
+    if fm.task == "anomaly":
+        return anomaly_task.quantize(args, fm, out_path, profile)
     label = resolve_label_column(loaded, args.data, args.label)
     dataset, _ = load_for_model(args.data, fm.feature_names, label, fm.task, fm.labels)
 

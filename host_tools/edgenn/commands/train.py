@@ -8,6 +8,8 @@ import sys
 import time
 
 from edgenn import frontend
+from edgenn.anomaly import DEFAULT_QUANTILE
+from edgenn.commands import anomaly_task
 from edgenn.commands.common import print_json
 from edgenn.data import load_dataset, load_for_model
 from edgenn.errors import UserError
@@ -39,19 +41,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="MODEL.npz", help="where to write the model")
     parser.add_argument(
         "--hidden",
-        default="32,16",
-        help="hidden layer sizes, comma-separated (default 32,16); 'none' for a linear model",
+        help="hidden layer sizes, comma-separated (default 32,16; anomaly: wide-narrow-wide from the "
+        "number of inputs, e.g. 26,3,26 for 13); 'none' for a linear model",
     )
     parser.add_argument(
         "--activation",
         choices=ACTIVATIONS,
-        default=defaults.activation,
-        help=f"hidden-layer activation (default {defaults.activation})",
+        help=f"hidden-layer activation (default {defaults.activation}; anomaly: "
+        f"{anomaly_task.DEFAULT_ACTIVATION})",
     )
     parser.add_argument(
         "--task",
         choices=TASKS,
-        help="classify or regress (default: bundled metadata, else inferred from the label)",
+        help="classify, regress (default: bundled metadata, else inferred from the label) or anomaly "
+        "(an autoencoder on normal rows only; docs/anomaly.md)",
+    )
+    anomaly_task.add_normal_argument(parser, "only those rows are trained on (the others give an estimate)")
+    parser.add_argument(
+        "--threshold-quantile",
+        type=float,
+        default=DEFAULT_QUANTILE,
+        metavar="Q",
+        help=f"anomaly: the threshold is this quantile of the normal rows' out-of-fold scores (default "
+        f"{DEFAULT_QUANTILE}: about 1 in 100 normal rows is flagged)",
     )
     parser.add_argument(
         "--test",
@@ -93,8 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weight-decay",
         type=float,
-        default=defaults.weight_decay,
-        help=f"L2 penalty on weights (default {defaults.weight_decay:g})",
+        help=f"L2 penalty on weights (default {defaults.weight_decay:g}; anomaly: "
+        f"{anomaly_task.DEFAULT_WEIGHT_DECAY:g})",
     )
     parser.add_argument(
         "--patience",
@@ -179,16 +191,22 @@ class ProgressLine:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == "anomaly":
+        args.output_path = output_file(args.output, ".npz")
+        return anomaly_task.train(args, parse_hidden(args.hidden) if args.hidden else None, make_front_end)
+    if args.normal:
+        raise UserError("--normal names the normal rows of --task anomaly")
+    defaults = TrainConfig()
     if args.folds is None:
-        args.folds = 0 if args.test else TrainConfig().folds
+        args.folds = 0 if args.test else defaults.folds
     config = TrainConfig(
-        hidden=parse_hidden(args.hidden),
-        activation=args.activation,
+        hidden=parse_hidden(args.hidden if args.hidden is not None else "32,16"),
+        activation=args.activation or defaults.activation,
         optimizer=args.optimizer,
         lr=args.lr,
         batch_size=args.batch_size,
         epochs=args.epochs,
-        weight_decay=args.weight_decay,
+        weight_decay=args.weight_decay if args.weight_decay is not None else defaults.weight_decay,
         patience=args.patience,
         folds=args.folds,
         seed=args.seed,

@@ -25,13 +25,14 @@ def build_report(
     baud: int = 115200,
     timeout: float = 5.0,
     progress: Progress | None = None,
+    normal: list[str] | None = None,
 ) -> ReportData:
     """Compute every section, draw the page and write it to `output`; returns the numbers."""
     from edgenn.report import figures, page
 
     figures.require_matplotlib()  # before any slow work: a missing extra is one line, at once
     output = output_file(output, ".html")  # before any slow work; never over a model
-    report = collect(model, data, float_model, label, port, board, baud, timeout, progress)
+    report = collect(model, data, float_model, label, port, board, baud, timeout, progress, normal)
     if progress is not None:
         progress("drawing the figures")
     t = time.perf_counter()

@@ -16,7 +16,7 @@ def load(path: str, kernel: str | None = None) -> Net:
 
 class Net:
     name: str
-    task: str  # "classify" | "regress"
+    task: str  # "classify" | "regress" | "anomaly"
     kernel: str  # "asm" | "viper" | "portable"
     n_inputs: int
     n_outputs: int
@@ -31,6 +31,8 @@ class Net:
     window: int  # samples per axis, 0 without a front end
     n_raw: int  # values predict/forward/quantize_input take: axes * window, else n_inputs
     feats: array  # array('i'), n_inputs: the front end's features (what features() returns)
+    # Anomaly models (format version 3): an autoencoder; the integer score S > threshold is anomalous.
+    threshold: int | None  # None for other models
     @property
     def frontend(self) -> str | None:
         """"stats" or "spectral" when the model computes its features from a raw window, else None."""
@@ -57,9 +59,18 @@ class Net:
     def forward(self, features: Sequence[float] | array, typecode: str | None = None) -> array:
         """Raw features -> int8 logits (classify, array('b')) or dequantized values (regress, array('f')).
         The returned buffer is reused by the next call."""
-    def predict(self, features: Sequence[float] | array, typecode: str | None = None) -> int | float:
-        """Raw features -> class index (classify, ties to the lowest) or the first output's value
-        (regress). typecode as for quantize_input: predict(buf, "f") allocates nothing."""
+    def predict(self, features: Sequence[float] | array, typecode: str | None = None) -> int | float | bool:
+        """Raw features -> class index (classify, ties to the lowest), the first output's value
+        (regress) or True when anomalous, score > threshold (anomaly). typecode as for quantize_input:
+        predict(buf, "f") allocates nothing."""
+    def score(self, features: Sequence[float] | array, typecode: str | None = None) -> int:
+        """Anomaly models: raw features (a raw window with a front end) -> the integer anomaly score
+        sum_d c_d (u_d - r_d)**2 + e_d (u_d - m_d)**2 (docs/model-format.md), below 2**30, bit-exact
+        with the host's golden model. Allocates nothing for an array (typecode) or integer readings."""
+    def score_q(self, xq: bytes | bytearray | memoryview) -> int:
+        """Anomaly models: the score of n_inputs input codes (forward_q, then the score)."""
+    def score_out(self, xq: bytes | bytearray | memoryview, out: array) -> int:
+        """Anomaly models: the score of input codes whose forward_q output is already in `out`."""
     def layer_output(self, i: int) -> bytearray | array:
         """Layer i's output bytes from the last forward_q (hidden: bytearray, last: array('b'))."""
 
@@ -80,7 +91,8 @@ class Window:
         ValueError: the model has no front end, stride < 0."""
     def push(self, sample: Sequence[int]) -> int | float | None:
         """One sample (axes readings). Every `stride` samples, once a whole window is in: the front end
-        and the network on the latest window -> class index (classify) or the first output's value
-        (regress); else None. Integer readings allocate nothing (classify)."""
+        and the network on the latest window -> class index (classify), the first output's value
+        (regress) or the integer anomaly score (anomaly: anomalous when > net.threshold); else None.
+        Integer readings allocate nothing (classify, anomaly)."""
     def reset(self) -> None:
         """Forget the samples so far."""

@@ -91,6 +91,13 @@ def float_scores(model: FloatModel, X: np.ndarray) -> np.ndarray:
     return e2 @ model.score_weights + z2 @ model.deviation_weights
 
 
+def check_options(threshold_quantile: float, folds: int) -> None:
+    if not 0.5 <= threshold_quantile < 1.0:
+        raise UserError(f"--threshold-quantile must be in [0.5, 1), got {threshold_quantile}")
+    if folds < 2:
+        raise UserError(f"--folds {folds}: the threshold needs out-of-fold scores (at least 2 folds)")
+
+
 def check_rows(n: int, folds: int, source: str = "data") -> None:
     if n == 0:
         raise UserError(f"{source}: no normal rows to train on")
@@ -123,10 +130,7 @@ def train_anomaly(
     rows, at most `max_epochs`) and the final fit runs the median best epoch; else exactly `epochs`."""
     started = time.perf_counter()
     x = np.asarray(X_normal, dtype=np.float64)
-    if not 0.5 <= threshold_quantile < 1.0:
-        raise UserError(f"--threshold-quantile must be in [0.5, 1), got {threshold_quantile}")
-    if folds < 2:
-        raise UserError(f"--folds {folds}: the threshold needs out-of-fold scores (at least 2 folds)")
+    check_options(threshold_quantile, folds)
     check_rows(len(x), folds, source)
     n, d = x.shape
     hidden = tuple(hidden) if hidden else default_hidden(d)

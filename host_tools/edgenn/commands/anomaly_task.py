@@ -133,6 +133,8 @@ def train(args: argparse.Namespace, hidden: tuple[int, ...] | None, front_end_of
     """`edgenn train DATA --task anomaly`: fit on the normal rows only; the rest, if any, estimate."""
     if args.test:
         raise UserError("--test is not used with --task anomaly (score a file with `edgenn evaluate`)")
+    folds = args.folds if args.folds is not None else 5
+    anomaly.check_options(args.threshold_quantile, folds)
     rows = read_rows(args.data, args.label, normal_values(args.normal))
     front_end = front_end_of(args, rows.feature_names)
     normal = rows.X if rows.anomalous is None else rows.X[~rows.anomalous]
@@ -146,7 +148,7 @@ def train(args: argparse.Namespace, hidden: tuple[int, ...] | None, front_end_of
         patience=args.patience,
         seed=args.seed,
         threshold_quantile=args.threshold_quantile,
-        folds=args.folds if args.folds is not None else 5,
+        folds=folds,
         weight_decay=args.weight_decay if args.weight_decay is not None else DEFAULT_WEIGHT_DECAY,
         source=rows.source,
     )

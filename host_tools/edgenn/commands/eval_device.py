@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from edgenn import modelfile
+from edgenn.commands import anomaly_task
 from edgenn.commands.common import print_json
 from edgenn.device.board_eval import (
     disagreement_lines,
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reset", action="store_true", help="soft-reset the board first")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    anomaly_task.add_normal_argument(parser, "the board's scores then give ROC AUC, precision, recall")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,15 +68,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--window must be 0 or more")
     dataset = None
     if args.model is not None:  # a local model: check DATA against it before talking to the board
-        dataset = load_data_for(modelfile.load(args.model), args.data, args.label)
+        dataset = _load_data(modelfile.load(args.model), args)
     with client_from_args(args) as board:
         board.window_bytes = args.window
         info = board.connect(reset=args.reset)
         model = golden_model_for_board(board, info, args.model)
-        dataset = dataset or load_data_for(model, args.data, args.label)
-        X, y = dataset.X, dataset.y
+        dataset = dataset or _load_data(model, args)
+        X, y = dataset
         if args.limit is not None:
-            X, y = X[: args.limit], y[: args.limit]
+            X, y = X[: args.limit], None if y is None else y[: args.limit]
         if len(X) == 0:
             raise UserError(f"{args.data}: no rows")
         progress = _Progress(len(X)) if sys.stderr.isatty() else None
@@ -98,6 +100,19 @@ def run(args: argparse.Namespace) -> int:
         print("\n" + "\n".join(disagreement_lines(result)), file=sys.stderr)
         return EXIT_DISAGREES
     return 0
+
+
+def _load_data(model: modelfile.QuantModel, args: argparse.Namespace):
+    """(X, y) of DATA for the model: labelled rows, or for an anomaly model its rows and (with a label
+    column and --normal) which are anomalous (y: bool, or None)."""
+    if model.task != "anomaly":
+        if args.normal:
+            raise UserError(f"--normal is for anomaly models; the board's model is a {model.task} model")
+        dataset = load_data_for(model, args.data, args.label)
+        return dataset.X, dataset.y
+    normal = anomaly_task.normal_values(args.normal)
+    rows = anomaly_task.read_rows(args.data, args.label, normal, model.input_names)
+    return rows.X, rows.anomalous
 
 
 class _Progress:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -19,6 +20,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=None, metavar="S", help="stop after S seconds")
 
 
+def annotate(line: str) -> str:
+    """A JSON line with an anomaly score and flag (a sensor loop printing the board's `score` and
+    `anomaly`, or a `predict` reply) gets the verdict at its end, easy to spot in a scrolling log."""
+    if '"anomaly"' not in line:
+        return line
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(obj, dict) or not isinstance(obj.get("anomaly"), bool):
+        return line
+    score = f"score {obj['score']}: " if "score" in obj else ""
+    return f"{line}   <- {score}{'ANOMALY' if obj['anomaly'] else 'normal'}"
+
+
 def run(args: argparse.Namespace) -> int:
     stop_at = None if args.seconds is None else time.monotonic() + args.seconds
     count = 0
@@ -27,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             board.send_soft_reset()
         try:
             for line in board.lines(until=stop_at):
-                print(line, flush=True)
+                print(annotate(line), flush=True)
                 count += 1
                 if args.lines is not None and count >= args.lines:
                     break

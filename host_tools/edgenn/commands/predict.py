@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="one JSON object: the board's reply (class id, label, int8 scores, us) for one row; "
+        help="one JSON object: the board's reply (class id, label, int8 scores, us; anomaly models: "
+        "score and anomaly) for one row; "
         '{"model", "predictions": [replies...]} for several',
     )
     parser.add_argument("--reset", action="store_true", help="soft-reset the board first")
@@ -150,7 +151,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     for reply in replies:
-        if "class" in reply:
+        if "anomaly" in reply:  # an anomaly model: the integer score and the flag
+            flag = "ANOMALY" if reply["anomaly"] else "normal"
+            print(f"{flag}  (score {reply['score']}; {reply['us']} us on the board)")
+        elif "class" in reply:
             print(
                 f"{reply['label']}  (class {reply['class']}; int8 scores {reply['scores']}; "
                 f"{reply['us']} us on the board)"

@@ -30,7 +30,8 @@ class BoardRun:
     n: int
     outputs: np.ndarray  # board int8 outputs (n, n_out); rows with an error reply hold 0
     golden_outputs: np.ndarray  # golden int8 outputs (n, n_out)
-    board_pred: np.ndarray  # class ids (classify) or first output value (regress); NaN/-1 on error
+    # class ids (classify), first output value (regress), the integer score (anomaly); NaN/-1 on error
+    board_pred: np.ndarray
     latency_us: np.ndarray  # board-measured inference time per answered row
     errors: list[tuple[int, str]]  # (row, message) for rows the board refused
     seconds: float  # wall time of the streaming phase
@@ -133,7 +134,9 @@ def run_rows(
                 outputs[i] = row
             else:
                 errors.append((i, f"reply without {key}: {reply}"))
-            if codes:
+            if model.task == "anomaly":  # the board's integer score (plain, q and x replies alike)
+                pred[i] = reply.get("score", np.nan)
+            elif codes:
                 pred[i] = int(np.argmax(outputs[i])) if model.task == "classify" else np.nan
             elif model.task == "classify":
                 pred[i] = reply.get("class", -1)
@@ -211,7 +214,9 @@ def summarize(run: BoardRun, model: QuantModel, y: np.ndarray, X: np.ndarray) ->
         ],
         "first_errors": [{"row": i, "error": e} for i, e in run.errors[:5]],
     }
-    if model.task == "classify":
+    if model.task == "anomaly":
+        result.update(_anomaly_summary(run, model, y, X))
+    elif model.task == "classify":
         golden_pred = np.argmax(run.golden_outputs, axis=1)
         board_pred = run.board_pred
         result["accuracy"] = float(np.mean(board_pred == y)) if run.n else 0.0
@@ -228,6 +233,35 @@ def summarize(run: BoardRun, model: QuantModel, y: np.ndarray, X: np.ndarray) ->
         golden_value = golden.dequantize(model, run.golden_outputs)[:, 0]
         result["golden_mae"] = float(np.mean(np.abs(golden_value - y))) if run.n else None
     return result
+
+
+def _anomaly_summary(run: BoardRun, model: QuantModel, anomalous: np.ndarray | None, X: np.ndarray) -> dict:
+    """Every score the board sent against golden's (a differing score is a disagreement, like a
+    differing output byte), and the detection figures of the board's own scores when DATA is labelled."""
+    from edgenn import anomaly
+    from edgenn.metrics import anomaly_summary
+
+    want = anomaly.golden_scores_q(model, golden.quantize_input(model, X)).astype(np.float64)
+    got = run.board_pred
+    same = got == want
+    out: dict[str, Any] = {
+        "accuracy": None,
+        "score_agreement": float(np.mean(same)) if run.n else 0.0,
+        "threshold": int(model.threshold),
+        "flagged": int(np.sum(got > model.threshold)),
+        "first_score_mismatches": [
+            {"row": int(i), "board": None if np.isnan(got[i]) else int(got[i]), "golden": int(want[i])}
+            for i in np.flatnonzero(~same)[:5]
+        ],
+    }
+    wrong = set(run.mismatches) | {r for r, _ in run.errors} | set(np.flatnonzero(~same).tolist())
+    exact = run.n - len(wrong)
+    out["agreement"] = exact / run.n if run.n else 0.0
+    if anomalous is not None and anomalous.any() and (~anomalous).any():
+        answered = ~np.isnan(got)
+        detection = anomaly_summary(got[answered], anomalous[answered], model.threshold)
+        out.update({k: detection[k] for k in ("auc", "precision", "recall", "f1", "n_normal", "n_anomalous")})
+    return out
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float | None]:
@@ -248,7 +282,17 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         f"model      {r['model']} ({r['network']}) on the board ({where})",
         f"data       {r['data']}: {r['n']} rows, {r['answered']} answered, {r['errors']} refused",
     ]
-    if r["accuracy"] is not None:
+    if "score_agreement" in r:
+        lines.append(
+            f"scores     {100 * r['score_agreement']:.2f}% of rows: the board's anomaly score equals the "
+            f"golden model's; {r['flagged']} over the threshold {r['threshold']}"
+        )
+        if "auc" in r:
+            lines.append(
+                f"detection  ROC AUC {r['auc']:.4f}, precision {100 * r['precision']:.1f}%, recall "
+                f"{100 * r['recall']:.1f}% ({r['n_normal']} normal, {r['n_anomalous']} anomalous rows)"
+            )
+    elif r["accuracy"] is not None:
         acc, gold = 100 * r["accuracy"], 100 * r["golden_accuracy"]
         lines.append(f"accuracy   {acc:.2f}%  (golden model: {gold:.2f}%)")
     else:
@@ -283,6 +327,8 @@ def disagreement_lines(r: dict[str, Any]) -> list[str]:
     ]
     for m in r["first_mismatches"]:
         lines.append(f"  row {m['row']}: board {m['board']}  golden {m['golden']}")
+    for m in r.get("first_score_mismatches", []):
+        lines.append(f"  row {m['row']}: board score {m['board']}  golden {m['golden']}")
     for e in r["first_errors"]:
         lines.append(f"  row {e['row']}: board refused it: {e['error']}")
     return lines

@@ -160,7 +160,6 @@ def test_user_mistakes_are_one_line(iris, tmp_path, capsys) -> None:
         (["report", str(enn), "iris", "--normal", "tulip", "-o", out], "'tulip' is not a label"),
         (["report", str(classify), "iris", "--normal", "setosa", "-o", out], "this is a classify model"),
         (["report", str(enn), "iris", "-o", out], "say which are normal with --normal"),  # .enn: no meta
-        (["report", str(npz), "iris", "--port", "/dev/null", "-o", out], "not supported yet"),
     ]
     for argv, needle in cases:
         assert main(argv) == 2, argv

@@ -165,14 +165,15 @@ def collect(
             "per-layer quantization error"
         )
 
-    if port is not None and rows is not None:
-        raise UserError(
-            "--port with an anomaly model: not supported yet (check the board with `edgenn eval-device`)"
-        )
     if port is not None:
         say(f"running {dataset.n_rows} rows on the board at {port}")
         t = time.perf_counter()
-        report.board, board_qm = _run_board(port, baud, timeout, qm, model if qm is not None else None, X, y)
+        truth = (
+            y if rows is None else rows.anomalous
+        )  # an anomaly model's board run: which rows are anomalous
+        report.board, board_qm = _run_board(
+            port, baud, timeout, qm, model if qm is not None else None, X, truth
+        )
         if qm is None:  # a .npz MODEL: compare with what the board runs
             report.qm, report.qm_source = board_qm, "read back from the board"
             _check_same_interface(fm, board_qm, model, "the board's model")
@@ -196,12 +197,15 @@ def collect(
     assert qm is not None
     if rows is not None:
         report.anomaly = anomaly_section(fm, qm, rows, row_labels)
+        if report.board is not None:  # the board's own scores (NaN where it refused a row)
+            report.anomaly.scores["board"] = report.board.predictions
+            report.anomaly.thresholds["board"] = float(qm.threshold)
     else:
         if fm is not None:
             report.predictions["float"] = _values(fm.predict(X), report.task)
         report.predictions["integer"] = _values(golden.predict(qm, X), report.task)
-    if report.board is not None:
-        report.predictions["board"] = report.board.predictions
+        if report.board is not None:
+            report.predictions["board"] = report.board.predictions
     a = np.asarray(qm.in_scale, np.float32).astype(np.float64)
     c = np.asarray(qm.in_offset, np.float32).astype(np.float64)
     report.calibrated_range = ((-0.5 - c) / a, (255.5 - c) / a)  # values that round to codes 0..255

@@ -415,6 +415,16 @@ def _board_section(r: ReportData) -> str:
             ["heap free", f"{info.get('heap_free')} B (heap in use {info.get('heap_alloc')} B)"],
             ["link", f"{s['rows_per_s']:.0f} rows/s over the serial line"],
         ]
+        if "score_agreement" in s:
+            rows.append(
+                [
+                    "anomaly scores equal to golden",
+                    (
+                        f"{100 * s['score_agreement']:.2f}% of rows",
+                        "ok" if s["score_agreement"] == 1 else "bad",
+                    ),
+                ]
+            )
         if s.get("input_rounding_rows"):
             rows.append(
                 [
@@ -530,7 +540,8 @@ def _anomaly_summaries(r: ReportData) -> dict[str, dict]:
     for name, scores in a.scores.items():
         t = a.thresholds[name]
         if a.anomalous is not None:
-            out[name] = anomaly_summary(scores, a.anomalous, t)
+            ok = np.isfinite(scores)  # the board's refused rows have no score
+            out[name] = anomaly_summary(scores[ok], a.anomalous[ok], t)
         else:
             out[name] = {"threshold": t, "flagged": int(np.sum(scores > t)), "auc": None}
     return out
@@ -621,16 +632,23 @@ def _anomaly_results(r: ReportData) -> str:
         rows = [[name, _threshold(name, a.thresholds[name]), s["flagged"]] for name, s in summaries.items()]
         body.append(table(["model", "threshold", "rows over it"], rows))
     panels = {}
+    same = "board" in a.scores and np.array_equal(a.scores["board"], a.scores["integer"])
     for name, scores in a.scores.items():
-        anomalous = None if a.anomalous is None else scores[a.anomalous]
-        normal = scores if a.anomalous is None else scores[~a.anomalous]
+        if name == "board" and same:
+            continue  # the integer panel already shows them
+        ok = np.isfinite(scores)
+        anomalous = None if a.anomalous is None else scores[a.anomalous & ok]
+        normal = scores[ok] if a.anomalous is None else scores[~a.anomalous & ok]
         panels[name] = (normal, anomalous, a.thresholds[name])
     body.append("<h3>Score distribution</h3>")
     body.append(f'<figure class="scroll">{figures.score_histograms(panels)}</figure>')
+    if same:
+        body.append(_p("The board's scores equal the integer model's on every row (drawn once).", "note"))
     if a.anomalous is not None and a.anomalous.any() and (~a.anomalous).any():
         curves = {}
         for name, scores in a.scores.items():
-            fpr, tpr, _ = roc_curve(scores, a.anomalous)
+            ok = np.isfinite(scores)
+            fpr, tpr, _ = roc_curve(scores[ok], a.anomalous[ok])
             s = summaries[name]
             at = (
                 s["confusion"][0][1] / max(1, s["n_normal"]),

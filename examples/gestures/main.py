@@ -17,7 +17,8 @@
 #
 # Modes (see README.md):
 #   main.py                  model.enn on the board: predict every window, one JSON line each
-#                            (`edgenn monitor` shows them); no model yet: stream samples
+#                            (`edgenn monitor` shows them; an anomaly model: its score and flag);
+#                            no model yet: stream samples
 #   main.py stream           one sample per line, "x,y,z" after a "# x,y,z" header: what
 #                            `edgenn record --window 32` turns into labelled windows
 #   main.py record N [G,..]  N simulated windows per gesture as a CSV (x0..x31,y0..,z0..,label);
@@ -40,7 +41,7 @@ I2C_SCL, I2C_SDA = 22, 21
 MACHINE_STATES = ("normal", "imbalance", "bearing", "looseness", "stall")
 MACHINE_RATE_HZ = 1000  # the simulated machine's sampling rate
 MACHINE_WINDOW = 64  # samples per window in `record` mode for machine states (64 ms)
-MACHINE_SECONDS = 4  # simulated seconds per state when machine.txt names several
+MACHINE_SECONDS = 1  # simulated seconds per state when machine.txt names several
 
 
 class MPU6050:
@@ -287,8 +288,10 @@ def run():
     net = edgenn.load("model.enn")
     win = edgenn.Window(net, STRIDE)
     read, wait, sim = open_imu()
-    print('{"ready": true, "sensor": "%s", "model": "%s", "frontend": "%s"}'
-          % ("simulated" if sim else "mpu6050", net.name, net.frontend))
+    anomaly = net.task == "anomaly"
+    print('{"ready": true, "sensor": "%s", "model": "%s", "frontend": "%s"%s}'
+          % ("simulated" if sim else "mpu6050", net.name, net.frontend,
+             ', "threshold": %d' % net.threshold if anomaly else ""))
     start = time.ticks_ms()
     while True:
         s = read()
@@ -297,8 +300,13 @@ def run():
         us = time.ticks_diff(time.ticks_us(), t0)
         if k is not None:
             truth = ', "truth": "%s"' % sim.names[sim.truth] if sim else ""
-            print('{"t_ms": %d, "class": %d, "label": "%s", "us": %d%s}'
-                  % (time.ticks_diff(time.ticks_ms(), start), k, net.label(k), us, truth))
+            t_ms = time.ticks_diff(time.ticks_ms(), start)
+            if anomaly:  # an anomaly model: push returned the window's integer score
+                print('{"t_ms": %d, "score": %d, "anomaly": %s, "us": %d%s}'
+                      % (t_ms, k, "true" if k > net.threshold else "false", us, truth))
+            else:
+                print('{"t_ms": %d, "class": %d, "label": "%s", "us": %d%s}'
+                      % (t_ms, k, net.label(k), us, truth))
         wait()
 
 

@@ -286,8 +286,8 @@ def score_closeness(fm: FloatModel, qm: QuantModel, X: np.ndarray) -> float:
     return -float(np.sqrt(np.mean(diff * diff)))
 
 
-def scores(model: FloatModel | QuantModel, X: np.ndarray) -> tuple[np.ndarray, float]:
-    """(scores, threshold) of either kind of model: what `evaluate` compares."""
+def scores(model: FloatModel | QuantModel, X: np.ndarray) -> tuple[np.ndarray, float | int]:
+    """(scores, threshold) of either kind of model: what `evaluate` compares (int64 and int for .enn)."""
     if isinstance(model, QuantModel):
-        return golden_scores(model, X).astype(np.float64), float(model.threshold)
+        return golden_scores(model, X), int(model.threshold)
     return float_scores(model, X), float(model.threshold)

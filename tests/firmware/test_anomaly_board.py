@@ -212,3 +212,60 @@ def test_score_machine_code_equals_golden(models, arch):
     result = kernels.run_calls(arch, mpy_bytes, ["score"], buffers, calls, count=False)
     assert result.returns == want
     assert MAX_SCORE in want and max(want) < 2**30
+
+
+# ---------------------------------------------------------------------------------------------------
+# Damaged anomaly sections: the host reader and the board both refuse them, with "malformed: ..."
+
+
+def damaged_files(qm: modelfile.QuantModel) -> dict[str, tuple[bytes, str]]:
+    import struct
+    import zlib
+
+    good = modelfile.to_bytes(qm)
+    n = qm.n_inputs
+    at = len(good) - 4 - 6 * n - 4  # the threshold; the (c, e, m) triples follow
+
+    def fixed(data: bytes | bytearray) -> bytes:
+        data = bytearray(data)
+        struct.pack_into("<I", data, 12, len(data))
+        return bytes(data[:-4]) + struct.pack("<I", zlib.crc32(bytes(data[:-4])) & 0xFFFFFFFF)
+
+    def patch(offset: int, fmt: str, value: int) -> bytes:
+        data = bytearray(good)
+        struct.pack_into(fmt, data, offset, value)
+        return fixed(data)
+
+    overflow = bytearray(good)
+    for d in range(n):
+        struct.pack_into("<HH", overflow, at + 4 + 6 * d, 0xFFFF, 0xFFFF)
+    return {
+        "good.enn": (good, ""),
+        "threshold.enn": (patch(at, "<i", 2**30), "malformed: anomaly threshold"),
+        "center.enn": (patch(at + 4 + 4, "<H", 256), "malformed: anomaly score center"),
+        "overflow.enn": (fixed(overflow), "malformed: anomaly score fails the overflow proof"),
+        "both.enn": (patch(6, "<H", modelfile.FLAG_ANOMALY | modelfile.FLAG_REGRESS), "malformed: flags say both"),
+        "v1flag.enn": (patch(4, "<H", 1), "malformed: unknown flag bits 0x0002"),
+        "short.enn": (fixed(good[: at + 6] + good[-4:]), "malformed: anomaly score weights runs past the end"),
+    }
+
+
+def test_damaged_anomaly_sections_are_refused_by_host_and_board(models, unix_py, tmp_path):
+    qm = modelfile.load(models / "iris_relu.enn")
+    cases = damaged_files(qm)
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        if message:
+            with pytest.raises(modelfile.ModelFormatError, match=message.replace("(", r"\(")):
+                modelfile.from_bytes(data)
+        else:
+            modelfile.from_bytes(data)
+    (tmp_path / "job.txt").write_text("\n".join(cases))
+    result = unix_py.run("check_errors.py", tmp_path, tmp_path / "job.txt")
+    assert result.returncode == 0, result.stderr
+    loads = {r["case"][5:]: r for r in result.json_lines() if r.get("case", "").startswith("load ")}
+    for name, (_, message) in cases.items():
+        if message:
+            assert loads[name]["error"] == "ValueError" and loads[name]["message"].startswith(message), loads[name]
+        else:
+            assert loads[name]["error"] is None

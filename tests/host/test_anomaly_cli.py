@@ -199,3 +199,46 @@ def test_monitor_marks_anomaly_lines():
     assert annotate('{"score": 3, "anomaly": false}').endswith("<- score 3: normal")
     assert annotate("hello anomaly") == "hello anomaly"
     assert annotate('{"anomaly": "yes"}') == '{"anomaly": "yes"}'
+
+
+def test_sensor_windows_with_a_front_end(tmp_path, capsys):
+    """--axes 3 --features stats: raw 3-axis windows in, the front end's features inside the model."""
+    rng = np.random.default_rng(0)
+    t = np.arange(32)
+
+    def windows(n: int, fault: bool) -> np.ndarray:
+        x = 2000 * np.sin(rng.uniform(0.25, 0.35, (n, 1, 1)) * t + rng.uniform(0, 6.3, (n, 3, 1)))
+        if fault:
+            x = x + 1500 * np.sin(2.5 * t + rng.uniform(0, 6.3, (n, 3, 1)))
+        return np.round(x + rng.normal(0, 80, x.shape)).reshape(n, -1).astype(int)
+
+    cols = [f"{a}{i}" for a in "xyz" for i in range(32)]
+    write_csv(tmp_path / "normal.csv", cols, windows(120, False).tolist())
+    rows = [[*r, "ok"] for r in windows(30, False).tolist()] + [
+        [*r, "fault"] for r in windows(30, True).tolist()
+    ]
+    write_csv(tmp_path / "test.csv", [*cols, "label"], rows)
+    m = tmp_path / "m.npz"
+    argv = [
+        "train",
+        tmp_path / "normal.csv",
+        "--task",
+        "anomaly",
+        "--axes",
+        "3",
+        "--features",
+        "stats",
+        "-o",
+        m,
+    ]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "front end: stats" in out
+    code, _, _ = run(capsys, "quantize", m, "--data", tmp_path / "normal.csv", "-o", tmp_path / "m.enn")
+    assert code == 0
+    qm = modelfile.load(tmp_path / "m.enn")
+    assert qm.frontend is not None and qm.task == "anomaly"
+    code, out, _ = run(
+        capsys, "evaluate", tmp_path / "m.enn", tmp_path / "test.csv", "--normal", "ok", "--json"
+    )
+    got = json.loads(out)
+    assert code == 0 and got["auc"] > 0.95 and (got["n_normal"], got["n_anomalous"]) == (30, 30)

@@ -347,7 +347,8 @@ def evaluate(args: argparse.Namespace, model: FloatModel | QuantModel, path: str
     result.update(
         n=n,
         kind=kind,
-        score_quantiles={q: float(np.quantile(scores, q / 100)) for q in (0, 50, 90, 99, 100)},
+        # "nearest": every figure is a score some row has (an integer for the integer model)
+        score_quantiles={q: np.quantile(scores, q / 100, method="nearest") for q in (0, 50, 90, 99, 100)},
     )
     if args.json:
         if args.predictions:

@@ -101,8 +101,9 @@ def read(task: AnomalyTask, front_end: str = "raw") -> Inputs:
     )
 
 
-def sklearn_aucs(inputs: Inputs, seeds=SEEDS) -> dict[str, float]:
-    """ROC AUC of each scikit-learn detector (defaults, standardized inputs, the same rows)."""
+def sklearn_scores(inputs: Inputs, seeds=SEEDS) -> dict[str, list[np.ndarray]]:
+    """Anomaly scores (minus score_samples) of each scikit-learn detector on the test rows, defaults on
+    standardized inputs: one array per seed for IsolationForest, one for the deterministic others."""
     from sklearn.ensemble import IsolationForest
     from sklearn.neighbors import LocalOutlierFactor
     from sklearn.preprocessing import StandardScaler
@@ -110,17 +111,27 @@ def sklearn_aucs(inputs: Inputs, seeds=SEEDS) -> dict[str, float]:
 
     scaler = StandardScaler().fit(inputs.F_train)
     a, b = scaler.transform(inputs.F_train), scaler.transform(inputs.F_test)
-    out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LOF on tiny sets warns about n_neighbors
-        forests = [IsolationForest(random_state=s).fit(a) for s in seeds]
-        out["isolation_forest"] = float(
-            np.mean([roc_auc(-f.score_samples(b), inputs.anomalous) for f in forests])
-        )
-        out["one_class_svm"] = roc_auc(-OneClassSVM().fit(a).score_samples(b), inputs.anomalous)
-        lof = LocalOutlierFactor(novelty=True).fit(a)
-        out["lof"] = roc_auc(-lof.score_samples(b), inputs.anomalous)
-    return out
+        return {
+            "isolation_forest": [-IsolationForest(random_state=s).fit(a).score_samples(b) for s in seeds],
+            "one_class_svm": [-OneClassSVM().fit(a).score_samples(b)],
+            "lof": [-LocalOutlierFactor(novelty=True).fit(a).score_samples(b)],
+        }
+
+
+def sklearn_aucs(scores: dict[str, list[np.ndarray]], inputs: Inputs) -> dict[str, float]:
+    return {d: float(np.mean([roc_auc(s, inputs.anomalous) for s in runs])) for d, runs in scores.items()}
+
+
+def per_kind(scores: np.ndarray, inputs: Inputs) -> dict[str, float]:
+    """AUC of each kind of anomaly alone against the normal rows."""
+    kinds = sorted(set(inputs.kinds[inputs.anomalous]))
+    return {
+        str(k): roc_auc(scores[mask], inputs.anomalous[mask])
+        for k in kinds
+        for mask in [(inputs.kinds == k) | ~inputs.anomalous]
+    }
 
 
 def train_edgenn(inputs: Inputs, seed: int) -> FloatModel:
@@ -142,11 +153,13 @@ def bench_inputs(inputs: Inputs, seeds=SEEDS) -> tuple[dict, QuantModel | None]:
         "n_features": int(inputs.F_train.shape[1]),
     }
     started = time.perf_counter()
-    row["sklearn"] = sklearn_aucs(inputs, seeds)
+    row["sklearn"] = sklearn_aucs(sklearn_scores(inputs, seeds), inputs)
     row["sklearn_seconds"] = time.perf_counter() - started
     if inputs.fe is not None:
         raw = replace(inputs, F_train=inputs.X_train, F_test=inputs.X_test)
-        row["sklearn_raw_windows"] = sklearn_aucs(raw, seeds)
+        raw_scores = sklearn_scores(raw, seeds)
+        row["sklearn_raw_windows"] = sklearn_aucs(raw_scores, raw)
+        row["sklearn_raw_windows_per_kind"] = {d: per_kind(runs[0], raw) for d, runs in raw_scores.items()}
     per_seed = []
     first: QuantModel | None = None
     for seed in seeds:
@@ -169,11 +182,7 @@ def bench_inputs(inputs: Inputs, seeds=SEEDS) -> tuple[dict, QuantModel | None]:
                 # the flag at the stored threshold (a quantile of out-of-fold normal scores)
                 "normal_flagged": float(np.mean(s_int[~inputs.anomalous] > qm.threshold)),
                 "anomalous_flagged": float(np.mean(s_int[inputs.anomalous] > qm.threshold)),
-                "per_kind": {
-                    str(k): roc_auc(s_int[mask], inputs.anomalous[mask])
-                    for k in sorted(set(inputs.kinds[inputs.anomalous]))
-                    for mask in [(inputs.kinds == k) | ~inputs.anomalous]
-                },
+                "per_kind": per_kind(s_int, inputs),
             }
         )
         if first is None:
@@ -321,9 +330,10 @@ def table_lines(results: dict) -> list[str]:
 def print_table(results: dict) -> None:
     print(
         f"Anomaly detection: test-file ROC AUC; edgenn = mean of seeds {', '.join(map(str, SEEDS))} "
-        "(train_anomaly defaults); scikit-learn defaults on standardized inputs; sets in brackets are "
-        "shown outside the means; flagged = share of normal / anomalous test rows over the integer "
-        "threshold; board = rows whose net.score differs from golden (viper + portable kernels, unix port)"
+        "(train_anomaly defaults); scikit-learn defaults on standardized inputs (the vibration set: the "
+        "front end's features); rows marked (stats) are outside the means; flagged = share of normal / "
+        "anomalous test rows over the integer threshold; board = rows whose net.score differs from golden "
+        "(viper + portable kernels, unix port)"
     )
     print("\n".join(table_lines(results)))
     vib = results["datasets"].get("vibration")
@@ -333,6 +343,11 @@ def print_table(results: dict) -> None:
             "vibration per fault (integer AUC, seed 0): "
             + ", ".join(f"{k} {v:.3f}" for k, v in kinds.items())
         )
+        for d, per in vib["sklearn_raw_windows_per_kind"].items():
+            print(
+                f"  {d} on the raw windows (no front end): {vib['sklearn_raw_windows'][d]:.3f}; per fault "
+                + ", ".join(f"{k} {v:.3f}" for k, v in per.items())
+            )
     f, met = results["goals"]["figures"], results["goals"]["met"]
     print(
         f"edgenn integer mean AUC {f['integer_mean']:.3f} vs best scikit-learn ({f['best_sklearn']}) "

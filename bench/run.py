@@ -23,6 +23,7 @@ BENCHMARKS = {
     "report": "edgenn report build time and page size vs scoring alone",
     "predict": "predict from a list / array('f') vs forward_q vs an everywhereml random forest",
     "anomaly": "anomaly detection: edgenn float/integer vs scikit-learn detectors; scores on the board",
+    "tune": "tune: the same leaderboard quiet and busy; front end search on a 6-axis motion set",
 }
 
 

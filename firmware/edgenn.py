@@ -203,9 +203,30 @@ class _Source:
         self.f.seek(n, 1)
         self.pos += n
 
-    def floats(self, n, what):
+    def floats(self, n, what, positive=False):
+        # Every value checked as the format requires (docs/model-format.md): finite, and > 0 for the
+        # scales. A CRC-valid file with a NaN, infinite, zero or negative scale would otherwise fail (or
+        # answer nonsense) only at the first inference. Checked on the float32 bits, read back into
+        # the scratch buffer: a float object per value would be heap on every port.
+        start = self.pos
         a = array.array("f", bytes(4 * n))  # 'f' is IEEE single on every port
         self.into(a, what, 4 * n)
+        f = self.f
+        b = self.scratch
+        f.seek(start)
+        k = 0
+        while k < n:
+            f.readinto(b)
+            j = 0
+            while j < 256 and k < n:
+                e = ((b[j + 3] & 0x7F) << 1) | (b[j + 2] >> 7)  # the exponent; 255: NaN or infinity
+                if e == 255:
+                    raise _malformed("%s[%d] is %r: must be finite" % (what, k, a[k]))
+                if positive and (b[j + 3] & 0x80 or (e == 0 and not (b[j + 2] & 0x7F or b[j + 1] or b[j]))):
+                    raise _malformed("%s[%d] is %r: must be > 0" % (what, k, a[k]))
+                j += 4
+                k += 1
+        f.seek(self.pos)
         return a
 
 
@@ -730,7 +751,7 @@ class Net:
         self.n_outputs = n_outputs
         self.n_layers = n_layers
         src = _Source(f, length - 4)
-        self.in_scale = src.floats(n_inputs, "in_scale")
+        self.in_scale = src.floats(n_inputs, "in_scale", True)
         self.in_offset = src.floats(n_inputs, "in_offset")
         n = src.u8("model name")
         try:
@@ -753,7 +774,7 @@ class Net:
         for k in range(n_outputs):
             self._label_at[k] = p
             p += 1 + self._labels[p]
-        self.out_scale = src.floats(n_outputs, "out_scale")
+        self.out_scale = src.floats(n_outputs, "out_scale", True)
         self.out_zero_point = src.floats(n_outputs, "out_zero_point")
 
         prepare = _prepare_portable if kernel == "portable" else _viper.prepare

@@ -103,8 +103,8 @@ class Server:
                 gc.collect()  # the imports' garbage goes first: the model's layers need large blocks
                 self.load(edgenn, self.model_file)
                 if self.net is None and model_file is None and self.model_file == MODEL_FILE:
-                    # model.enn does not load (e.g. no heap for it): serve the previous model
-                    # rather than nothing, and say so in the banner and in info.
+                    # model.enn does not load or cannot serve (no heap for it, a damaged file): serve
+                    # the previous model rather than nothing, and say so in the banner and in info.
                     failed = self.problem
                     self.problem = None
                     gc.collect()
@@ -113,43 +113,53 @@ class Server:
                     else:
                         self.problem = failed
                         self.load_size(MODEL_FILE)
-        n_in = self.net.n_inputs if self.net else 0
-        n_out = self.net.n_outputs if self.net else 0
-        # A model with a sensor front end takes a raw window (n_raw readings), not n_in features.
-        self.n_raw = getattr(self.net, "n_raw", n_in) if self.net else 0
-        # Room for 24 characters per value ("-1.2345678901234567e-100,") plus a command word.
-        self.max_line = max(256, 24 * self.n_raw + 32)
-        self.line = bytearray(self.max_line)
-        self.line_mv = memoryview(self.line)
-        self.feats = [0.0] * self.n_raw
+        if self.net is None:
+            self.attach(None)  # the buffers of a server without a model: it still answers every line
         self.field = bytearray(b" " * _FIELD_MAX)
         self.field_used = 0
+        self.one = bytearray(1)
+
+    def attach(self, net):
+        # Everything the server derives from a model, so that a model the loader accepted but that
+        # cannot serve (it raises here) is a failed load like any other, never a dead server.
+        n_in = net.n_inputs if net else 0
+        n_out = net.n_outputs if net else 0
+        # A model with a sensor front end takes a raw window (n_raw readings), not n_in features.
+        n_raw = getattr(net, "n_raw", n_in) if net else 0
+        # Room for 24 characters per value ("-1.2345678901234567e-100,") plus a command word.
+        self.max_line = max(256, 24 * n_raw + 32)
+        self.line = bytearray(self.max_line)
+        self.line_mv = memoryview(self.line)
+        self.feats = [0.0] * n_raw
         labels = []
-        if self.net:
+        if net:
             import json
 
-            labels = [json.dumps(str(label)).encode() for label in self.net.labels]
+            labels = [json.dumps(str(label)).encode() for label in net.labels]
             # The preallocated input-code buffer: quantize_input fills and returns it every time.
-            self.xq = self.net.quantize_input(self.feats)
-            self.regress = self.net.task == "regress"
-            self.out_scale = getattr(self.net, "out_scale", None)
-            self.out_zero_point = getattr(self.net, "out_zero_point", None)
+            self.xq = net.quantize_input(self.feats)
+            self.regress = net.task == "regress"
+            self.out_scale = getattr(net, "out_scale", None)
+            self.out_zero_point = getattr(net, "out_zero_point", None)
+            net.forward_q(self.xq)  # one inference before serving: a model that cannot run fails here
         self.labels = labels
         width = 0
         for label in labels:
             width = max(width, len(label))
         # "-128, " is 6 bytes per output; "255, " 5 per input code (the `x` request echoes them)
         self.reply = bytearray(96 + 48 + width + 6 * n_out + 5 * n_in)  # 48: an anomaly score and flag
-        self.one = bytearray(1)
+        self.n_raw = n_raw
+        self.net = net
 
     def load(self, edgenn, name):
-        # True when `name` loaded; a bad or missing file must not kill the server: report it instead.
+        # True when `name` loaded and is ready to serve; a bad or missing file must not kill the
+        # server: report it instead.
         if not self.load_size(name):
             self.model_file = None
             self.problem = "cannot load %s: no such file" % name
             return False
         try:
-            self.net = edgenn.load(name)
+            self.attach(edgenn.load(name))
         except Exception as exc:
             self.net = None
             self.problem = "cannot load %s: %s" % (name, exc)
@@ -252,7 +262,9 @@ class Server:
     def parse(self, start, end, codes):
         # Fills self.feats (floats) or self.xq (codes 0..255) from line[start:end].
         # Returns None or an error message. Only digits, sign, '.', 'e'/'E', spaces and commas
-        # are accepted, so float() never sees "nan", "inf" or "1_0". Each value is copied into the
+        # are accepted, so float() never sees "nan", "inf" or "1_0", and each value must be a number
+        # by the host's grammar (_number_ok), so "e", ".", "1e" are refused, not read as 0.0 or 1.0
+        # by MicroPython's lenient float(). Each value is copied into the
         # space-padded field buffer and converted from there: no slice objects, only the float.
         line = self.line
         field = self.field
@@ -287,6 +299,8 @@ class Server:
                 field[j] = _SPACE
                 j += 1
             self.field_used = k
+            if not _number_ok(field, k):
+                return "value %d is not a number" % (count + 1)
             if count < n_in:
                 try:
                     if codes:
@@ -321,7 +335,9 @@ class Server:
         while n > start and (line[n - 1] == _SPACE or line[n - 1] == _TAB):
             n -= 1
         if start == n:
-            self.error("empty line: send comma-separated values, info or help")
+            # nothing, not an error: the host ends any partial line (a person's half-typed request, a
+            # killed program's) with a bare line end before its first request, and Enter alone in a
+            # serial terminal just gives a fresh line, like a shell prompt
             return
         c = line[start]
         if c == 113 and n - start > 2 and line[start + 1] == _SPACE:  # "q C1,C2,..."
@@ -456,6 +472,38 @@ class Server:
                 n += 1
             else:
                 overlong = True
+
+
+def _number_ok(b, n):
+    # The one grammar of a value on the wire (the host's edgenn.device.client.NUMBER; tests hold the
+    # two equal with one table of cases): [+-] then digits with an optional '.' and more digits, or
+    # '.' and digits; then optionally e or E, [+-], digits; trailing spaces or tabs only.
+    i = 0
+    if n and (b[0] == 43 or b[0] == 45):
+        i = 1
+    d = 0
+    while i < n and 48 <= b[i] <= 57:
+        i += 1
+        d += 1
+    if i < n and b[i] == 46:
+        i += 1
+        while i < n and 48 <= b[i] <= 57:
+            i += 1
+            d += 1
+    if d == 0:
+        return False
+    if i < n and (b[i] == 101 or b[i] == 69):
+        i += 1
+        if i < n and (b[i] == 43 or b[i] == 45):
+            i += 1
+        d = i
+        while i < n and 48 <= b[i] <= 57:
+            i += 1
+        if i == d:
+            return False
+    while i < n and (b[i] == _SPACE or b[i] == _TAB):
+        i += 1
+    return i == n
 
 
 def _put(buf, p, data):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from edgenn import __version__
 from edgenn.errors import UserError
@@ -51,8 +52,17 @@ def _load_commands() -> list:
     return modules
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Every usage mistake (an invalid choice, a missing argument, a bad number) is one line, like every
+    other error, for every command and option at once: the usage block is what `--help` is for."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f"`{self.prog} --help` lists the options"
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} ({hint})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="edgenn",
         description="Train a small neural network, quantize it to integers, and run it on an ESP32 "
         "under stock MicroPython (or on a virtual board).",
@@ -80,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"edgenn {command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"{'edgenn ' + command if command else 'edgenn'}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # a command that knows what a late Ctrl-C left behind says so in the exception (deploy)
+        print(f"{'edgenn ' + command if command else 'edgenn'}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0

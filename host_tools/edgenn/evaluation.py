@@ -31,6 +31,13 @@ class LoadedModel:
     label_column: str | None  # known for .npz (recorded by train); for .enn the regress target name
     predict: Callable[[np.ndarray], np.ndarray]
     float_model: FloatModel | None = None
+    # .enn: the .npz it was quantized from, when it lies beside it (quantize's default output name) and
+    # matches it; the .enn itself records no split, the .npz does (which rows trained the model)
+    quantized_from: FloatModel | None = None
+
+    @property
+    def trained_as(self) -> FloatModel | None:
+        return self.float_model or self.quantized_from
 
 
 def load_model(path: str | Path) -> LoadedModel:
@@ -69,11 +76,28 @@ def load_model(path: str | Path) -> LoadedModel:
             qm.labels,
             label_column,
             lambda x: golden.predict(qm, x),
+            quantized_from=_float_beside(path, qm),
         )
     raise UserError(
         f"{path}: neither a float model (.npz from `edgenn train`) nor an integer model "
         f"(.enn from `edgenn quantize`)"
     )
+
+
+def _float_beside(path: Path, qm) -> FloatModel | None:
+    """NAME.npz next to NAME.enn, if it has the .enn's shape, inputs, labels and task (so the .enn was
+    quantized from it, as `edgenn quantize NAME.npz` names its output); else None."""
+    npz = path.with_suffix(".npz")
+    if not npz.is_file():
+        return None
+    try:
+        fm = FloatModel.load(npz)
+    except UserError:
+        return None
+    shape = [qm.n_inputs] + [layer.n_out for layer in qm.layers]
+    if fm.layer_sizes != shape or fm.input_names != qm.input_names or fm.labels != qm.labels:
+        return None
+    return fm if fm.task == qm.task else None
 
 
 def resolve_label_column(model: LoadedModel, data: str, label: str | None) -> str:
@@ -166,6 +190,6 @@ def training_rows_note(fm: FloatModel | None, n: int, trained: int, held_out: st
 
 
 def _training_split(model: LoadedModel, dataset: Dataset):
-    if model.float_model is None:
+    if model.trained_as is None:
         return None
-    return split_for_model(model.float_model, dataset)
+    return split_for_model(model.trained_as, dataset)

@@ -19,6 +19,7 @@ import numpy as np
 from edgenn import frontend
 from edgenn.errors import UserError
 from edgenn.frontend import FrontEnd
+from edgenn.outputs import write_atomic
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 TASKS = ("classify", "regress", "anomaly")
@@ -130,11 +131,8 @@ class FloatModel:
         arrays["input_std"] = np.asarray(self.input_std, dtype=np.float64)
         arrays["target_mean"] = np.asarray(self.target_mean, dtype=np.float64)
         arrays["target_std"] = np.asarray(self.target_std, dtype=np.float64)
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:  # np.savez appends .npz to bare names; a file object keeps ours
-            np.savez(fh, **arrays)
-        tmp.replace(path)
+        # a file object: np.savez appends .npz to bare names; write_atomic never leaves half a model
+        write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
     @classmethod
     def load(cls, path: str | Path) -> FloatModel:

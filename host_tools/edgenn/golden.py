@@ -46,10 +46,29 @@ def quantize_input(model: QuantModel, x_raw: np.ndarray) -> np.ndarray:
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"feature {col} of row {row} is {x[row, col]}: NaN and infinity cannot be quantized")
+    return np.clip(_unclamped_codes(model, x), 0, 255).astype(np.uint8)
+
+
+def _unclamped_codes(model: QuantModel, x: np.ndarray) -> np.ndarray:
     scale = np.asarray(model.in_scale, dtype=np.float32).astype(np.float64)
     offset = np.asarray(model.in_offset, dtype=np.float32).astype(np.float64)
-    codes = np.floor(x * scale + offset + 0.5)
-    return np.clip(codes, 0, 255).astype(np.uint8)
+    return np.floor(x * scale + offset + 0.5)
+
+
+def input_range(model: QuantModel) -> tuple[np.ndarray, np.ndarray]:
+    """Per network input, the lowest and highest value that quantizes without clamping (codes 0..255):
+    the range calibration gave it. Outside it the input saturates: every larger value is the same code."""
+    scale = np.asarray(model.in_scale, dtype=np.float32).astype(np.float64)
+    offset = np.asarray(model.in_offset, dtype=np.float32).astype(np.float64)
+    return (-0.5 - offset) / scale, (255.5 - offset) / scale
+
+
+def saturated(model: QuantModel, x_features: np.ndarray) -> np.ndarray:
+    """Boolean (n, n_inputs): which feature values lie outside `input_range` and were clamped."""
+    x = np.atleast_2d(np.asarray(x_features, dtype=np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        codes = _unclamped_codes(model, x)
+    return (codes < 0) | (codes > 255)
 
 
 def requant_golden(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:

@@ -7,9 +7,7 @@ docs/model-format.md; this module follows it field by field. `QuantModel` is the
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 from edgenn import frontend as fe_mod
 from edgenn.errors import UserError
 from edgenn.frontend import FrontEnd
+from edgenn.outputs import write_atomic
 
 MAGIC = b"EDNN"
 FORMAT_VERSION = 1
@@ -205,7 +204,7 @@ def validate(model: QuantModel) -> None:
                 f"{where} neuron {c} fails the overflow proof: |bias| + sum|W|*255 = {int(bound[c])} >= 2**29"
             )
     n_in, n_out = model.n_inputs, model.n_outputs
-    _check_float_vector(model.in_scale, n_in, "in_scale")
+    _check_float_vector(model.in_scale, n_in, "in_scale", positive=True)
     _check_float_vector(model.in_offset, n_in, "in_offset")
     _check_float_vector(model.out_scale, n_out, "out_scale", positive=True)
     _check_float_vector(model.out_zero_point, n_out, "out_zero_point")
@@ -373,18 +372,9 @@ def _read_frontend(cur: _Cursor) -> FrontEnd:
 
 
 def save(model: QuantModel, path: str | Path) -> int:
-    """Write the model atomically (temp file in the same directory, then rename); returns its size."""
-    data = to_bytes(model)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return len(data)
+    """Write the model atomically (outputs.write_atomic: temp file in the same directory, then rename,
+    the usual file mode); returns its size."""
+    return write_atomic(path, to_bytes(model))
 
 
 # ---------------------------------------------------------------------------------------------- reader

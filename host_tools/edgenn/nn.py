@@ -494,8 +494,35 @@ OVERFIT_POINTS = 15.0
 EARLY_EPOCHS = 5
 
 
-def train_warnings(task: str, train_metric: float, estimate: float | None, epochs: int) -> list[str]:
+CHANCE_POINTS = 2.0  # a classifier this close to always answering the largest class has learned nothing
+
+
+def train_warnings(
+    task: str,
+    train_metric: float,
+    estimate: float | None,
+    epochs: int,
+    history: list[dict] | None = None,
+    chance: float | None = None,
+    config: TrainConfig | None = None,
+) -> list[str]:
+    """What the user should know about a finished training. history: the final fit's epochs (a loss
+    that ends above where it started diverged); chance: the largest class's share of the rows."""
     warnings = []
+    lr = f"--lr {config.learning_rate:g}" if config is not None else "the learning rate"
+    default_lr = ""
+    if config is not None:
+        default_lr = f" (the default for {config.optimizer} is {DEFAULT_LR[config.optimizer]:g})"
+    if history and len(history) > 1 and history[-1]["train_loss"] > history[0]["train_loss"]:
+        warnings.append(
+            f"training diverged: the loss rose from {history[0]['train_loss']:.4g} (epoch 1) to "
+            f"{history[-1]['train_loss']:.4g} (epoch {len(history)}); {lr} is probably too large{default_lr}"
+        )
+    if task == "classify" and chance is not None and 100 * (train_metric - chance) <= CHANCE_POINTS:
+        warnings.append(
+            f"the model is no better than chance: training accuracy {100 * train_metric:.1f}%, and always "
+            f"answering the largest class gives {100 * chance:.1f}%; check {lr}{default_lr} and the labels"
+        )
     if task == "classify" and estimate is not None and 100 * (train_metric - estimate) > OVERFIT_POINTS:
         warnings.append(
             f"training accuracy {100 * train_metric:.1f}% is {100 * (train_metric - estimate):.1f} points "
@@ -532,7 +559,7 @@ def train(
     split = stratified_split(
         dataset, config.test_fraction, 0.0 if folds_asked else config.val_fraction, seed=config.seed
     )
-    _check_enough_rows(dataset, split.train)
+    _check_enough_rows(dataset, split.train, folds_asked)
     notes = []
     folds = usable_folds(dataset, split.train, folds_asked) if folds_asked else 0
     if folds_asked and folds < folds_asked:
@@ -561,7 +588,12 @@ def train(
         if cv is not None
         else metrics.get("test_file", metrics.get("test", metrics.get("val", {}))).get(name)
     )
-    warnings = train_warnings(dataset.task, metrics["train"][name], estimate, result.best_epoch)
+    chance = None
+    if dataset.task == "classify":
+        chance = float(np.bincount(dataset.y[split.train]).max() / len(split.train))
+    warnings = train_warnings(
+        dataset.task, metrics["train"][name], estimate, result.best_epoch, result.history, chance, config
+    )
     model.meta = {
         "dataset": dataset.name,
         "source": dataset.source,
@@ -605,20 +637,21 @@ MIN_ROWS_PER_CLASS = 2  # below this a class cannot be both learned and checked
 MIN_ROWS_REGRESS = 4
 
 
-def _check_enough_rows(dataset: Dataset, rows: np.ndarray) -> None:
+def _check_enough_rows(dataset: Dataset, rows: np.ndarray, folds: int = 0) -> None:
+    """folds: the cross-validation asked for (0: none), which the message mentions only when asked."""
     if dataset.task == "classify":
         counts = np.bincount(dataset.y[rows], minlength=len(dataset.labels))
         if counts.min() < MIN_ROWS_PER_CLASS:
             k = int(np.argmin(counts))
             raise UserError(
                 f"{dataset.source}: {len(rows)} training rows, and class {dataset.labels[k]!r} has "
-                f"{int(counts[k])}; training needs at least {MIN_ROWS_PER_CLASS} rows of every class "
-                f"(5-fold cross-validation: 5 of every class)"
+                f"{int(counts[k])}; training needs at least {MIN_ROWS_PER_CLASS} rows of every class"
+                + (f" ({folds}-fold cross-validation: {folds} of every class)" if folds >= 2 else "")
             )
     elif len(rows) < MIN_ROWS_REGRESS:
         raise UserError(
-            f"{dataset.source}: {len(rows)} training rows; regression needs at least {MIN_ROWS_REGRESS} "
-            f"(5-fold cross-validation: 10)"
+            f"{dataset.source}: {len(rows)} training rows; regression needs at least {MIN_ROWS_REGRESS}"
+            + (f" ({folds}-fold cross-validation: {2 * folds})" if folds >= 2 else "")
         )
 
 

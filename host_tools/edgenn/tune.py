@@ -1,13 +1,17 @@
 """The best model that fits the board: a small seeded search scored by cross-validation.
 
-Candidates are drawn (seeded) from a fixed space of hidden sizes and depths, activations and weight
-decays; the default network (`TrainConfig()`) is always scored first, so the winner is at least as good
-as the defaults by the same yardstick. Before any training, each candidate's integer form (its shape
+Candidates are drawn (seeded) from a fixed space of front ends (with sensor windows: raw values,
+statistics, spectral), hidden sizes and depths, activations and weight decays; the default network
+(`TrainConfig()`) on every front end is scored first, so the winner is at least as good as the defaults
+by the same yardstick. A candidate COUNT decides what is tried, never the clock, so the same data and
+seed give the same leaderboard on any machine under any load; an optional time budget may stop the
+search early, and the result says so. Before any training, each candidate's integer form (its shape
 quantized with placeholder weights: the file size and layer blocks depend only on the shape) is checked
 against the board profile with `edgenn.fit.check_fit`; models that do not fit are listed, not trained.
 Every candidate is scored by the same stratified k-fold cross-validation as `edgenn train` (same folds
 for every candidate, from `seed`), and the best is then trained on every row like `edgenn train` does.
 The top `estimate_top` candidates also get an estimated latency (`edgenn.machinecode.estimate`).
+`run_candidates` is the search loop alone, for other searches (e.g. anomaly models) to reuse.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ HIDDEN_SPACE: tuple[tuple[int, ...], ...] = (
 )
 ACTIVATION_SPACE = ("relu", "tanh")
 WEIGHT_DECAY_SPACE = (1e-3, 1e-2, 3e-2)
-DEFAULT_BUDGET_S = 60.0
+DEFAULT_CANDIDATES = 24  # how many candidates are scored (the defaults first): what decides the result
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Candidate:
     hidden: tuple[int, ...]
     activation: str
     weight_decay: float
+    features: str = "raw"  # the front end: raw | stats | spectral (frontend.KINDS)
     fits: bool = False
     fit_summary: str = ""
     model_bytes: int = 0
@@ -67,6 +72,7 @@ class Candidate:
 
     def as_dict(self) -> dict:
         return {
+            "features": self.features,
             "hidden": list(self.hidden),
             "activation": self.activation,
             "weight_decay": self.weight_decay,
@@ -93,6 +99,8 @@ class TuneResult:
     model: FloatModel | None = None
     seconds: float = 0.0
     stopped_by_budget: bool = False
+    planned: int = 0  # candidates the count asked for (more than were tried when the budget stopped it)
+    latency_note: str = ""  # why the latency column is empty, when the estimate could not run
 
     def leaderboard(self) -> list[Candidate]:
         """Scored candidates best first (ties: fewer MACs), then the ones that do not fit."""
@@ -102,18 +110,48 @@ class TuneResult:
         return scored + [c for c in self.candidates if not c.fits]
 
 
-def search_space(seed: int, default: TrainConfig) -> list[tuple[tuple[int, ...], str, float]]:
-    """Every combination, default first, the rest in a seeded random order."""
-    first = (tuple(default.hidden), default.activation, default.weight_decay)
+Point = tuple[tuple[int, ...], str, float, str]  # hidden, activation, weight decay, front end kind
+
+
+def search_space(seed: int, default: TrainConfig, kinds: tuple[str, ...] = ("raw",)) -> list[Point]:
+    """Every combination: the default network on each front end first, the rest in a seeded random
+    order (a pure function of `seed`: the same on every machine)."""
+    net = (tuple(default.hidden), default.activation, default.weight_decay)
+    firsts = [(*net, kind) for kind in kinds]
     rest = [
-        (h, a, w)
+        (h, a, w, kind)
+        for kind in kinds
         for h in HIDDEN_SPACE
         for a in ACTIVATION_SPACE
         for w in WEIGHT_DECAY_SPACE
-        if (h, a, w) != first
+        if (h, a, w, kind) not in firsts
     ]
     order = np.random.default_rng(seed).permutation(len(rest))
-    return [first] + [rest[i] for i in order]
+    return firsts + [rest[i] for i in order]
+
+
+def run_candidates(
+    space: list[Candidate],
+    score: Callable[[Candidate], None],
+    budget_s: float | None = None,
+    progress: Callable[[Candidate, int], None] | None = None,
+    keep: int | None = None,
+) -> tuple[list[Candidate], bool]:
+    """The search loop: `score` each candidate in order (the first always, however long it takes).
+    `keep` candidates are scored (all by default): a count, so the outcome does not depend on the
+    machine's speed; `budget_s` may stop it earlier. Returns (the candidates tried, stopped early by
+    the budget)."""
+    started = time.perf_counter()
+    todo = space if keep is None else space[:keep]
+    tried: list[Candidate] = []
+    for i, candidate in enumerate(todo):
+        if i > 0 and budget_s is not None and time.perf_counter() - started > budget_s:
+            return tried, True
+        score(candidate)
+        tried.append(candidate)
+        if progress is not None:
+            progress(candidate, len(todo))
+    return tried, False
 
 
 def _shape_fit(
@@ -154,40 +192,45 @@ def _shape_fit(
     candidate.macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def _latency(candidate: Candidate, board: str | BoardProfile) -> float | None:
+def _latency(candidate: Candidate, board: str | BoardProfile) -> tuple[float | None, str]:
     """Estimated µs per inference from the board's own machine code in an emulator (the instruction
-    counts depend on the shape, not the weights); None when the board has no cycle model or the
-    emulator is missing."""
+    counts depend on the shape, not the weights), or None and why not (no cycle model for the board,
+    the emulator missing: qemu-user on Debian)."""
     from edgenn.machinecode import MachineCodeError
     from edgenn.machinecode.estimate import estimate, input_rows
 
     try:
         qm = candidate.shape_model
-        return float(estimate(qm, board, rows=input_rows(qm, n=4))["us"])
-    except (UserError, MachineCodeError):
-        return None
+        return float(estimate(qm, board, rows=input_rows(qm, n=4))["us"]), ""
+    except (UserError, MachineCodeError) as exc:
+        return None, str(exc)
 
 
 def tune(
     dataset: Dataset,
     board: str | BoardProfile,
-    budget_s: float = DEFAULT_BUDGET_S,
+    budget_s: float | None = None,
     seed: int = 0,
     base: TrainConfig | None = None,
-    max_candidates: int | None = None,
+    max_candidates: int | None = DEFAULT_CANDIDATES,
     estimate_top: int = 0,
     progress: Callable[[Candidate, int], None] | None = None,
     stage: Callable[[str], None] | None = None,
     front_end: FrontEnd | None = None,
+    front_ends: dict[str, FrontEnd | None] | None = None,
 ) -> TuneResult:
-    """Search, then train the best candidate on every row. Stops starting new candidates once `budget_s`
-    has passed (the default network is always scored). `progress` hears of every candidate tried (and
-    the size of the space), `stage` of the steps after the search. With a sensor `front_end`, DATA's rows
-    are raw windows: candidates are scored on its features and the best keeps it (as `train --features`)."""
+    """Search `max_candidates` candidates (None: the whole space), then train the best on every row.
+    `budget_s` (None: no limit) stops starting new candidates once passed (the first is always scored)
+    and sets `stopped_by_budget`. `progress` hears of every candidate tried (and how many are planned),
+    `stage` of the steps after the search. With sensor windows, DATA's rows are raw windows:
+    `front_ends` maps kinds ("raw", "stats", "spectral") to the front ends to search (None: raw values
+    as features); `front_end` is the one-kind shorthand (as `train --features`). Candidates are scored on
+    their front end's features and the best keeps its front end."""
     started = time.perf_counter()
     raw = dataset
-    if front_end is not None:
-        dataset = window_features(raw, front_end)
+    if front_ends is None:
+        front_ends = {"raw": None} if front_end is None else {front_end.kind: front_end}
+    features = {kind: raw if fe is None else window_features(raw, fe) for kind, fe in front_ends.items()}
     base = base or TrainConfig(seed=seed)
     rows = np.arange(dataset.n_rows)
     folds = usable_folds(dataset, rows, base.folds if base.folds >= 2 else 5)
@@ -199,24 +242,26 @@ def tune(
     metric = "accuracy" if dataset.task == "classify" else "rmse"
     board_name = board if isinstance(board, str) else board.name
     result = TuneResult(board_name, metric, folds)
-    space = search_space(seed, base)
-    if max_candidates is not None:
-        space = space[:max_candidates]
-    for i, (hidden, activation, weight_decay) in enumerate(space):
-        if i > 0 and time.perf_counter() - started > budget_s:
-            result.stopped_by_budget = True
-            break
-        candidate = Candidate(hidden, activation, weight_decay, is_default=i == 0)
-        _shape_fit(dataset, candidate, board, raw, front_end)
-        result.candidates.append(candidate)
+    space = [
+        Candidate(h, a, w, kind, is_default=i < len(front_ends))
+        for i, (h, a, w, kind) in enumerate(search_space(seed, base, tuple(front_ends)))
+    ]
+    result.planned = len(space) if max_candidates is None else min(max_candidates, len(space))
+
+    def score(candidate: Candidate) -> None:
+        data = features[candidate.features]
+        _shape_fit(data, candidate, board, raw, front_ends[candidate.features])
         if candidate.fits:
             t0 = time.perf_counter()
-            config = replace(base, hidden=hidden, activation=activation, weight_decay=weight_decay)
-            cv = cross_validate(dataset, rows, config, folds)
+            c = candidate
+            config = replace(base, hidden=c.hidden, activation=c.activation, weight_decay=c.weight_decay)
+            cv = cross_validate(data, rows, config, folds)
             candidate.cv_mean, candidate.cv_std, candidate.epochs = cv.mean, cv.std, cv.epochs
             candidate.seconds = time.perf_counter() - t0
-        if progress is not None:
-            progress(candidate, len(space))
+
+    result.candidates, result.stopped_by_budget = run_candidates(
+        space, score, budget_s, progress, max_candidates
+    )
     board_ranked = [c for c in result.leaderboard() if c.fits]
     if not board_ranked:
         raise UserError(
@@ -227,7 +272,9 @@ def tune(
     if stage is not None and estimate_top:
         stage(f"estimating the latency of the top {min(estimate_top, len(board_ranked))} on the board's core")
     for candidate in board_ranked[:estimate_top]:
-        candidate.latency_us = _latency(candidate, board)
+        candidate.latency_us, why = _latency(candidate, board)
+        if candidate.latency_us is None and why and not result.latency_note:
+            result.latency_note = why
     best_config = replace(
         base,
         hidden=result.best.hidden,
@@ -236,11 +283,12 @@ def tune(
     )
     if stage is not None:
         shape = ",".join(map(str, result.best.hidden))
-        stage(f"training the best ({shape} {result.best.activation}) on every row")
-    if front_end is None:
+        stage(f"training the best ({result.best.features} {shape} {result.best.activation}) on every row")
+    best_fe = front_ends[result.best.features]
+    if best_fe is None:
         result.model = train(dataset, best_config)
     else:
-        result.model = train_windows(raw, front_end, best_config)
+        result.model = train_windows(raw, best_fe, best_config)
     result.model.meta["tune"] = {
         "board": board_name,
         "candidates": len(result.candidates),

@@ -37,6 +37,7 @@ from edgenn.modelfile import (
     save,
     validate,
 )
+from edgenn.outputs import write_atomic
 from edgenn.quantize import sigmoid_lut, split_multiplier, tanh_lut
 
 TYPICAL = "typical"  # outputs spread over their range: exercises arithmetic, not just saturation
@@ -230,9 +231,9 @@ def export_fixtures(directory: str | Path, seed: int = 0, n_random: int = 1000) 
         rows = edge_inputs(model, n_random, seed)
         outputs = golden.forward_layers_q(model, rows)
         size = save(model, directory / f"{name}.enn")
-        (directory / f"{name}.inputs.bin").write_bytes(rows.tobytes())
+        write_atomic(directory / f"{name}.inputs.bin", rows.tobytes())
         for k, out in enumerate(outputs):
-            (directory / f"{name}.layer{k}.bin").write_bytes(out.tobytes())
+            write_atomic(directory / f"{name}.layer{k}.bin", out.tobytes())
         manifest["models"].append(
             {
                 "name": name,
@@ -245,7 +246,7 @@ def export_fixtures(directory: str | Path, seed: int = 0, n_random: int = 1000) 
                 "task": model.task,
             }
         )
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_atomic(directory / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 
 

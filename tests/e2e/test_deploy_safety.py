@@ -12,6 +12,7 @@ import pytest
 from vboard_helpers import edgenn, launch_vboard, runtime_or_skip
 
 from edgenn import fit, golden, modelfile, zoo
+from edgenn.device import swap
 from edgenn.device.client import BoardClient
 from edgenn.device.swap import MODEL_BACKUP, MODEL_PART, probe_codes
 
@@ -164,7 +165,8 @@ def test_a_model_that_fails_after_the_restart_is_rolled_back(board, workdir: Pat
             "the new model did not start on the board (cannot load model.enn: memory allocation"
             in result.stderr
         )
-        assert f"restored the previous model {old.name!r}, which the board serves again" in result.stderr
+        old_label = swap.model_label(old.name, modelfile.to_bytes(old))
+        assert f"restored the previous model {old_label}, which the board serves again" in result.stderr
         assert _serves(board.port, old)
         assert not (board.flash_dir / MODEL_BACKUP).exists()  # the failed model is not kept as a backup
     finally:
@@ -177,9 +179,11 @@ def test_rollback_by_hand_and_back_again(board, workdir: Path) -> None:
         assert edgenn("deploy", str(_save(model, workdir)), "--port", board.port).returncode == 0
     result = edgenn("rollback", "--port", board.port)
     assert result.returncode == 0, result.stderr
-    assert (
-        f"rolled back: the board serves {first.name!r} again; {second.name!r} is kept as model.enn.bak"
-        in (result.stdout)
+    first_label, second_label = (
+        swap.model_label(m.name, modelfile.to_bytes(m)) for m in (first, second)
+    )
+    assert f"rolled back: the board serves {first_label} again; {second_label} is kept as model.enn.bak" in (
+        result.stdout
     )
     assert _serves(board.port, first)
     assert edgenn("rollback", "--port", board.port).returncode == 0  # undo
@@ -189,6 +193,6 @@ def test_rollback_by_hand_and_back_again(board, workdir: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"edgenn rollback: error: the board on {board.port} has no previous model (model.enn.bak): "
-        "nothing to roll back to"
+        f"nothing to roll back to; it has only {second_label} (deploying another model keeps this one)"
     )
     assert _serves(board.port, second)

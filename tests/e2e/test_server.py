@@ -14,10 +14,12 @@ import queue
 import shutil
 import subprocess
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from number_cases import ACCEPTED, REFUSED
 
 from edgenn import golden, modelfile, zoo
 
@@ -286,7 +288,7 @@ def test_fuzz_every_good_line_still_answered(serve):
             size = int(rng.choice([1, 10, 100, max_line - 1, max_line, max_line + 1, 3 * max_line]))
             junk = rng.integers(0, 256, size=size, dtype=np.uint8).tobytes()
         data = junk + b"\n" + line_for(row).encode() + b"\r\n"
-        lines = split_lines(data)
+        lines = [line for line in split_lines(data) if line.strip(b" \t")]  # blank lines: no reply
         server.send(data)
         replies = [server.reply() for _ in lines]
         for line, reply in zip(lines[:-1], replies[:-1]):
@@ -427,3 +429,58 @@ def test_a_line_of_integers_allocates_nothing(tmp_path):
         check_prediction(model, row.astype(np.float64), reply)
     finally:
         server.close()
+
+
+# ---- issue 19 ------------------------------------------------------------------------------------
+
+
+def with_scale(model: modelfile.QuantModel, value: float) -> bytes:
+    """The model with in_scale[0] = value and a valid CRC: the board's loader alone must refuse it."""
+    data = bytearray(modelfile.to_bytes(model)[:-4])
+    data[20:24] = np.array([value], "<f4").tobytes()
+    return bytes(data) + zlib.crc32(data).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
+def test_a_model_with_a_bad_scale_falls_back_to_the_backup(serve, tmp_path, value):
+    good = ZOO["relu_1"]
+    server = serve(raw=with_scale(ZOO["relu_4"], value))
+    assert server.banner["model"] is None and "in_scale[0]" in server.banner["error"], server.banner
+    assert "in_scale[0]" in server.ask("info")["error"]
+    server.close()
+    # with the previous model kept as model.enn.bak (what deploy leaves), the board serves that one
+    d = tmp_path / "flash"
+    modelfile.save(good, d / "model.enn.bak")
+    server = Server(d)
+    try:
+        assert server.banner["model"] == good.name and "model.enn.bak" in server.banner["warning"]
+        row = feature_rows(good, 1, seed=3)[0]
+        check_prediction(good, row, server.ask(line_for(row)))
+    finally:
+        server.close()
+
+
+def test_the_number_grammar_is_the_hosts(serve):
+    """One table (tests/number_cases.py) for both sides; the host side is tests/host/test_protocol_client."""
+    model = ZOO["relu_1"]
+    server = serve(model)
+    rest = ",1" * (model.n_inputs - 1)
+    for text in ACCEPTED:
+        reply = server.ask(text + rest)
+        assert "scores" in reply, (text, reply)
+    for text in REFUSED:
+        reply = server.ask(text + rest)
+        assert "error" in reply, (text, reply)
+        assert "value 1 " in reply["error"], (text, reply)
+
+
+def test_a_partial_line_is_not_glued_onto_the_next_request(serve):
+    model = ZOO["relu_1"]
+    server = serve(model)
+    row = feature_rows(model, 1, seed=8)[0]
+    server.send(b"\n\r\n  \n")  # blank lines: no reply at all (Enter in a terminal)
+    server.send(b"1,2")  # half a request, e.g. from a program that was killed
+    # what BoardClient does before its first request: a bare line end, then its request
+    server.send(b"\n" + line_for(row).encode() + b"\n")
+    assert "expected 4 values, got 2" in server.reply()["error"]
+    check_prediction(model, row, server.reply())

@@ -42,7 +42,7 @@ def damaged_files(model: modelfile.QuantModel) -> dict[str, bytes]:
     mult_at = w_end + 4 * l0.n_out
     shift_at = mult_at + 2 * l0.n_out
 
-    def edit(offset: int, fmt: str, value: int) -> bytes:
+    def edit(offset: int, fmt: str, value: float) -> bytes:
         data = bytearray(body)
         struct.pack_into(fmt, data, offset, value)
         return with_crc(bytes(data))
@@ -76,6 +76,17 @@ def damaged_files(model: modelfile.QuantModel) -> dict[str, bytes]:
         "overflow_bias_min.enn": edit(w_end, "<i", -(2**31)),
         "n_in_mismatch.enn": edit(layer, "<H", model.n_inputs + 1),
         "leftover.enn": with_crc(body + b"\0"),
+        # issue 19 item 1: every scale validated at load (a valid CRC is no proof of a sane model)
+        **{
+            f"scale_{field}_{name}.enn": edit(at, "<f", value)
+            for field, at, values in (
+                ("in_scale", HEADER_SIZE, ("nan", "inf", "-inf", "0", "-1.5")),
+                ("in_offset", HEADER_SIZE + 4 * model.n_inputs, ("nan", "inf")),
+                ("out_scale", layer - 8 * model.n_outputs, ("nan", "-0.5", "0")),
+                ("out_zero_point", layer - 4 * model.n_outputs, ("nan",)),
+            )
+            for name, value in ((v, float(v)) for v in values)
+        },
         "past_end.enn": with_crc(body[:-3]),
     }
 
@@ -120,6 +131,11 @@ def check_errors(result, directory: Path) -> None:
         if case.startswith("load ") or case.startswith("good predict"):
             continue
         assert line["error"] == "ValueError" and line["message"], (case, line)
+    scales = [case for case in cases if case.startswith("load scale_")]
+    assert len(scales) == 11
+    for case in scales:  # the message names the field: in_scale[0] is nan: must be finite
+        field = case[len("load scale_") :].rsplit("_", 1)[0]
+        assert f"{field}[0] is " in cases[case]["message"], (case, cases[case])
     assert cases["good predict"]["error"] is None
     assert cases["good predict after errors"]["error"] is None
     assert "NaN and infinity" in cases["quantize_input nan"]["message"]

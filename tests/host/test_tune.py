@@ -25,7 +25,9 @@ BASE = TrainConfig(epochs=30, patience=5, folds=3)
 
 def test_search_space_starts_with_the_default_and_is_seeded():
     a, b, c = (search_space(s, TrainConfig()) for s in (0, 0, 1))
-    assert a[0] == ((32, 16), "relu", 0.01) and a == b and a != c and len(set(a)) == len(a)
+    assert a[0] == ((32, 16), "relu", 0.01, "raw") and a == b and a != c and len(set(a)) == len(a)
+    kinds = search_space(0, TrainConfig(), ("raw", "stats", "spectral"))
+    assert [k[3] for k in kinds[:3]] == ["raw", "stats", "spectral"] and kinds[0][:3] == kinds[2][:3]
 
 
 def test_tune_keeps_only_models_that_fit_a_small_board():
@@ -64,7 +66,7 @@ def test_tune_reports_every_candidate_and_the_steps_after_the_search():
     )
     assert heard[:3] == [f"{c.hidden} of 3" for c in result.candidates]
     shape = ",".join(map(str, result.best.hidden))
-    assert heard[3:] == [f"training the best ({shape} {result.best.activation}) on every row"]
+    assert heard[3:] == [f"training the best (raw {shape} {result.best.activation}) on every row"]
 
 
 def test_tune_with_a_sensor_front_end_scores_features_and_keeps_the_front_end(tmp_path, capsys):
@@ -92,5 +94,5 @@ def test_ctrl_c_on_a_terminal_clears_the_progress_line_first(tmp_path):
     """What a user sees: the progress line rewritten in place, then Ctrl-C's one line on its own."""
     argv = ["tune", "iris", "--board", "esp32", "-o", str(tmp_path / "b.npz")]
     code, text = run_on_terminal(argv, interrupt_after=b"candidates")
-    assert code == 130 and "tune: 1/72 candidates" in text
+    assert code == 130 and "tune: 1/24 candidates" in text
     assert re.search(r"\r +\redgenn tune: interrupted\r?\n$", text), text[-300:]

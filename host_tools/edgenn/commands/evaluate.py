@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if "confusion" in result:
         print("\n".join(confusion_lines(result["confusion"], model.labels)))
     if "includes_training_rows" in result:
-        print("note: " + training_rows_note(model.float_model, result["n"], result["includes_training_rows"]))
+        print("note: " + training_rows_note(model.trained_as, result["n"], result["includes_training_rows"]))
     if args.predictions:
         for p in predictions:
             print(model.labels[p] if model.task == "classify" else p)

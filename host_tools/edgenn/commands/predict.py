@@ -13,7 +13,9 @@ import re
 import sys
 from pathlib import Path
 
-from edgenn.device.client import add_port_arguments, client_from_args
+import numpy as np
+
+from edgenn.device.client import NUMBER, VALUE_MAX, add_port_arguments, client_from_args, parse_number
 from edgenn.errors import UserError
 
 NAME = "predict"
@@ -55,12 +57,12 @@ def split_values(text: str) -> list[str]:
 
 def _check_numbers(values: list[str], row: int, rows: int) -> None:
     where = f" in row {row}" if rows > 1 else ""
-    for i, p in enumerate(values, 1):
-        try:
-            x = float(p)
-        except ValueError:
-            raise UserError(f"value {i}{where} ({p!r}) is not a number") from None
-        if x != x or x in (float("inf"), float("-inf")):
+    for i, p in enumerate(values, 1):  # the board's grammar (client.NUMBER): typos caught here
+        if len(p) > VALUE_MAX:
+            raise UserError(f"value {i}{where} is longer than {VALUE_MAX} characters")
+        if NUMBER.fullmatch(p) is None:
+            raise UserError(f"value {i}{where} ({p!r}) is not a number")
+        if parse_number(p) is None:
             raise UserError(f"value {i}{where} ({p!r}) is not finite")
 
 
@@ -98,11 +100,34 @@ def rows_from_lines(lines: list[str], n_inputs: int, source: str) -> list[list[s
 
 
 def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return parse_number(text) is not None
+
+
+def saturation_warnings(board, rows: list[list[str]], limit: int = 5) -> list[str]:
+    """Rows with values outside the range the deployed model was calibrated for: the board clamps them
+    to the range's end, so its answer is for another input, as confident as ever. The model is read
+    back from the board (its input scaling says the range). Models with a front end compute their
+    network inputs on the board from the window: not checked here."""
+    from edgenn import golden, modelfile
+
+    X = np.array([[float(v) for v in row] for row in rows])
+    qm = modelfile.from_bytes(board.read_model_file())
+    hit = golden.saturated(qm, X)
+    lo, hi = golden.input_range(qm)
+    notes = []
+    for r in np.flatnonzero(hit.any(axis=1))[:limit]:
+        where = f"row {r + 1}: " if len(rows) > 1 else ""
+        values = ", ".join(
+            f"{qm.feature_names[d]} = {X[r, d]:g} (calibrated {lo[d]:.4g} .. {hi[d]:.4g})"
+            for d in np.flatnonzero(hit[r])
+        )
+        notes.append(
+            f"{where}input saturated: {values}; the board clamped it to the range's end, so the answer is "
+            "for another input (values like these were not in the calibration data)"
+        )
+    if hit.any(axis=1).sum() > limit:
+        notes.append(f"... and {int(hit.any(axis=1).sum()) - limit} more row(s) with saturated inputs")
+    return notes
 
 
 def _read_lines(args: argparse.Namespace) -> tuple[list[str], str] | None:
@@ -141,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
         for number, row in enumerate(rows, 1):
             _check_numbers(row, number, len(rows))
         replies = list(board.stream(",".join(row) for row in rows))
+        notes = [] if info.get("frontend") else saturation_warnings(board, rows)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     for number, reply in enumerate(replies, 1):
         if "error" in reply:
             where = f" row {number}" if len(replies) > 1 else " it"

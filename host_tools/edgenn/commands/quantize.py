@@ -76,11 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _output_path(model_path: Path, output: str | None) -> Path:
+def _output_path(model_path: Path, output: str | None, data: str) -> Path:
     path = Path(output) if output else model_path.with_suffix(".enn")
     if path.resolve() == model_path.resolve():
         raise UserError(f"{path}: the output would overwrite the float model; choose another -o")
-    return output_file(str(path), ".enn")
+    return output_file(str(path), ".enn", (model_path, data))
 
 
 def _compare(task: str, y: np.ndarray, float_pred: np.ndarray, int_pred: np.ndarray) -> dict:
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             f"{model_path}: is already an integer model; quantize takes the .npz from `edgenn train`"
         )
     fm = loaded.float_model
-    out_path = _output_path(model_path, args.output)
+    out_path = _output_path(model_path, args.output, args.data)
     if fm.task == "anomaly":
         return anomaly_task.quantize(args, fm, out_path, profile)
     label = resolve_label_column(loaded, args.data, args.label)

@@ -19,6 +19,7 @@ from edgenn.outputs import output_file
 
 NAME = "train"
 HELP = "train a float MLP on a CSV file or bundled dataset and save it as .npz"
+PROGRESS_EVERY_S = 10.0  # off a terminal: one progress line this often (a short training prints none)
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -158,6 +159,39 @@ def add_sensor_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def progress_text(report: EpochReport) -> str:
+    stage = f"{report.stage}: " if report.stage else ""
+    text = f"{stage}epoch {report.epoch}/{report.epochs}  loss {report.train_loss:.4f}"
+    if report.val_metric is not None:
+        value = (
+            f"{100 * report.val_metric:.1f}%"
+            if report.metric_name == "accuracy"
+            else f"{report.val_metric:.4f}"
+        )
+        text += f"  val {report.metric_name} {value}  best epoch {report.best_epoch}"
+    return text
+
+
+class ProgressLog:
+    """Off a terminal (a log file, CI, a pipe): a whole progress line every PROGRESS_EVERY_S seconds,
+    so a long training is seen to be alive, and a short one prints nothing."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.last = time.monotonic()
+
+    def __call__(self, report: EpochReport) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        self.stream.write(f"train: {progress_text(report)}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
 class ProgressLine:
     """One status line on a terminal, rewritten in place at most ~20 times a second."""
 
@@ -171,15 +205,7 @@ class ProgressLine:
         if now - self.last < 0.05 and report.epoch != report.epochs:
             return
         self.last = now
-        stage = f"{report.stage}: " if report.stage else ""
-        text = f"{stage}epoch {report.epoch}/{report.epochs}  loss {report.train_loss:.4f}"
-        if report.val_metric is not None:
-            value = (
-                f"{100 * report.val_metric:.1f}%"
-                if report.metric_name == "accuracy"
-                else f"{report.val_metric:.4f}"
-            )
-            text += f"  val {report.metric_name} {value}  best epoch {report.best_epoch}"
+        text = progress_text(report)
         self.width = max(self.width, len(text))
         self.stream.write("\r" + text.ljust(self.width))
         self.stream.flush()
@@ -214,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
     )
     config.check()
-    output = output_file(args.output, ".npz")
+    output = output_file(args.output, ".npz", (args.data, args.test))
     dataset = load_dataset(args.data, args.label, args.task)
     front_end = make_front_end(args, dataset.feature_names)
     test = None
@@ -222,7 +248,9 @@ def run(args: argparse.Namespace) -> int:
         test, _ = load_for_model(
             args.test, dataset.feature_names, dataset.label_column, dataset.task, dataset.labels
         )
-    progress = ProgressLine(sys.stderr) if not args.json and sys.stderr.isatty() else None
+    progress = None
+    if not args.json:
+        progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else ProgressLog(sys.stderr)
     try:
         if front_end is None:
             model = train(dataset, config, progress, test=test)

@@ -1,5 +1,6 @@
-"""`edgenn tune DATA --board B -o best.npz`: search hidden sizes, activation and weight decay by
-cross-validation among the models whose integer form fits the board; print a leaderboard, save the best."""
+"""`edgenn tune DATA --board B -o best.npz`: search hidden sizes, activation and weight decay (and, for
+sensor windows given `--axes N`, the front end: raw, stats, spectral) by cross-validation among the
+models whose integer form fits the board; print a leaderboard, save the best."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from edgenn.commands.train import add_sensor_arguments, make_front_end
 from edgenn.data import load_dataset
 from edgenn.errors import UserError
 from edgenn.floatmodel import TASKS
+from edgenn.frontend import KINDS, FrontEnd
 from edgenn.outputs import output_file
-from edgenn.tune import DEFAULT_BUDGET_S, Candidate, tune
+from edgenn.tune import DEFAULT_CANDIDATES, Candidate, tune
 
 NAME = "tune"
 PROGRESS_WIDTH = 100
@@ -28,11 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", metavar="COL", help="label column (known for bundled datasets)")
     parser.add_argument("--task", choices=TASKS, help="classify or regress (default: inferred)")
     parser.add_argument(
+        "--candidates",
+        type=int,
+        default=DEFAULT_CANDIDATES,
+        metavar="N",
+        help=f"how many candidates to score, the defaults first (default {DEFAULT_CANDIDATES}): the same "
+        "N, DATA and --seed give the same leaderboard on any machine",
+    )
+    parser.add_argument(
         "--budget-s",
         type=float,
-        default=DEFAULT_BUDGET_S,
+        default=None,
         metavar="S",
-        help=f"start no new candidate after this many seconds (default {DEFAULT_BUDGET_S:g})",
+        help="also stop starting new candidates after S seconds (default: no limit); the leaderboard then "
+        "depends on the machine's speed, and tune says so",
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the search order, folds and training")
     parser.add_argument(
@@ -40,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object (the leaderboard)")
     add_sensor_arguments(parser)
+    # tune: --axes N without --features searches every front end; neither means plain features
+    parser.set_defaults(features=None, axes=None)
 
 
 def _score(c: Candidate, metric: str) -> str:
@@ -50,13 +63,29 @@ def _score(c: Candidate, metric: str) -> str:
     return f"{c.cv_mean:.4g} ± {c.cv_std:.3g}"
 
 
+def front_ends_to_search(args: argparse.Namespace, columns: list[str]) -> dict[str, FrontEnd | None]:
+    """--features K: that front end only; --axes N alone: raw, stats and spectral (the windows' own
+    values, or features computed from them); neither: DATA's values as they are."""
+    if args.features is None and args.axes is None:
+        return {"raw": None}
+    kinds = KINDS if args.features is None else (args.features,)
+    axes = 1 if args.axes is None else args.axes
+    found: dict[str, FrontEnd | None] = {}
+    for kind in kinds:
+        one = argparse.Namespace(features=kind, axes=1 if kind == "raw" else axes, bands=args.bands)
+        found[kind] = make_front_end(one, columns)
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     load_board(args.board)  # a wrong board name fails before any work
-    if args.budget_s <= 0:
+    if args.budget_s is not None and args.budget_s <= 0:
         raise UserError(f"--budget-s must be > 0, got {args.budget_s}")
-    output = output_file(args.output, ".npz")
+    if args.candidates < 1:
+        raise UserError(f"--candidates must be >= 1, got {args.candidates}")
+    output = output_file(args.output, ".npz", (args.data,))
     dataset = load_dataset(args.data, args.label, args.task)
-    front_end = make_front_end(args, dataset.feature_names)
+    front_ends = front_ends_to_search(args, dataset.feature_names)
 
     on_terminal = not args.json and sys.stderr.isatty()
     metric = "accuracy" if dataset.task == "classify" else "rmse"
@@ -75,9 +104,10 @@ def run(args: argparse.Namespace) -> int:
         if scored:
             pick = max if dataset.task == "classify" else min
             best = f"; best so far {_score(pick(scored, key=lambda t: t.cv_mean), metric)}"
+        budget = "" if args.budget_s is None else f" of {args.budget_s:g}"
         show(
-            f"tune: {len(tried)}/{total} candidates, {time.perf_counter() - started:.0f} of "
-            f"{args.budget_s:g} s; {','.join(map(str, c.hidden))} {c.activation} wd {c.weight_decay:g}: "
+            f"tune: {len(tried)}/{total} candidates, {time.perf_counter() - started:.0f}{budget} s; "
+            f"{c.features} {','.join(map(str, c.hidden))} {c.activation} wd {c.weight_decay:g}: "
             f"{_score(c, metric) if c.fits else 'does not fit'}{best}"
         )
 
@@ -90,10 +120,11 @@ def run(args: argparse.Namespace) -> int:
             args.board,
             budget_s=args.budget_s,
             seed=args.seed,
+            max_candidates=args.candidates,
             estimate_top=ESTIMATE_TOP,
             progress=progress,
             stage=stage,
-            front_end=front_end,
+            front_ends=front_ends,
         )
     finally:  # also on Ctrl-C and errors: their one line starts on a clean line
         if on_terminal:
@@ -110,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
                 "folds": result.folds,
                 "seconds": round(result.seconds, 2),
                 "stopped_by_budget": result.stopped_by_budget,
+                "candidates": len(result.candidates),
+                "planned": result.planned,
+                "features_searched": list(front_ends),
+                "latency_note": result.latency_note or None,
                 "best": result.best.as_dict(),
                 "default": next(c.as_dict() for c in result.candidates if c.is_default),
                 "leaderboard": [c.as_dict() for c in board],
@@ -117,26 +152,38 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     fitting = sum(c.fits for c in result.candidates)
+    searched = f", front ends {'/'.join(front_ends)}" if len(front_ends) > 1 else ""
     print(
-        f"tune {dataset.name} for {args.board}: {len(result.candidates)} candidates in "
+        f"tune {dataset.name} for {args.board}: {len(result.candidates)} candidates{searched} in "
         f"{result.seconds:.1f} s ({fitting} fit the board), scored by {result.folds}-fold "
         f"cross-validated {result.metric}"
     )
+    if result.stopped_by_budget:
+        print(
+            f"stopped by --budget-s {args.budget_s:g} after {len(result.candidates)} of {result.planned} "
+            "candidates: on another machine, or under another load, the leaderboard may differ "
+            "(leave out --budget-s for a reproducible one)"
+        )
     print(
-        f"{'rank':>4}  {'hidden':<12} {'act':<5} {'wd':>6}  {'cv ' + result.metric:<18} "
+        f"{'rank':>4}  {'features':<9}{'hidden':<12} {'act':<5} {'wd':>6}  {'cv ' + result.metric:<18} "
         f"{'bytes':>6} {'MACs':>7} {'est. µs':>8}  fits"
     )
     for rank, c in enumerate(board[:15], 1):
         mark = " (default)" if c.is_default else ""
         print(
-            f"{rank:>4}  {','.join(map(str, c.hidden)):<12} {c.activation:<5} {c.weight_decay:>6g}  "
-            f"{_score(c, result.metric):<18} {c.model_bytes:>6} {c.macs:>7} "
+            f"{rank:>4}  {c.features:<9}{','.join(map(str, c.hidden)):<12} {c.activation:<5} "
+            f"{c.weight_decay:>6g}  {_score(c, result.metric):<18} {c.model_bytes:>6} {c.macs:>7} "
             f"{'-' if c.latency_us is None else f'{c.latency_us:.0f}':>8}  "
             f"{'yes' if c.fits else 'NO'}{mark}"
         )
+    if result.latency_note:  # say why the column is empty, and how to fill it
+        print(f"est. µs: not estimated: {result.latency_note}")
+    else:
+        print(f"est. µs: the top {ESTIMATE_TOP}, the board's machine code in an emulator (edgenn estimate)")
     b = result.best
+    fe = "" if b.features == "raw" else f"--features {b.features} --axes {args.axes or 1} "
     print(
-        f"best: --hidden {','.join(map(str, b.hidden))} --activation {b.activation} --weight-decay "
+        f"best: {fe}--hidden {','.join(map(str, b.hidden))} --activation {b.activation} --weight-decay "
         f"{b.weight_decay:g} ({_score(b, result.metric)}), trained on all {dataset.n_rows} rows; "
         f"wrote {output}"
     )

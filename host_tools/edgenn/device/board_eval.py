@@ -50,8 +50,14 @@ def model_crc32(data: bytes) -> str:
     return f"{int.from_bytes(data[-4:], 'little'):08x}"
 
 
-def golden_model_for_board(client: BoardClient, info: dict[str, Any], local: str | None) -> QuantModel:
-    """The model to compare against: LOCAL (checked against the board's CRC) or read back from the board."""
+LEAVE_OUT_LOCAL = "or leave out --model to compare with what the board runs"  # eval-device's option
+
+
+def golden_model_for_board(
+    client: BoardClient, info: dict[str, Any], local: str | None, otherwise: str = LEAVE_OUT_LOCAL
+) -> QuantModel:
+    """The model to compare against: LOCAL (checked against the board's CRC) or read back from the board.
+    `otherwise`: the message's other way out, in the calling command's own options."""
     if info.get("model") is None:
         raise UserError(f"the board has no working model: {info.get('error')}")
     if local is not None:
@@ -60,7 +66,7 @@ def golden_model_for_board(client: BoardClient, info: dict[str, Any], local: str
             raise UserError(
                 f"{local} is not the model on the board (CRC32 {model_crc32(data)} here, "
                 f"{info['model_crc32']} on the board): deploy it with `edgenn deploy {local} --port "
-                f"{client.port}`, or leave out --model to compare with what the board runs"
+                f"{client.port}`, {otherwise}"
             )
     else:
         data = client.read_model_file()

@@ -86,7 +86,7 @@ def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> Serial
     try:
         # A read timeout: on a pty mpremote reads byte by byte, and without one a silent port hangs forever.
         transport = SerialTransport(port, baudrate=baud, timeout=READ_TIMEOUT_S)
-    except TransportError:
+    except (TransportError, ValueError):  # ValueError: a URL scheme pyserial does not know
         raise UserError(port_problem(port)) from None
     try:
         # the lock pyserial's exclusive=True takes: edgenn's other commands see the port as busy
@@ -111,10 +111,32 @@ def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> Serial
                 time.sleep(0.3)
                 continue
             _close_quietly(transport)
+            if answered:
+                # Something runs and prints, but Ctrl-C never stopped it: not a missing MicroPython
+                raise UserError(
+                    f"the board on {port} answers but does not stop for Ctrl-C, so its REPL cannot be "
+                    f"reached (it printed {_last_printed(printed.getvalue())!r}): its main.py probably "
+                    "calls micropython.kbd_intr(-1) or catches KeyboardInterrupt. Reset the board and send "
+                    "Ctrl-C before main.py starts (e.g. `mpremote connect PORT` right after reset), then "
+                    "remove or fix that main.py"
+                ) from None
             raise UserError(
                 f"no MicroPython REPL on {port} ({exc}); is MicroPython flashed (edgenn flash)?"
             ) from None
     raise AssertionError("unreachable")
+
+
+def _last_printed(text: str) -> str:
+    """The last line the board printed, from what mpremote wrote when the prompt did not come (it
+    prints the bytes it read as a Python bytes literal)."""
+    text = text.strip()
+    try:
+        data = ast.literal_eval(text) if text.startswith(("b'", 'b"')) else text.encode()
+    except (ValueError, SyntaxError):
+        data = text.encode()
+    lines = [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else ""
+    return last if len(last) <= 60 else last[:57] + "..."
 
 
 def close_board(transport: SerialTransport, restart: bool = False) -> None:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import math
 import os
+import re
 import stat
 import time
 from collections import deque
@@ -33,6 +35,11 @@ DEFAULT_WINDOW_BYTES = 192
 CTRL_B = b"\x02"  # raw REPL -> friendly REPL
 CTRL_C = b"\x03"  # interrupt whatever runs
 CTRL_D = b"\x04"  # at the friendly REPL: soft reset (boot.py, then main.py)
+# The one grammar of a value on the wire, on both sides (firmware/edgenn_server.py's _number_ok is the
+# board's copy; tests/number_cases.py holds both to one table): stricter than float(), which also reads
+# "nan", "inf" and "1_0" -- and than MicroPython's float(), which reads "e", "." and "1e" as 0.0 or 1.0.
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+VALUE_MAX = 32  # characters in one value (the board's field buffer)
 _REPL_CHATTER = ("MPY: soft reboot", "MicroPython v", 'Type "help()"', ">>>", "raw REPL")
 
 
@@ -61,6 +68,7 @@ class BoardClient:
         self.bytes_out = 0  # link traffic, for rows/s against what the baud rate allows
         self.bytes_in = 0
         self._rebooted = False  # "soft reboot" seen since the last reset
+        self._line_open = True  # what was sent before us may have left a partial line on the board
         self._stop_at_prompt = False  # while waiting for the ready line: a REPL prompt ends the wait
 
     # ---- connection ----------------------------------------------------------------------------
@@ -101,7 +109,8 @@ class BoardClient:
         ready banner."""
         if not reset:
             self._drain(0.1)
-            self._write(b"\ninfo\n")
+            self._write(b"\ninfo\n")  # the "\n" ends a partial line; replies without "protocol" are skipped
+            self._line_open = False
             try:
                 return self._read_until(lambda d: "protocol" in d, 1.5, "info")
             except UserError:
@@ -170,7 +179,9 @@ class BoardClient:
 
     def request(self, line: str) -> dict[str, Any]:
         """Send one request line, return the board's JSON reply (which may be {"error": ...})."""
-        self._write(_encode(line))
+        data = _encode(line)
+        self._end_partial_line()
+        self._write(data)
         return self.read_reply(line)
 
     def stream(self, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
@@ -180,6 +191,7 @@ class BoardClient:
         unanswered = 0
         for line in lines:
             data = _encode(line)
+            self._end_partial_line()
             while in_flight and unanswered + len(data) > self.window_bytes:
                 sent, size = in_flight.popleft()
                 unanswered -= size
@@ -213,6 +225,15 @@ class BoardClient:
             yield raw.decode("utf-8", "replace").rstrip("\r\n")
 
     # ---- internals -----------------------------------------------------------------------------
+
+    def _end_partial_line(self) -> None:
+        """Before the first request: a bare line end closes whatever a person or a killed program left
+        half-typed (else it would be glued onto our request), and its reply, if any, is thrown away.
+        The server answers an empty line with nothing."""
+        if self._line_open:
+            self._write(b"\n")
+            self._drain(0.2)
+            self._line_open = False
 
     def _write(self, data: bytes) -> None:
         try:
@@ -295,9 +316,22 @@ class BoardClient:
 
 
 def _encode(line: str) -> bytes:
-    if "\n" in line or "\r" in line:
-        raise ValueError("a request is one line")
+    """One request line. Every control character is refused, not only CR and LF: Ctrl-C (0x03) would
+    stop the server and leave the rest of the line to the board's REPL, Ctrl-D would reset it."""
+    for i, ch in enumerate(line):
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise ValueError(
+                f"a request is one line of printable text: control character 0x{ord(ch):02x} at {i}"
+            )
     return line.encode("utf-8") + b"\n"
+
+
+def parse_number(text: str) -> float | None:
+    """A value as the board reads it (NUMBER, finite, at most VALUE_MAX characters), or None."""
+    if len(text) > VALUE_MAX or NUMBER.fullmatch(text) is None:
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def _shorten(text: str, limit: int = 60) -> str:
@@ -316,9 +350,19 @@ def _number_text(v: float) -> str:
     return repr(v)
 
 
+# pyserial's URL handlers (serial.urlhandler.protocol_*) that make sense for a board
+URL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep")
+
+
 def port_problem(port: str) -> str:
     """Why a port cannot be opened, in one line that says what to do; the same in every command."""
     if "://" in port:
+        scheme = port.split("://", 1)[0]
+        if scheme not in URL_SCHEMES:
+            return (
+                f"{port} is not a port: {scheme}:// is not a kind of URL this tool opens (use a device "
+                "path such as /dev/ttyUSB0, socket://HOST:PORT or rfc2217://HOST:PORT)"
+            )
         return f"cannot connect to {port}: is the server behind it running?"
     if not os.path.exists(port):
         return f"serial port {port} does not exist: is the board plugged in (or `edgenn vboard` running)?"
@@ -333,6 +377,12 @@ def port_problem(port: str) -> str:
         return f"no permission to open {port}: add yourself to the dialout group (or uucp), then log in again"
     except OSError as exc:
         return f"cannot open {port}: {exc.strerror}"
+    if not os.isatty(fd):  # /dev/null, /dev/zero, a sound card: character devices, not serial ports
+        os.close(fd)
+        return (
+            f"{port} is not a serial port (it is not a terminal device): pass the board's port "
+            "(/dev/ttyUSB0, /dev/ttyACM0, COM3) or the path `edgenn vboard` printed"
+        )
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what pyserial's exclusive=True takes
         fcntl.flock(fd, fcntl.LOCK_UN)

@@ -30,7 +30,7 @@ from edgenn import fit, modelfile
 from edgenn.boards import BoardProfile, load_board
 from edgenn.device import mpy, swap
 from edgenn.device.board_info import BoardInfo, close_board, open_board, probe
-from edgenn.device.swap import MODEL_BACKUP, MODEL_NAME, MODEL_PART, PART_SUFFIX, board_exec
+from edgenn.device.swap import MODEL_BACKUP, MODEL_NAME, MODEL_PART, PART_SUFFIX, board_exec, model_label
 from edgenn.errors import UserError
 from edgenn.machinecode.mpy import MpyError, retag_asm_as_viper
 from edgenn.resources import shipped_dir
@@ -92,7 +92,7 @@ class DeployPlan:
     runtime_format: str  # e.g. ".mpy 6.3 xtensawin (mpy-cross v1.29.0)" or ".py"
     files: list[FileAction]
     removals: list[str]  # stale twins, removed once their replacement is in place
-    leftovers: list[str]  # NAME.part files of an interrupted deploy, removed first
+    leftovers: list[str]  # NAME.part of a file this deploy writes, left by an interrupted one: removed first
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -157,10 +157,8 @@ def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_heap: int | None)
     info, profile = plan.info, plan.profile
     # Flash: every changed file is written next to its old version before the rename.
     need = sum(blocks(len(f.data)) for f in plan.files if f.changed) * FS_BLOCK
-    reclaim = (
-        sum(blocks(info.files[n][0]) for n in info.files if n == MODEL_BACKUP or n.endswith(PART_SUFFIX))
-        * FS_BLOCK
-    )
+    freed = [n for n in [MODEL_BACKUP, *plan.leftovers] if n in info.files]
+    reclaim = sum(blocks(info.files[n][0]) for n in freed) * FS_BLOCK
     free = info.flash_free if info.flash_total else profile.flash_fs_bytes
     if need > free + reclaim:
         raise UserError(
@@ -198,7 +196,8 @@ def make_plan(
             status = "changed"
         files.append(FileAction(name, data, status))
     removals = [t for t in (_twin(n) for n in runtime) if t and t in info.files]
-    leftovers = [n for n in info.files if n.endswith(PART_SUFFIX)]
+    # only the .part names this deploy itself would write: a user's sensor_log.part is not ours to remove
+    leftovers = [n + PART_SUFFIX for n in wanted if n + PART_SUFFIX in info.files]
     plan = DeployPlan(info, profile, runtime_format, files, removals, leftovers, warnings)
     compiled = all(name.endswith(".mpy") for name in runtime)
     # a .py runtime is compiled on the board: its heap is not known from its size; the default is a floor
@@ -299,8 +298,48 @@ def deploy(
     restart: bool = True,
     say: Callable[[str], None] = print,
 ) -> DeployResult:
+    """Deploy; a Ctrl-C (KeyboardInterrupt) at any point comes out as a KeyboardInterrupt whose message
+    says what state the board is in, exactly for the step it landed in."""
     model = modelfile.load(model_path)  # UserError when it is not a valid .enn
     model_bytes = Path(model_path).read_bytes()
+    state = _State(model_label(model.name or Path(model_path).name, model_bytes), port)
+    try:
+        return _deploy(model, model_bytes, model_path, port, board, dry_run, baud, restart, say, state)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted {state.now}") from None
+
+
+@dataclass
+class _State:
+    """Where a deploy is, in words for the Ctrl-C message: `now` is updated before every step."""
+
+    new: str  # the new model, by model_label
+    port: str
+    old: str = "its current model"
+    old_sha: str = ""
+    now: str = "before anything on the board was changed"
+
+    def board_has(self, info: BoardInfo) -> None:
+        on_board = info.files.get(MODEL_NAME)
+        self.old_sha = on_board[1][:12] if on_board else ""
+        self.old = f"its previous {MODEL_NAME} (sha256 {self.old_sha})" if on_board else "no model"
+
+    def serving(self, what: str) -> str:
+        return "has no model yet" if what == "no model" else f"serves {what}"
+
+
+def _deploy(
+    model: modelfile.QuantModel,
+    model_bytes: bytes,
+    model_path: Path,
+    port: str,
+    board: str | None,
+    dry_run: bool,
+    baud: int,
+    restart: bool,
+    say: Callable[[str], None],
+    state: _State,
+) -> DeployResult:
     sources = runtime_sources()
     wanted_hashes = (
         {MODEL_NAME, MAIN_NAME, ASM_NAME} | {s.stem + ".mpy" for s in sources} | {s.name for s in sources}
@@ -311,15 +350,22 @@ def deploy(
     removed: list[str] = []
     failure = ""
     restart_now = restart and not dry_run
+    model_changed = False
     try:
         info = probe(transport, wanted_hashes)
+        state.board_has(info)
         profile = load_board(board or info.likely_board)
         say(f"board: {describe_board(info)}")
         plan = make_plan(info, profile, model_bytes, sources)
         for warning in plan.warnings:
             say(f"warning: {warning}")
-        say(f"runtime: {plan.runtime_format}; model {model.name or model_path.name!r}, {len(model_bytes)} B")
+        say(f"runtime: {plan.runtime_format}; model {state.new}, {len(model_bytes)} B")
         verb = "would copy" if dry_run else "copy"
+        if not dry_run:
+            state.now = (
+                f"while copying files: the board still {state.serving(state.old)} (the runtime may be "
+                f"partly updated); run deploy again to finish"
+            )
         for name in plan.leftovers:
             if not dry_run:
                 board_exec(transport, f"import os\nos.remove({name!r})")
@@ -355,6 +401,14 @@ def deploy(
             say("nothing to do: the board already has this runtime and model")
             return DeployResult(plan, copied, removed, time.monotonic() - started)
         model_changed = MODEL_NAME in copied
+        if not model_changed:
+            state.old = state.new
+        state.now = (
+            f"while the board checked the new model (copied as {MODEL_PART}, not in service): the board "
+            f"still {state.serving(state.old)}; run deploy again"
+            if model_changed
+            else f"while the board checked the model: the board serves {state.new}, its runtime updated"
+        )
         t0 = time.monotonic()
         verdict = swap.verify_on_board(transport, MODEL_PART if model_changed else MODEL_NAME, model)
         if verdict.ok:
@@ -363,7 +417,15 @@ def deploy(
                 f"({time.monotonic() - t0:.1f} s)"
             )
             if model_changed:
+                state.now = (
+                    f"during the swap (it completes once the board has it): the board serves either "
+                    f"{state.old} or the new {state.new}; `edgenn doctor --port {port}` tells which"
+                )
                 swap.swap_in(transport)
+            state.now = (
+                f"after the swap: the board serves the new model {state.new}, not yet health-checked "
+                f"(`edgenn predict --port {port} ...` to try it, `edgenn rollback --port {port}` to go back)"
+            )
         else:
             if model_changed:
                 board_exec(transport, f"import os\nos.remove({MODEL_PART!r})")
@@ -377,10 +439,16 @@ def deploy(
     if restart_now:
         health = swap.health_check(port, model, baud)
         if not health.ok:
-            raise UserError(_roll_back_after(port, baud, health, model_changed))
-        say(f"  {'health check':<18} {'':>7}    the board serves {model.name!r}, as the golden model")
+            state.now = (
+                f"while putting the previous model back after the new one failed its health check "
+                f"({health.problem}): run `edgenn rollback --port {port}` or `edgenn doctor --port {port}`"
+            )
+            raise UserError(_roll_back_after(port, baud, health, model_changed, state.old_sha))
+        state.now = f"after the deploy and its health check: the board serves {state.new}"
+        say(f"  {'health check':<18} {'':>7}    the board serves {state.new}, as the golden model")
     else:
         say("not restarted (--no-restart): the board stays at the REPL")
+    state.now = f"after the deploy finished: the board serves {state.new}"
     seconds = time.monotonic() - started
     say(f"deployed: {len(copied)} file(s) copied, {len(removed)} removed in {seconds:.1f} s")
     return DeployResult(plan, copied, removed, time.monotonic() - started)
@@ -396,7 +464,7 @@ def _still_serving(port: str, baud: int, check: bool) -> str:
     return f"; the board has no working model either ({old.problem})"
 
 
-def _roll_back_after(port: str, baud: int, health: swap.Health, model_changed: bool) -> str:
+def _roll_back_after(port: str, baud: int, health: swap.Health, model_changed: bool, old_sha: str) -> str:
     """The new model failed its health check: put the previous one back, restart, say what happened."""
     text = f"the new model did not start on the board ({health.problem})"
     if not model_changed:
@@ -413,5 +481,6 @@ def _roll_back_after(port: str, baud: int, health: swap.Health, model_changed: b
         return text + "; there was no previous model to restore"
     old = swap.health_check(port, None, baud)
     if old.ok:
-        return text + f"; restored the previous model {old.model!r}, which the board serves again"
+        restored = f"{old.model!r} (sha256 {old_sha})"
+        return text + f"; restored the previous model {restored}, which the board serves again"
     return text + f"; restored the previous model, but it does not start either ({old.problem})"

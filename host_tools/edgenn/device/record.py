@@ -17,10 +17,8 @@ its own text, a traceback) is skipped and counted. Two parts:
 from __future__ import annotations
 
 import csv
-import os
 import re
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -33,7 +31,7 @@ import serial
 
 from edgenn.device.client import BoardClient
 from edgenn.errors import UserError
-from edgenn.outputs import output_file
+from edgenn.outputs import AtomicFile, output_file
 
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 SEPARATORS = re.compile(r"[\s,]+")
@@ -297,11 +295,12 @@ class CsvSink:
         self.columns = columns
         existing = append and read_header(path) is not None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        except OSError as exc:
-            raise UserError(f"cannot write next to {path}: {exc.strerror}") from None
-        self.tmp = Path(tmp)
-        self._file = os.fdopen(fd, "wb")
+            mode = path.stat().st_mode & 0o7777 if existing else None  # --append keeps OUT's mode
+        except OSError:
+            mode = None
+        self._out = AtomicFile(path, mode)
+        self.tmp = self._out.tmp
+        self._file = self._out.file
         self.rows_before = 0
         self._size = 0  # bytes of whole rows written: what commit() keeps
         if existing:
@@ -317,50 +316,22 @@ class CsvSink:
         self.rows += len(rows)
 
     def _write(self, data: bytes) -> None:
-        self._file.write(data)
+        self._out.write(data)
         self._size += len(data)
 
     def commit(self) -> None:
         self._file.flush()
         self._file.truncate(self._size)
-        os.fsync(self._file.fileno())
-        self._file.close()
-        try:
-            mode = self.path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o666 & ~_umask()  # mkstemp made it 0600; a new file gets the usual permissions
-        os.chmod(self.tmp, mode)
-        os.replace(self.tmp, self.path)
-        _fsync_dir(self.path.parent)
+        self._out.commit()
 
     def abandon(self) -> None:
-        self._file.close()
-        self.tmp.unlink(missing_ok=True)
+        self._out.abandon()
 
 
 def _csv_text(rows: list[list[str]]) -> bytes:
     out = StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue().encode("utf-8")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not on every platform (Windows): the replace itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---- the serial loop ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ model.enn.bak, so every state a power cut can leave has a model to serve:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,12 @@ MODEL_BACKUP = "model.enn.bak"
 PART_SUFFIX = ".part"  # not ".enn": the server looks for *.enn when model.enn is missing
 MODEL_PART = MODEL_NAME + PART_SUFFIX
 READY_TIMEOUT_S = 15.0
+
+
+def model_label(name: str, data: bytes) -> str:
+    """How every message names a model: its name and a SHA-256 prefix (the hash `deploy` checks on the
+    board), so two models with the same name -- two trainings of `iris` -- are told apart."""
+    return f"{name!r} (sha256 {hashlib.sha256(data).hexdigest()[:12]})"
 
 
 def probe_codes(model: modelfile.QuantModel, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -162,10 +169,6 @@ def roll_back(transport: SerialTransport, keep_current: bool = True) -> bool:
     return True
 
 
-def has_backup(transport: SerialTransport) -> bool:
-    return bool(board_eval(transport, f"import os\nprint({MODEL_BACKUP!r} in os.listdir())"))
-
-
 @dataclass
 class Health:
     ok: bool
@@ -202,7 +205,7 @@ def health_check(port: str, model: modelfile.QuantModel | None, baud: int = 1152
 
 @dataclass
 class RollbackResult:
-    model: str  # the name of the model the board serves now
+    model: str  # the model the board serves now: name and sha256 prefix (model_label)
     previous: str | None  # the one that became model.enn.bak
 
 
@@ -211,9 +214,18 @@ def rollback(port: str, baud: int = 115200, say: Callable[[str], None] = print) 
     model kept as the backup, so a second rollback undoes the first."""
     transport = open_board(port, baud)
     try:
-        if not has_backup(transport):
+        names = board_eval(transport, "import os\nprint(os.listdir())")
+        current = None
+        if MODEL_NAME in names:
+            now = bytes(transport.fs_readfile(MODEL_NAME, chunk_size=1024))
+            try:
+                current = model_label(modelfile.from_bytes(now).name, now)
+            except modelfile.ModelFormatError:
+                current = f"{MODEL_NAME} (not a valid model)"
+        if MODEL_BACKUP not in names:
+            only = f"; it has only {current} (deploying another model keeps this one)" if current else ""
             raise UserError(
-                f"the board on {port} has no previous model ({MODEL_BACKUP}): nothing to roll back to"
+                f"the board on {port} has no previous model ({MODEL_BACKUP}): nothing to roll back to{only}"
             )
         data = bytes(transport.fs_readfile(MODEL_BACKUP, chunk_size=1024))
         try:
@@ -222,20 +234,14 @@ def rollback(port: str, baud: int = 115200, say: Callable[[str], None] = print) 
             raise UserError(
                 f"{MODEL_BACKUP} on the board is not a valid model ({exc}); left as it is"
             ) from None
-        current = None
-        names = board_eval(transport, "import os\nprint(os.listdir())")
-        if MODEL_NAME in names:
-            try:
-                current = modelfile.from_bytes(bytes(transport.fs_readfile(MODEL_NAME, chunk_size=1024))).name
-            except modelfile.ModelFormatError:
-                current = "(not a valid model)"
+        previous = model_label(backup.name, data)
         verdict = verify_on_board(transport, MODEL_BACKUP, backup)
         if not verdict.ok:
             raise UserError(
-                f"the previous model {backup.name!r} does not run on the board ({verdict.problem}); "
+                f"the previous model {previous} does not run on the board ({verdict.problem}); "
                 "nothing was changed"
             )
-        say(f"  {MODEL_BACKUP:<18} {len(data):>7} B  {backup.name!r} loads and answers as the golden model")
+        say(f"  {MODEL_BACKUP:<18} {len(data):>7} B  {previous} loads and answers as the golden model")
         roll_back(transport, keep_current=True)
     except (TransportError, OSError) as exc:
         raise UserError(f"lost the connection to {port} ({exc}); run rollback again") from None
@@ -244,11 +250,11 @@ def rollback(port: str, baud: int = 115200, say: Callable[[str], None] = print) 
     health = health_check(port, backup, baud)
     if not health.ok:
         raise UserError(
-            f"rolled back to {backup.name!r}, but it does not start ({health.problem}); "
+            f"rolled back to {previous}, but it does not start ({health.problem}); "
             "`edgenn rollback` again returns to the model before"
         )
     say(
-        f"rolled back: the board serves {backup.name!r} again"
-        + (f"; {current!r} is kept as {MODEL_BACKUP}" if current else "")
+        f"rolled back: the board serves {previous} again"
+        + (f"; {current} is kept as {MODEL_BACKUP}" if current else "")
     )
-    return RollbackResult(backup.name, current)
+    return RollbackResult(previous, current)

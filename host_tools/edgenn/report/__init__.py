@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edgenn.errors import UserError
-from edgenn.outputs import output_file
+from edgenn.outputs import output_file, write_atomic
 from edgenn.report.collect import Progress, ReportData, collect
 
 
@@ -31,17 +30,15 @@ def build_report(
     from edgenn.report import figures, page
 
     figures.require_matplotlib()  # before any slow work: a missing extra is one line, at once
-    output = output_file(output, ".html")  # before any slow work; never over a model
+    # before any slow work; never over a model or one of the page's own inputs
+    output = output_file(output, ".html", (model, data, float_model))
     report = collect(model, data, float_model, label, port, board, baud, timeout, progress, normal)
     if progress is not None:
         progress("drawing the figures")
     t = time.perf_counter()
     text = page.render(report)
     report.seconds["page"] = time.perf_counter() - t
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{output}: cannot write ({exc.strerror})") from None
+    write_atomic(output, text.encode("utf-8"))
     return report
 
 

@@ -326,7 +326,9 @@ def _run_board(
 
     with BoardClient(port, baud=baud, timeout=timeout) as client:
         info = client.connect()
-        board_qm = golden_model_for_board(client, info, local)
+        board_qm = golden_model_for_board(
+            client, info, local, f"or give report the model the board runs (`edgenn doctor --port {port}`)"
+        )
         run = run_rows(client, board_qm, X, float_bits=int(info.get("float_bits", 64)))
     summary = summarize(run, board_qm, y, X)
     return BoardSection(info, summary, run.board_pred, run.latency_us), board_qm

@@ -14,6 +14,9 @@ and anomalous rows), ROC AUC with "anomalous" as the positive class:
 - edgenn integer: the float model quantized as `edgenn quantize` does (`edgenn.qat.fine_tune`: plain
   quantization calibrated on the train rows, fine-tuned when that brings the integer scores closer to
   the float ones), its integer score computed by the golden model: exactly what the board computes;
+- tuned: `edgenn.tune.tune_anomaly` (`tune --task anomaly --candidates 8 --board esp32`, seed 0) on the
+  train file, which has no anomalies, so its yardstick is normal rows with shuffled features: the test
+  AUC of the float model it picks;
 - board: the integer models of seed 0 loaded by the device runtime in the MicroPython unix port,
   `net.score(row)` on every test row with each kernel (viper, portable), against the golden scores:
   the number of rows whose score differs (the goal is 0).
@@ -44,11 +47,14 @@ from edgenn.floatmodel import FloatModel
 from edgenn.metrics import roc_auc
 from edgenn.modelfile import QuantModel
 from edgenn.qat import fine_tune
+from edgenn.tune import tune_anomaly
 
 SEEDS = (0, 1, 2)
 DETECTORS = ("isolation_forest", "one_class_svm", "lof")
 VIBRATION_FRONT_END = "spectral"  # the vibration set's front end (`--axes 3 --features spectral`)
 EXTRA_FRONT_ENDS = ("stats",)  # also shown for the vibration set, outside the means
+TUNE_CANDIDATES = 8  # tune --task anomaly --candidates 8 (seed 0) on every set
+TUNE_BOARD = "esp32"
 GOALS = {
     "integer_minus_best_sklearn_mean": 0.0,  # >= this
     "vibration_integer_auc": 0.95,  # >= this, with the front end
@@ -142,8 +148,11 @@ def train_edgenn(inputs: Inputs, seed: int) -> FloatModel:
     return anomaly.train_anomaly(inputs.X_train, seed=seed, feature_names=inputs.columns)
 
 
-def bench_inputs(inputs: Inputs, seeds=SEEDS) -> tuple[dict, QuantModel | None]:
-    """The row of one set: scikit-learn, edgenn float and integer per seed; and seed 0's integer model."""
+def bench_inputs(
+    inputs: Inputs, seeds=SEEDS, tune_candidates: int = TUNE_CANDIDATES
+) -> tuple[dict, QuantModel | None]:
+    """The row of one set: scikit-learn, edgenn float and integer per seed, tune's pick; and seed 0's
+    integer model."""
     row: dict = {
         "source": inputs.task.source,
         "front_end": inputs.front_end,
@@ -204,7 +213,28 @@ def bench_inputs(inputs: Inputs, seeds=SEEDS) -> tuple[dict, QuantModel | None]:
             "seeds": per_seed,
         }
     )
+    if tune_candidates:
+        row["tune"] = bench_tune(inputs, tune_candidates)
     return row, first
+
+
+def bench_tune(inputs: Inputs, candidates: int) -> dict:
+    """`tune --task anomaly` on the train file (normal rows only, so its yardstick is normal rows with
+    shuffled features), seed 0: the test AUC of its best float model, and what it picked."""
+    started = time.perf_counter()
+    front_ends = {inputs.front_end: inputs.fe} if inputs.fe is not None else None
+    result = tune_anomaly(
+        inputs.X_train, TUNE_BOARD, inputs.columns, front_ends=front_ends, max_candidates=candidates
+    )
+    b = result.best
+    assert b is not None and result.model is not None
+    return {
+        "auc": roc_auc(anomaly.float_scores(result.model, inputs.X_test), inputs.anomalous),
+        "best": b.as_dict(),
+        "default_is_best": b.is_default,
+        "candidates": len(result.candidates),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _value(v: float) -> str:
@@ -267,6 +297,9 @@ def goals(results: dict) -> dict:
         "integer_float_gap_max": gap,
         "board_mismatches": mismatches,
         "board_rows": sum(b["rows"] for b in board.values()) if board else 0,
+        "tuned_mean": float(np.mean([s["tune"]["auc"] for s in main.values()]))
+        if all("tune" in s for s in main.values())
+        else None,
     }
     met = {
         "integer_mean_at_least_best_sklearn": figures["integer_minus_best_sklearn_mean"]
@@ -298,6 +331,7 @@ def table_lines(results: dict) -> list[str]:
         "|int-float|",
         "flagged n/a",
         "board",
+        "tuned",
     )
     board = results.get("board") or {}
     rows = [header]
@@ -316,11 +350,13 @@ def table_lines(results: dict) -> list[str]:
                 f"{s['integer_float_gap']:.3f}",
                 f"{100 * s['normal_flagged']:.0f}%/{100 * s['anomalous_flagged']:.0f}%",
                 on_board,
+                _auc(s["tune"]["auc"]) if "tune" in s else "-",
             )
         )
     f = results["goals"]["figures"]
     means = ["mean", "", "", *(_auc(f["sklearn_means"][d]) for d in DETECTORS)]
-    rows.append((*means, _auc(f["float_mean"]), _auc(f["integer_mean"]), "", "", "", ""))
+    tuned = _auc(f["tuned_mean"]) if f.get("tuned_mean") is not None else ""
+    rows.append((*means, _auc(f["float_mean"]), _auc(f["integer_mean"]), "", "", "", "", tuned))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -333,7 +369,8 @@ def print_table(results: dict) -> None:
         "(train_anomaly defaults); scikit-learn defaults on standardized inputs (the vibration set: the "
         "front end's features); rows marked (stats) are outside the means; flagged = share of normal / "
         "anomalous test rows over the integer threshold; board = rows whose net.score differs from golden "
-        "(viper + portable kernels, unix port)"
+        f"(viper + portable kernels, unix port); tuned = float AUC of `tune --task anomaly --candidates "
+        f"{TUNE_CANDIDATES}` on the train file (seed 0)"
     )
     print("\n".join(table_lines(results)))
     vib = results["datasets"].get("vibration")

@@ -57,7 +57,8 @@ class Net:
         """Integer network on n_inputs codes -> the preallocated array('b') of int8 outputs.
         Allocates nothing. ValueError: wrong number of codes."""
     def forward(self, features: Sequence[float] | array, typecode: str | None = None) -> array:
-        """Raw features -> int8 logits (classify, array('b')) or dequantized values (regress, array('f')).
+        """Raw features -> int8 logits (classify, array('b')) or dequantized values (regress, array('f');
+        anomaly: the reconstruction in standardized units).
         The returned buffer is reused by the next call."""
     def predict(self, features: Sequence[float] | array, typecode: str | None = None) -> int | float | bool:
         """Raw features -> class index (classify, ties to the lowest), the first output's value

@@ -47,10 +47,11 @@ WEIGHT_MAX = 4095  # c_d, e_d are stored as u16; this many levels is plenty (the
 
 
 def default_hidden(n_inputs: int) -> tuple[int, ...]:
-    """A wide-narrow-wide autoencoder: the bottleneck (about a quarter of the inputs, at least 2) forces
-    the network to learn how normal features go together; the outer layers give it room to."""
+    """A wide-narrow-wide autoencoder: the bottleneck (a quarter of the inputs, at least 2, at most half
+    the outer width) forces the network to learn how normal features go together; the outer layers
+    give it room to."""
     outer = int(min(64, max(8, 2 * n_inputs)))
-    return (outer, max(2, n_inputs // 4), outer)
+    return (outer, max(2, min(n_inputs // 4, outer // 2)), outer)
 
 
 def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:

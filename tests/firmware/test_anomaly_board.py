@@ -56,7 +56,7 @@ def models(tmp_path_factory) -> Path:
         fm = anomaly.train_anomaly(x[ds.y == 0], activation=activation, seed=0)
         qm, _ = quantize(fm, x[ds.y == 0])
         n = qm.n_inputs
-        extra = np.concatenate([np.zeros((1, n)), np.full((1, n), 255), rng.integers(0, 256, (300, n))])
+        extra = np.concatenate([np.zeros((1, n)), np.full((1, n), 255), rng.integers(0, 256, (1000, n))])
         write_model(directory, name, qm, x, extra)
     fe = frontend.make("stats", AXES, [f"{a}{i}" for a in "xyz" for i in range(WINDOW)])
     normal = vibration(150, 1, fault=False)
@@ -64,7 +64,7 @@ def models(tmp_path_factory) -> Path:
     qm, _ = quantize(fm, normal)
     rows = np.concatenate([vibration(20, 2, fault=False), vibration(20, 3, fault=True)])
     n = qm.n_inputs
-    write_model(directory, "vib_stats", qm, rows, rng.integers(0, 256, (100, n)))
+    write_model(directory, "vib_stats", qm, rows, rng.integers(0, 256, (1000, n)))
     return directory
 
 

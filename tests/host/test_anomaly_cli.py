@@ -242,3 +242,24 @@ def test_sensor_windows_with_a_front_end(tmp_path, capsys):
     )
     got = json.loads(out)
     assert code == 0 and got["auc"] > 0.95 and (got["n_normal"], got["n_anomalous"]) == (30, 30)
+
+
+def test_evaluate_refuses_options_of_other_tasks(files, tmp_path, capsys):
+    m = tmp_path / "m.npz"
+    assert main(["train", str(files / "normal.csv"), "--task", "anomaly", "-o", str(m), "--json"]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "evaluate", m, files / "normal.csv", "--split", "test")
+    assert_one_line_error(code, err, "evaluate", "--split")
+
+
+def test_quantize_calibrates_on_the_rows_normal_names(files, tmp_path, capsys):
+    """A model trained on a file of normal rows, quantized with a labelled file: --normal picks the rows."""
+    m = tmp_path / "m.npz"
+    assert main(["train", str(files / "normal.csv"), "--task", "anomaly", "-o", str(m), "--json"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "m.enn"
+    code, _, err = run(capsys, "quantize", m, "--data", files / "test.csv", "-o", out)
+    assert_one_line_error(code, err, "quantize", "holds 2 labels", "--normal")
+    assert not out.exists()
+    code, text, _ = run(capsys, "quantize", m, "--data", files / "test.csv", "--normal", "ok", "-o", out)
+    assert code == 0 and "calibrated on 19 normal rows" in text and "(40 anomalous)" in text

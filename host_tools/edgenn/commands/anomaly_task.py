@@ -212,10 +212,12 @@ def train(args: argparse.Namespace, hidden: tuple[int, ...] | None, front_end_of
 # quantize
 
 
-def calibration_rows(fm: FloatModel, data: str, label: str | None) -> Rows:
-    """DATA for quantize: the rows named normal when the model was trained (its label and --normal)."""
+def calibration_rows(fm: FloatModel, data: str, label: str | None, normal: list[str] | None) -> Rows:
+    """DATA for quantize: the rows quantize's --normal names, else those named normal when the model
+    was trained (its label column and --normal values are in the .npz)."""
     info = fm.meta.get("anomaly", {})
-    return read_rows(data, label or info.get("label_column"), info.get("normal"), fm.input_names)
+    label = label or (info.get("label_column") if not normal else None)
+    return read_rows(data, label, normal or info.get("normal"), fm.input_names)
 
 
 def compare(fm: FloatModel, qm: QuantModel, rows: Rows) -> dict:
@@ -240,11 +242,12 @@ def quantize(args: argparse.Namespace, fm: FloatModel, out_path, profile) -> int
     """`edgenn quantize` of an anomaly model: calibrated on DATA's normal rows (QAT kept only when the
     integer scores then track the float scores more closely), then float vs integer on DATA (or --test)."""
     from edgenn import fit
-    from edgenn.commands.quantize import _qat_line
+    from edgenn.commands.quantize import _qat_line, qat_summary
     from edgenn.metrics import layer_error_lines, layer_errors
     from edgenn.qat import EPOCHS, fine_tune
 
-    rows = calibration_rows(fm, args.data, args.label)
+    normal = normal_values(args.normal)
+    rows = calibration_rows(fm, args.data, args.label, normal)
     calib = rows.X if rows.anomalous is None else rows.X[~rows.anomalous]
     if len(calib) == 0:
         raise UserError(f"{rows.source}: no normal rows to calibrate on")
@@ -262,9 +265,7 @@ def quantize(args: argparse.Namespace, fm: FloatModel, out_path, profile) -> int
         raise UserError(f"{out_path}: cannot write ({exc.strerror})") from None
     shown = rows
     if args.test:
-        info = fm.meta.get("anomaly", {})
-        label = args.label or info.get("label_column")
-        shown = read_rows(args.test, label, info.get("normal"), fm.input_names)
+        shown = calibration_rows(fm, args.test, args.label, normal)
     result = {
         "model": str(out_path),
         "source": str(args.model),
@@ -275,14 +276,7 @@ def quantize(args: argparse.Namespace, fm: FloatModel, out_path, profile) -> int
         "evaluated_on": "test_file" if args.test else "all",
         "n": int(len(shown.X)),
         "n_anomalous": int(shown.anomalous.sum()) if shown.anomalous is not None else 0,
-        "qat": {
-            "mode": args.qat,
-            "used": tuned.used,
-            "epoch": tuned.epoch,
-            "epochs_run": tuned.epochs_run,
-            "calibration_score_plain": tuned.plain_score,
-            "calibration_score_qat": tuned.qat_score,
-        },
+        "qat": qat_summary(args.qat, tuned),
         **compare(fm, qm, shown),
         "bytes": size,
         "float32_bytes": modelfile.float32_bytes(qm),
@@ -333,6 +327,10 @@ def compare_lines(r: dict) -> list[str]:
 def evaluate(args: argparse.Namespace, model: FloatModel | QuantModel, path: str) -> int:
     """`edgenn evaluate MODEL DATA` for an anomaly model: with labels AUC/precision/recall/F1 and the
     confusion table, without them the score distribution and the count over the threshold."""
+    if args.split != "all" or args.labels:
+        raise UserError(
+            "--split and --labels are for classifiers and regressors; an anomaly model scores every row"
+        )
     names = model.input_names
     rows = read_rows(args.data, args.label, normal_values(args.normal), names)
     scores, threshold = anomaly.scores(model, rows.X)

@@ -20,7 +20,7 @@ from edgenn.metrics import layer_error_lines, layer_errors
 from edgenn.nn import accuracy, rmse, split_for_model
 from edgenn.outputs import output_file
 from edgenn.qat import EPOCHS as QAT_EPOCHS
-from edgenn.qat import fine_tune
+from edgenn.qat import QATResult, fine_tune
 
 NAME = "quantize"
 MIN_CALIBRATION_ROWS = 20
@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--test",
         metavar="FILE",
         help="score float and integer on this CSV (rows the model never saw) instead of DATA",
+    )
+    anomaly_task.add_normal_argument(
+        parser, "only those rows calibrate (default: the label and values the model was trained with)"
     )
     qat = parser.add_mutually_exclusive_group()
     qat.add_argument(
@@ -111,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     out_path = _output_path(model_path, args.output, args.data)
     if fm.task == "anomaly":
         return anomaly_task.quantize(args, fm, out_path, profile)
+    if args.normal:
+        raise UserError(f"--normal names the normal rows of an anomaly model; this is a {fm.task} model")
     label = resolve_label_column(loaded, args.data, args.label)
     dataset, _ = load_for_model(args.data, fm.feature_names, label, fm.task, fm.labels)
 
@@ -171,14 +176,7 @@ def run(args: argparse.Namespace) -> int:
         "evaluated_on": eval_part,
         "n": int(len(y_eval)),
         "trained_on_evaluated_rows": eval_part == "all" and split is not None,
-        "qat": {
-            "mode": args.qat,
-            "used": tuned.used,
-            "epoch": tuned.epoch,
-            "epochs_run": tuned.epochs_run,
-            "calibration_score_plain": tuned.plain_score,
-            "calibration_score_qat": tuned.qat_score,
-        },
+        "qat": qat_summary(args.qat, tuned),
         **_compare(fm.task, y_eval, fm.predict(x_eval), golden.predict(qm, x_eval)),
         "bytes": size,
         "float32_bytes": modelfile.float32_bytes(qm),
@@ -198,6 +196,18 @@ def run(args: argparse.Namespace) -> int:
         if fits is not None:
             print(f"  board: {fits.summary()}")
     return 1 if fits is not None and not fits.fits else 0
+
+
+def qat_summary(mode: str, tuned: QATResult) -> dict:
+    """The `qat` object of quantize's --json (what _qat_line prints)."""
+    return {
+        "mode": mode,
+        "used": tuned.used,
+        "epoch": tuned.epoch,
+        "epochs_run": tuned.epochs_run,
+        "calibration_score_plain": tuned.plain_score,
+        "calibration_score_qat": tuned.qat_score,
+    }
 
 
 def _rows_text(r: dict) -> str:

@@ -212,6 +212,26 @@ def _latency(candidate: Candidate, board: str | BoardProfile) -> tuple[float | N
         return None, str(exc)
 
 
+def _pick_best(
+    result: TuneResult, board: str | BoardProfile, estimate_top: int, stage: Callable[[str], None] | None
+) -> None:
+    """The best candidate that fits the board (a one-line error when none does), and the estimated
+    latency of the top `estimate_top`."""
+    board_ranked = [c for c in result.leaderboard() if c.fits]
+    if not board_ranked:
+        raise UserError(
+            f"no candidate fits the {result.board} board ({result.candidates[0].fit_summary}); "
+            "use fewer input features or a board with more memory"
+        )
+    result.best = board_ranked[0]
+    if stage is not None and estimate_top:
+        stage(f"estimating the latency of the top {min(estimate_top, len(board_ranked))} on the board's core")
+    for candidate in board_ranked[:estimate_top]:
+        candidate.latency_us, why = _latency(candidate, board)
+        if candidate.latency_us is None and why and not result.latency_note:
+            result.latency_note = why
+
+
 def tune(
     dataset: Dataset,
     board: str | BoardProfile,
@@ -268,19 +288,7 @@ def tune(
     result.candidates, result.stopped_by_budget = run_candidates(
         space, score, budget_s, progress, max_candidates
     )
-    board_ranked = [c for c in result.leaderboard() if c.fits]
-    if not board_ranked:
-        raise UserError(
-            f"no candidate fits the {board_name} board ({result.candidates[0].fit_summary}); "
-            "use fewer input features or a board with more memory"
-        )
-    result.best = board_ranked[0]
-    if stage is not None and estimate_top:
-        stage(f"estimating the latency of the top {min(estimate_top, len(board_ranked))} on the board's core")
-    for candidate in board_ranked[:estimate_top]:
-        candidate.latency_us, why = _latency(candidate, board)
-        if candidate.latency_us is None and why and not result.latency_note:
-            result.latency_note = why
+    _pick_best(result, board, estimate_top, stage)
     best_config = replace(
         base,
         hidden=result.best.hidden,
@@ -430,19 +438,7 @@ def tune_anomaly(
     result.candidates, result.stopped_by_budget = run_candidates(
         space, score, budget_s, progress, max_candidates
     )
-    ranked = [c for c in result.leaderboard() if c.fits]
-    if not ranked:
-        raise UserError(
-            f"no candidate fits the {board_name} board ({result.candidates[0].fit_summary}); "
-            "use fewer input features or a board with more memory"
-        )
-    result.best = ranked[0]
-    if stage is not None and estimate_top:
-        stage(f"estimating the latency of the top {min(estimate_top, len(ranked))} on the board's core")
-    for c in ranked[:estimate_top]:
-        c.latency_us, why = _latency(c, board)
-        if c.latency_us is None and why and not result.latency_note:
-            result.latency_note = why
+    _pick_best(result, board, estimate_top, stage)
     best = models[id(result.best)]  # already fitted on every normal row (train_anomaly's final fit)
     fe = front_ends[result.best.features]
     if fe is not None:  # the model takes raw windows and computes the features itself

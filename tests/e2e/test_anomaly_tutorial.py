@@ -7,6 +7,8 @@ faults switched in, watched with `monitor`: the fault windows are flagged, the n
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +113,24 @@ def test_anomaly_tutorial_on_the_virtual_board(vboard, tmp_path, capsys, monkeyp
     faults = [w["anomaly"] for w in windows if w["truth"] != "normal"]
     assert len(normal) >= 5 and len(faults) >= 5, windows
     assert sum(normal) <= 0.2 * len(normal) and sum(faults) >= 0.8 * len(faults), windows
+
+
+def test_record_mode_writes_machine_windows_without_a_board():
+    """`main.py record N STATES`: N windows per machine state, 64 samples per axis, in real MicroPython;
+    a stalled rotor's windows hold no rotation (far less vibration than normal ones)."""
+    micropython = str(Path(sys.executable).with_name("micropython"))
+    out = subprocess.run(
+        [micropython, str(EXAMPLE), "record", "20", "normal,stall"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.splitlines()
+    header = out[0].split(",")
+    assert header[:2] == ["x0", "x1"] and header[WINDOW] == "y0" and header[-2:] == ["z63", "label"]
+    rows = [line.rsplit(",", 1) for line in out[1:]]
+    assert [label for _, label in rows] == ["normal", "stall"] * 20
+    X = np.array([[int(v) for v in values.split(",")] for values, _ in rows]).reshape(40, 3, WINDOW)
+    spread = X.std(axis=2).mean(axis=1)  # per window: vibration around the mean, in readings
+    normal, stall = spread[0::2], spread[1::2]
+    assert np.median(stall) < 0.5 * np.median(normal), (normal, stall)
+    assert abs(np.median(X[:, 2].mean(axis=1)) - 4096) < 200  # gravity on z: 1 g at 4096 LSB per g

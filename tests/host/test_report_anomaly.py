@@ -176,3 +176,36 @@ def test_the_page_renders_in_headless_chromium(iris, tmp_path) -> None:
     (tmp_path / "anomaly.png").write_bytes(shot.png)
     non_white, colours = _not_blank(shot.png)
     assert shot.height > 2500 and non_white > 0.03 and colours > 20, (shot.height, non_white, colours)
+
+
+def test_a_board_score_that_differs_from_golden_is_shown_as_a_bug(iris) -> None:
+    """The board section of an anomaly model (tests/e2e/test_anomaly_tutorial.py runs the real one):
+    a differing score is named, row and both values."""
+    from edgenn.report import page
+    from edgenn.report.collect import BoardSection
+
+    npz, enn, _ = iris
+    report = collect(str(enn), "iris", float_model=str(npz))
+    a = report.anomaly
+    board_scores = a.scores["integer"].copy()
+    board_scores[7] += 1
+    a.scores["board"], a.thresholds["board"] = board_scores, a.thresholds["integer"]
+    lat = {"p50": 10.0, "p95": 12.0, "max": 20.0}
+    summary = {
+        "n": 150,
+        "answered": 150,
+        "errors": 0,
+        "agreement": 149 / 150,
+        "score_agreement": 149 / 150,
+        "latency_us": lat,
+        "rows_per_s": 100.0,
+        "first_mismatches": [],
+        "first_score_mismatches": [
+            {"row": 7, "board": int(board_scores[7]), "golden": int(board_scores[7] - 1)}
+        ],
+    }
+    report.board = BoardSection({"platform": "linux"}, summary, board_scores, np.full(150, 10.0))
+    text = _text(page.render(report))
+    assert f"row 7: board score {int(board_scores[7])} golden {int(board_scores[7] - 1)}" in text
+    assert "99.33% of rows" in text  # anomaly scores equal to golden
+    assert "drawn once" not in text  # the board's scores differ: drawn in their own panel

@@ -444,7 +444,11 @@ def _board_section(r: ReportData) -> str:
             body.append(f"<figure>{figures.latency_histogram(b.latency_us)}</figure>")
         if s["agreement"] < 1:
             mism = "; ".join(
-                f"row {m['row']}: board {m['board']} golden {m['golden']}" for m in s["first_mismatches"]
+                [f"row {m['row']}: board {m['board']} golden {m['golden']}" for m in s["first_mismatches"]]
+                + [  # an anomaly model: the scores the board sent that differ from golden's
+                    f"row {m['row']}: board score {m['board']} golden {m['golden']}"
+                    for m in s.get("first_score_mismatches", [])
+                ]
             )
             body.append(_p(f"DISAGREEMENT with the golden model (a bug): {mism}", "warn"))
     body.append(_fit(r))

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from edgenn.floatmodel import FloatModel
 from edgenn.metrics import LayerError, layer_errors
 from edgenn.modelfile import QuantModel
 from edgenn.nn import split_for_model
+
+if TYPE_CHECKING:
+    from edgenn.commands.anomaly_task import Rows
 
 Progress = Callable[[str], None]
 
@@ -233,7 +236,7 @@ def collect(
 
 def _anomaly_rows(
     fm: FloatModel | None, names: list[str], data: str, label: str | None, normal: list[str] | None
-):
+) -> tuple[Dataset, Rows, list[str] | None]:
     """DATA for an anomaly model, read as `edgenn evaluate` reads it (edgenn.commands.anomaly_task):
     -> (a Dataset whose classes are normal / anomalous, the Rows, each row's label or None). Without
     --label/--normal: those the float model was trained with."""
@@ -258,7 +261,7 @@ def _anomaly_rows(
 
 
 def anomaly_section(
-    fm: FloatModel | None, qm: QuantModel, rows, row_labels: list[str] | None
+    fm: FloatModel | None, qm: QuantModel, rows: Rows, row_labels: list[str] | None
 ) -> AnomalySection:
     """Float and integer scores of every row, and each input's term of the integer score
     S = sum_d c_d (u_d - r_d)**2 + e_d (u_d - m_d)**2 (docs/model-format.md), to say why a row scores high."""

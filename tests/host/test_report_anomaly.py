@@ -65,8 +65,10 @@ def test_the_page_shows_auc_threshold_histograms_roc_and_top_rows(iris) -> None:
     assert f"{expected['auc']:.3f}" in text and "integer ROC AUC" in text
     assert "50 normal rows (versicolor) and 100 anomalous rows (setosa 50, virginica 50)" in text
     assert "the 0.99 quantile of their out-of-fold scores" in text
+    oof = _figure(html, "anomaly score histograms")  # the first: the training rows' out-of-fold scores
+    assert ">out-of-fold (training) score<" in oof and "normal (50)" in oof and "anomalous" not in oof
 
-    hist = _figure(html, "anomaly score histograms")
+    hist = _figure(html[html.index("<h2>Results</h2>") :], "anomaly score histograms")
     assert ">float score<" in hist and ">integer score<" in hist
     assert (
         f"threshold {float(qm.threshold):.4g}" in hist and "normal (50)" in hist and "anomalous (100)" in hist

@@ -271,6 +271,10 @@ def _training_section(r: ReportData) -> str:
     info = meta.get("anomaly")
     if info:
         body.append(_p(_threshold_text(info)))
+        oof = info.get("oof_scores")
+        if oof:  # where the threshold comes from: the normal rows as a new normal row would score
+            panel = {"out-of-fold (training)": (np.asarray(oof, np.float64), None, float(info["threshold"]))}
+            body.append(f"<figure>{figures.score_histograms(panel)}</figure>")
     if r.histories:
         metric = "accuracy" if r.task == "classify" else "RMSE (standardized units)"
         body.append(f"<figure>{figures.training_curves(r.histories, metric)}</figure>")

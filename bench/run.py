@@ -24,6 +24,7 @@ BENCHMARKS = {
     "predict": "predict from a list / array('f') vs forward_q vs an everywhereml random forest",
     "fleet": "fleet deploy to 1, 10, 100, 1,000 simulated boards through one mosquitto: time, broker bytes",
     "heap": "the hot path on a fresh vs a nearly full heap (4 MB, 128 KB): no allocator call per inference",
+    "anomaly": "anomaly detection: edgenn float/integer vs scikit-learn detectors; scores on the board",
     "tune": "tune: the same leaderboard quiet and busy; front end search on a 6-axis motion set",
 }
 

@@ -201,11 +201,22 @@ def train_anomaly(
 def train_anomaly_windows(X_windows: np.ndarray, front_end: FrontEnd, **kwargs) -> FloatModel:
     """`train_anomaly` on the front end's float features of raw windows; the model keeps the front end
     (it takes raw windows everywhere) and its feature names are the raw columns."""
-    try:
-        feats = frontend.features_float(front_end, np.asarray(X_windows, dtype=np.float64))
-    except ValueError as exc:
-        raise UserError(f"{kwargs.get('source', 'data')}: {exc}") from None
+    feats = window_features(front_end, X_windows, kwargs.get("source", "data"))
     model = train_anomaly(feats, **{**kwargs, "feature_names": front_end.feature_names()})
+    return with_front_end(model, front_end)
+
+
+def window_features(front_end: FrontEnd, X_windows: np.ndarray, source: str = "data") -> np.ndarray:
+    """The front end's float features of raw windows; a bad window is one line naming DATA."""
+    try:
+        return frontend.features_float(front_end, np.asarray(X_windows, dtype=np.float64))
+    except ValueError as exc:
+        raise UserError(f"{source}: {exc}") from None
+
+
+def with_front_end(model: FloatModel, front_end: FrontEnd) -> FloatModel:
+    """A model trained on the front end's features -> the same model taking raw windows (it keeps the
+    front end; its feature names are the raw columns)."""
     model.frontend = front_end
     model.feature_names = list(front_end.columns)
     model.meta["frontend"] = frontend.describe(front_end)

@@ -11,7 +11,8 @@ against the board profile with `edgenn.fit.check_fit`; models that do not fit ar
 Every candidate is scored by the same stratified k-fold cross-validation as `edgenn train` (same folds
 for every candidate, from `seed`), and the best is then trained on every row like `edgenn train` does.
 The top `estimate_top` candidates also get an estimated latency (`edgenn.machinecode.estimate`).
-`run_candidates` is the search loop alone, for other searches (e.g. anomaly models) to reuse.
+`run_candidates` is the search loop alone, for other searches to reuse: `tune_anomaly` (`tune --task
+anomaly`) searches autoencoder shapes with it, scored by ROC AUC (see there).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class TuneResult:
     def leaderboard(self) -> list[Candidate]:
         """Scored candidates best first (ties: fewer MACs), then the ones that do not fit."""
         scored = [c for c in self.candidates if c.cv_mean is not None]
-        sign = -1.0 if self.metric == "accuracy" else 1.0
+        sign = -1.0 if self.metric in ("accuracy", "auc") else 1.0
         # equal scores (to 9 places: fold means that differ only in the last bit are ties) rank the
         # smaller model first, then the order tried (a stable sort): the same order on every machine
         scored.sort(key=lambda c: (sign * round(c.cv_mean, 9), c.macs))
@@ -166,7 +167,8 @@ def _shape_fit(
     """Quantize the candidate's shape with placeholder weights: bytes and blocks depend on the shape only.
     With a front end, `dataset` holds its features and `raw` the windows (the model stores the front end
     and is calibrated on raw windows, as `edgenn quantize` does)."""
-    sizes = [dataset.n_features, *candidate.hidden, len(dataset.labels) if dataset.task == "classify" else 1]
+    n_out = {"classify": len(dataset.labels), "anomaly": dataset.n_features}.get(dataset.task, 1)
+    sizes = [dataset.n_features, *candidate.hidden, n_out]
     rng = np.random.default_rng(0)
     placeholder = FloatModel(
         weights=[rng.normal(0, 0.1, (a, b)) for a, b in zip(sizes[:-1], sizes[1:])],
@@ -180,6 +182,10 @@ def _shape_fit(
         target_mean=np.zeros(1) if dataset.task == "regress" else np.zeros(0),
         target_std=np.ones(1) if dataset.task == "regress" else np.ones(0),
     )
+    if dataset.task == "anomaly":  # the score's weights and threshold are placeholders too
+        placeholder.score_weights = np.ones(n_out)
+        placeholder.deviation_weights = np.full(n_out, 0.5)
+        placeholder.threshold = 1.0
     calibration = dataset.X[:64]
     if front_end is not None and raw is not None:
         placeholder.frontend = front_end
@@ -206,6 +212,26 @@ def _latency(candidate: Candidate, board: str | BoardProfile) -> tuple[float | N
         return float(estimate(qm, board, rows=input_rows(qm, n=4))["us"]), ""
     except (UserError, MachineCodeError) as exc:
         return None, str(exc)
+
+
+def _pick_best(
+    result: TuneResult, board: str | BoardProfile, estimate_top: int, stage: Callable[[str], None] | None
+) -> None:
+    """The best candidate that fits the board (a one-line error when none does), and the estimated
+    latency of the top `estimate_top`."""
+    board_ranked = [c for c in result.leaderboard() if c.fits]
+    if not board_ranked:
+        raise UserError(
+            f"no candidate fits the {result.board} board ({result.candidates[0].fit_summary}); "
+            "use fewer input features or a board with more memory"
+        )
+    result.best = board_ranked[0]
+    if stage is not None and estimate_top:
+        stage(f"estimating the latency of the top {min(estimate_top, len(board_ranked))} on the board's core")
+    for candidate in board_ranked[:estimate_top]:
+        candidate.latency_us, why = _latency(candidate, board)
+        if candidate.latency_us is None and why and not result.latency_note:
+            result.latency_note = why
 
 
 def tune(
@@ -264,19 +290,7 @@ def tune(
     result.candidates, result.stopped_by_budget = run_candidates(
         space, score, budget_s, progress, max_candidates
     )
-    board_ranked = [c for c in result.leaderboard() if c.fits]
-    if not board_ranked:
-        raise UserError(
-            f"no candidate fits the {board_name} board ({result.candidates[0].fit_summary}); "
-            "use fewer input features or a board with more memory"
-        )
-    result.best = board_ranked[0]
-    if stage is not None and estimate_top:
-        stage(f"estimating the latency of the top {min(estimate_top, len(board_ranked))} on the board's core")
-    for candidate in board_ranked[:estimate_top]:
-        candidate.latency_us, why = _latency(candidate, board)
-        if candidate.latency_us is None and why and not result.latency_note:
-            result.latency_note = why
+    _pick_best(result, board, estimate_top, stage)
     best_config = replace(
         base,
         hidden=result.best.hidden,
@@ -296,5 +310,153 @@ def tune(
         "candidates": len(result.candidates),
         "leaderboard": [c.as_dict() for c in result.leaderboard()[:10]],
     }
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# tune --task anomaly: autoencoder shapes, scored by ROC AUC of out-of-fold normal scores
+
+
+ANOMALY_ACTIVATION_SPACE = ("tanh", "relu")
+ANOMALY_WEIGHT_DECAY_SPACE = (1e-4, 1e-3, 1e-2)
+
+
+def anomaly_shapes(d: int) -> list[tuple[int, ...]]:
+    """Autoencoder shapes for d inputs: wide-narrow-wide (outer d or 2d within 8..64, bottleneck d/8,
+    d/4 or d/2, at least 2) and a single bottleneck layer; the default shape (anomaly.default_hidden)
+    is among them."""
+    outers = sorted({int(min(64, max(8, m * d))) for m in (1, 2)})
+    necks = sorted({max(2, d // k) for k in (8, 4, 2)})
+    return [(o, b, o) for o in outers for b in necks if b < o] + [(b,) for b in necks]
+
+
+def anomaly_search_space(seed: int, dims: dict[str, int]) -> list[Point]:
+    """The default autoencoder (train_anomaly's defaults) on each front end first, then every other
+    shape, activation and weight decay in a seeded random order."""
+    import inspect
+
+    from edgenn.anomaly import default_hidden, train_anomaly
+
+    defaults = inspect.signature(train_anomaly).parameters  # one source for the defaults
+    act, wd = defaults["activation"].default, defaults["weight_decay"].default
+    firsts = [(default_hidden(d), act, wd, kind) for kind, d in dims.items()]
+    rest = [
+        (h, a, w, kind)
+        for kind, d in dims.items()
+        for h in anomaly_shapes(d)
+        for a in ANOMALY_ACTIVATION_SPACE
+        for w in ANOMALY_WEIGHT_DECAY_SPACE
+        if (h, a, w, kind) not in firsts
+    ]
+    order = np.random.default_rng(seed).permutation(len(rest))
+    return firsts + [rest[i] for i in order]
+
+
+def permuted_rows(F: np.ndarray, seed: int) -> np.ndarray:
+    """Synthetic anomalies when DATA has none: every feature shuffled on its own across the normal rows.
+    Each value is a normal one, but the rows break the way normal features go together, which is what
+    an autoencoder is for (a value far out of range the score's deviation term catches anyway)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(F[:, j]) for j in range(F.shape[1])], axis=1)
+
+
+def tune_anomaly(
+    X_normal: np.ndarray,
+    board: str | BoardProfile,
+    feature_names: list[str],
+    X_anomalous: np.ndarray | None = None,
+    front_ends: dict[str, FrontEnd | None] | None = None,
+    budget_s: float | None = None,
+    seed: int = 0,
+    folds: int = 5,
+    threshold_quantile: float | None = None,
+    max_candidates: int | None = DEFAULT_CANDIDATES,
+    estimate_top: int = 0,
+    progress: Callable[[Candidate, int], None] | None = None,
+    stage: Callable[[str], None] | None = None,
+    source: str = "data",
+) -> TuneResult:
+    """The best anomaly model that fits the board. Each candidate is an autoencoder trained by
+    `anomaly.train_anomaly` on the normal rows (through its front end), whose k-fold cross-validation
+    scores every normal row with a model that did not see it; its yardstick is the ROC AUC of those
+    out-of-fold normal scores against the scores of rows that are not normal and were never fitted: DATA's
+    anomalous rows when it has some (X_anomalous), else `permuted_rows` of the normal rows. The best is
+    the model train_anomaly fitted (threshold from its own out-of-fold scores), keeping its front end."""
+    from edgenn import anomaly
+    from edgenn.metrics import roc_auc
+
+    started = time.perf_counter()
+    front_ends = front_ends or {"raw": None}
+    anomaly.check_rows(len(X_normal), folds, source)
+    if X_anomalous is not None and not len(X_anomalous):
+        X_anomalous = None
+    normal, others, datasets = {}, {}, {}
+    raw = Dataset(
+        source, source, X_normal, np.zeros(len(X_normal), np.int64), list(feature_names), "", "anomaly", []
+    )
+    for kind, fe in front_ends.items():
+        f = X_normal if fe is None else anomaly.window_features(fe, X_normal, source)
+        normal[kind] = f
+        if X_anomalous is None:
+            others[kind] = permuted_rows(f, seed)
+        else:
+            others[kind] = X_anomalous if fe is None else anomaly.window_features(fe, X_anomalous, source)
+        names = list(feature_names) if fe is None else fe.feature_names()
+        # an anomaly model's labels name its outputs: the inputs it reconstructs
+        datasets[kind] = Dataset(source, source, f, np.zeros(len(f), np.int64), names, "", "anomaly", names)
+    board_name = board if isinstance(board, str) else board.name
+    result = TuneResult(board_name, "auc", folds)
+    space = [
+        Candidate(h, a, w, kind, is_default=i < len(front_ends))
+        for i, (h, a, w, kind) in enumerate(
+            anomaly_search_space(seed, {k: f.shape[1] for k, f in normal.items()})
+        )
+    ]
+    result.planned = len(space) if max_candidates is None else min(max_candidates, len(space))
+    options = {"seed": seed, "folds": folds, "source": source}
+    if threshold_quantile is not None:
+        options["threshold_quantile"] = threshold_quantile
+    models: dict[int, FloatModel] = {}
+
+    def score(c: Candidate) -> None:
+        _shape_fit(datasets[c.features], c, board, raw, front_ends[c.features])
+        if c.fits:
+            t0 = time.perf_counter()
+            fm = anomaly.train_anomaly(
+                normal[c.features],
+                hidden=c.hidden,
+                activation=c.activation,
+                weight_decay=c.weight_decay,
+                **options,
+            )
+            oof = np.asarray(fm.meta["anomaly"]["oof_scores"])
+            s = anomaly.float_scores(fm, others[c.features])
+            c.cv_mean = roc_auc(np.r_[oof, s], np.r_[np.zeros(len(oof)), np.ones(len(s))])
+            c.epochs = int(fm.meta["epochs"])
+            c.seconds = time.perf_counter() - t0
+            models[id(c)] = fm
+
+    result.candidates, result.stopped_by_budget = run_candidates(
+        space, score, budget_s, progress, max_candidates
+    )
+    _pick_best(result, board, estimate_top, stage)
+    best = models[id(result.best)]  # already fitted on every normal row (train_anomaly's final fit)
+    fe = front_ends[result.best.features]
+    if fe is not None:  # the model takes raw windows and computes the features itself
+        anomaly.with_front_end(best, fe)
+    else:
+        best.feature_names = list(feature_names)
+        best.labels = list(feature_names)
+    best.meta["tune"] = {
+        "board": board_name,
+        "metric": "auc",
+        "anomalies": "other rows of DATA"
+        if X_anomalous is not None
+        else "normal rows with shuffled features",
+        "candidates": len(result.candidates),
+        "leaderboard": [c.as_dict() for c in result.leaderboard()[:10]],
+    }
+    result.model = best
     result.seconds = time.perf_counter() - started
     return result

@@ -7,11 +7,15 @@ import os
 import sys
 import time
 
+from edgenn.commands import anomaly_task
 from edgenn.commands.common import print_json
 from edgenn.device.client import DEFAULT_BAUD
 
 NAME = "report"
-HELP = "write one self-contained HTML page: data, training curves, confusion matrices, quantization, board"
+HELP = (
+    "write one self-contained HTML page: data, training curves, confusion matrices (anomaly models: score "
+    "histograms, ROC curve, the highest-scoring rows), quantization, board"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the per-layer quantization error",
     )
     parser.add_argument("--label", metavar="COL", help="label column (default: as for `edgenn evaluate`)")
+    anomaly_task.add_normal_argument(
+        parser, "the other rows are anomalous (default: those the model was trained with)"
+    )
     parser.add_argument(
         "--port",
         help="also run DATA on the board on this serial port (deployed with `edgenn deploy`): agreement "
@@ -68,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         baud=args.baud,
         timeout=args.timeout,
         progress=progress,
+        normal=anomaly_task.normal_values(args.normal),
     )
     seconds = time.perf_counter() - start
     size = os.path.getsize(args.output)
@@ -78,12 +86,12 @@ def run(args: argparse.Namespace) -> int:
                 "bytes": size,
                 "seconds": round(seconds, 3),
                 "rows": report.dataset.n_rows,
-                "compared": list(report.predictions),
+                "compared": list(report.predictions) or list(report.anomaly.scores if report.anomaly else []),
                 "sections": {k: round(v, 3) for k, v in report.seconds.items()},
             }
         )
     else:
-        compared = " + ".join(report.predictions)
+        compared = " + ".join(report.predictions or (report.anomaly.scores if report.anomaly else []))
         print(
             f"{args.output}: {size // 1024} KB, {report.dataset.n_rows} rows, {compared}, "
             f"in {seconds:.1f} s; open it in a browser"

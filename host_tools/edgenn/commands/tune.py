@@ -9,6 +9,7 @@ import sys
 import time
 
 from edgenn.boards import load_board
+from edgenn.commands import anomaly_task
 from edgenn.commands import train as train_cmd
 from edgenn.commands.common import print_json
 from edgenn.commands.train import add_sensor_arguments, make_front_end
@@ -17,7 +18,7 @@ from edgenn.errors import UserError
 from edgenn.floatmodel import TASKS
 from edgenn.frontend import KINDS, FrontEnd
 from edgenn.outputs import output_file
-from edgenn.tune import DEFAULT_CANDIDATES, Candidate, tune
+from edgenn.tune import DEFAULT_CANDIDATES, Candidate, TuneResult, tune, tune_anomaly
 
 NAME = "tune"
 PROGRESS_WIDTH = 100
@@ -29,7 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA", help="CSV file (header row) or bundled dataset name")
     parser.add_argument("--board", required=True, metavar="B", help="board profile (see `edgenn boards`)")
     parser.add_argument("--label", metavar="COL", help="label column (known for bundled datasets)")
-    parser.add_argument("--task", choices=TASKS, help="classify or regress (default: inferred)")
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        help="classify or regress (default: inferred), or anomaly: autoencoders on the normal rows, "
+        "scored by the ROC AUC of their out-of-fold scores against DATA's other rows (--label/--normal), "
+        "or, without any, against normal rows with every feature shuffled on its own",
+    )
+    anomaly_task.add_normal_argument(parser, "the others score the candidates, never fitted (--task anomaly)")
     parser.add_argument(
         "--candidates",
         type=int,
@@ -59,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _score(c: Candidate, metric: str) -> str:
     if c.cv_mean is None:
         return "-"
+    if metric == "auc":  # one figure per candidate: out-of-fold normal scores vs the other rows
+        return f"AUC {c.cv_mean:.4f}"
     if metric == "accuracy":
         return f"{100 * c.cv_mean:.2f}% ± {100 * c.cv_std:.1f}"
     return f"{c.cv_mean:.4g} ± {c.cv_std:.3g}"
@@ -85,11 +95,21 @@ def run(args: argparse.Namespace) -> int:
     if args.candidates < 1:
         raise UserError(f"--candidates must be >= 1, got {args.candidates}")
     output = output_file(args.output, ".npz", (args.data,))
-    dataset = load_dataset(args.data, args.label, args.task)
-    front_ends = front_ends_to_search(args, dataset.feature_names)
+    if args.task == "anomaly":
+        rows = anomaly_task.read_rows(args.data, args.label, anomaly_task.normal_values(args.normal))
+        columns, name = rows.feature_names, rows.source
+        normal = rows.X if rows.anomalous is None else rows.X[~rows.anomalous]
+        anomalous = None if rows.anomalous is None else rows.X[rows.anomalous]
+        n_rows, metric = len(normal), "auc"
+    else:
+        if args.normal:
+            raise UserError("--normal names the normal rows for --task anomaly")
+        dataset = load_dataset(args.data, args.label, args.task)
+        columns, name, n_rows = dataset.feature_names, dataset.name, dataset.n_rows
+        metric = "accuracy" if dataset.task == "classify" else "rmse"
+    front_ends = front_ends_to_search(args, columns)
 
     on_terminal = not args.json and sys.stderr.isatty()
-    metric = "accuracy" if dataset.task == "classify" else "rmse"
     tried: list[Candidate] = []
     started = time.perf_counter()
     last_line = [started]
@@ -108,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         scored = [t for t in tried if t.cv_mean is not None]
         best = ""
         if scored:
-            pick = max if dataset.task == "classify" else min
+            pick = max if metric in ("accuracy", "auc") else min
             best = f"; best so far {_score(pick(scored, key=lambda t: t.cv_mean), metric)}"
         budget = "" if args.budget_s is None else f" of {args.budget_s:g}"
         show(
@@ -120,22 +140,28 @@ def run(args: argparse.Namespace) -> int:
     def stage(text: str) -> None:
         show(f"tune: {text}")
 
+    common = dict(
+        budget_s=args.budget_s,
+        seed=args.seed,
+        max_candidates=args.candidates,
+        estimate_top=ESTIMATE_TOP,
+        progress=progress,
+        stage=stage,
+        front_ends=front_ends,
+    )
+    result: TuneResult
     try:
-        result = tune(
-            dataset,
-            args.board,
-            budget_s=args.budget_s,
-            seed=args.seed,
-            max_candidates=args.candidates,
-            estimate_top=ESTIMATE_TOP,
-            progress=progress,
-            stage=stage,
-            front_ends=front_ends,
-        )
+        if args.task == "anomaly":
+            result = tune_anomaly(normal, args.board, columns, anomalous, source=name, **common)
+        else:
+            result = tune(dataset, args.board, **common)
     finally:  # also on Ctrl-C and errors: their one line starts on a clean line
         if on_terminal:
             sys.stderr.write("\r" + " " * PROGRESS_WIDTH + "\r")
             sys.stderr.flush()
+    if args.task == "anomaly":  # what `train --task anomaly` records: quantize calibrates on these rows
+        result.model.meta["anomaly"].update(label_column=rows.label_column, normal=rows.normal)
+        result.model.meta.update(dataset=name, source=name, label_column=rows.label_column)
     result.model.save(output)
     board = result.leaderboard()
     if args.json:
@@ -160,10 +186,13 @@ def run(args: argparse.Namespace) -> int:
     fitting = sum(c.fits for c in result.candidates)
     searched = f", front ends {'/'.join(front_ends)}" if len(front_ends) > 1 else ""
     print(
-        f"tune {dataset.name} for {args.board}: {len(result.candidates)} candidates{searched} in "
+        f"tune {name} for {args.board}: {len(result.candidates)} candidates{searched} in "
         f"{result.seconds:.1f} s ({fitting} fit the board), scored by {result.folds}-fold "
         f"cross-validated {result.metric}"
     )
+    if metric == "auc":
+        against = result.model.meta["tune"]["anomalies"]
+        print(f"(ROC AUC of the normal rows' out-of-fold scores against the {against}, never fitted)")
     if result.stopped_by_budget:
         print(
             f"stopped by --budget-s {args.budget_s:g} after {len(result.candidates)} of {result.planned} "
@@ -188,9 +217,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"est. µs: the top {ESTIMATE_TOP}, the board's machine code in an emulator (edgenn estimate)")
     b = result.best
     fe = "" if b.features == "raw" else f"--features {b.features} --axes {args.axes or 1} "
+    task = "--task anomaly " if metric == "auc" else ""
     print(
-        f"best: {fe}--hidden {','.join(map(str, b.hidden))} --activation {b.activation} --weight-decay "
-        f"{b.weight_decay:g} ({_score(b, result.metric)}), trained on all {dataset.n_rows} rows; "
-        f"wrote {output}"
+        f"best: {task}{fe}--hidden {','.join(map(str, b.hidden))} --activation {b.activation} "
+        f"--weight-decay {b.weight_decay:g} ({_score(b, result.metric)}), trained on all {n_rows} "
+        f"{'normal ' if metric == 'auc' else ''}rows; wrote {output}"
     )
     return 0

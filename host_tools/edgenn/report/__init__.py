@@ -24,6 +24,7 @@ def build_report(
     baud: int = 115200,
     timeout: float = 5.0,
     progress: Progress | None = None,
+    normal: list[str] | None = None,
 ) -> ReportData:
     """Compute every section, draw the page and write it to `output`; returns the numbers."""
     from edgenn.report import figures, page
@@ -31,7 +32,7 @@ def build_report(
     figures.require_matplotlib()  # before any slow work: a missing extra is one line, at once
     # before any slow work; never over a model or one of the page's own inputs
     output = output_file(output, ".html", (model, data, float_model))
-    report = collect(model, data, float_model, label, port, board, baud, timeout, progress)
+    report = collect(model, data, float_model, label, port, board, baud, timeout, progress, normal)
     if progress is not None:
         progress("drawing the figures")
     t = time.perf_counter()

@@ -11,18 +11,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgenn import golden, modelfile
-from edgenn.data import Dataset, load_for_model
+from edgenn.data import Dataset, load_for_model, read_table, resolve_data_path
 from edgenn.errors import UserError
 from edgenn.evaluation import load_model, resolve_label_column, training_rows_note
 from edgenn.floatmodel import FloatModel
 from edgenn.metrics import LayerError, layer_errors
 from edgenn.modelfile import QuantModel
 from edgenn.nn import split_for_model
+
+if TYPE_CHECKING:
+    from edgenn.commands.anomaly_task import Rows
 
 Progress = Callable[[str], None]
 
@@ -48,6 +51,20 @@ class FitSection:
 
 
 @dataclass
+class AnomalySection:
+    """An anomaly model's scores on DATA (edgenn.anomaly): per source ("float", "integer", "board") the
+    score of every row and the threshold it is compared with, which rows DATA says are anomalous (None
+    without a label column), and where each integer score comes from."""
+
+    scores: dict[str, np.ndarray]
+    thresholds: dict[str, float]
+    anomalous: np.ndarray | None  # bool (n,)
+    row_labels: list[str] | None  # the label column's value per row
+    normal: list[str] | None  # the label values that mean normal
+    terms: np.ndarray  # int64 (n, d): each input's share of the integer score (reconstruction + deviation)
+
+
+@dataclass
 class ReportData:
     title: str
     model_path: str
@@ -68,6 +85,7 @@ class ReportData:
     board: BoardSection | None = None
     fit: FitSection | None = None
     histories: dict[str, list[dict]] = field(default_factory=dict)
+    anomaly: AnomalySection | None = None  # anomaly models: scores instead of predictions
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -82,8 +100,10 @@ def collect(
     baud: int = 115200,
     timeout: float = 5.0,
     progress: Progress | None = None,
+    normal: list[str] | None = None,
 ) -> ReportData:
-    """Load MODEL (.npz or .enn) and DATA and compute every section's numbers."""
+    """Load MODEL (.npz or .enn) and DATA and compute every section's numbers. `normal`: for an anomaly
+    model, the label values that mean normal (default: those it was trained with)."""
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     if board is not None:  # an unknown --board is a one-line error before any slow work
@@ -105,8 +125,16 @@ def collect(
     elif float_model is not None:
         raise UserError("--float adds the float model beside an integer MODEL.enn; MODEL is already a .npz")
 
-    label = resolve_label_column(loaded, data, label)
-    dataset, _ = load_for_model(data, loaded.feature_names, label, loaded.task, loaded.labels)
+    if loaded.task == "anomaly":
+        dataset, rows, row_labels = _anomaly_rows(fm, loaded.feature_names, data, label, normal)
+    else:
+        if normal:
+            raise UserError(
+                f"--normal names the normal rows of an anomaly model; this is a {loaded.task} model"
+            )
+        label = resolve_label_column(loaded, data, label)
+        dataset, _ = load_for_model(data, loaded.feature_names, label, loaded.task, loaded.labels)
+        rows = None
     if dataset.n_rows == 0:
         raise UserError(f"{data}: no rows")
     X, y = dataset.X, dataset.y
@@ -130,7 +158,7 @@ def collect(
             held_out = f"`edgenn evaluate MODEL {data} --split test` scores only the held-out rows"
             report.notes.append(training_rows_note(fm, dataset.n_rows, len(split.train), held_out))
         report.histories = histories(fm.meta)
-        if not report.histories:
+        if not report.histories and fm.task != "anomaly":  # train --task anomaly keeps no per-epoch record
             report.notes.append(
                 "the float model records no training history (trained outside `edgenn train`?)"
             )
@@ -143,7 +171,12 @@ def collect(
     if port is not None:
         say(f"running {dataset.n_rows} rows on the board at {port}")
         t = time.perf_counter()
-        report.board, board_qm = _run_board(port, baud, timeout, qm, model if qm is not None else None, X, y)
+        truth = (
+            y if rows is None else rows.anomalous
+        )  # an anomaly model's board run: which rows are anomalous
+        report.board, board_qm = _run_board(
+            port, baud, timeout, qm, model if qm is not None else None, X, truth
+        )
         if qm is None:  # a .npz MODEL: compare with what the board runs
             report.qm, report.qm_source = board_qm, "read back from the board"
             _check_same_interface(fm, board_qm, model, "the board's model")
@@ -153,9 +186,11 @@ def collect(
         from edgenn.quantize import quantize
 
         split = split_for_model(fm, dataset)
-        rows = split.train if split is not None and len(split.train) else np.arange(dataset.n_rows)
-        report.qm, _ = quantize(fm, X[rows], name=str(fm.meta.get("dataset") or dataset.name))
+        calibration = split.train if split is not None and len(split.train) else np.arange(dataset.n_rows)
         where = "the training rows" if split is not None else "all rows of DATA"
+        if rows is not None and rows.anomalous is not None:  # an anomaly model calibrates on normal rows
+            calibration, where = np.flatnonzero(~rows.anomalous), "the normal rows of DATA"
+        report.qm, _ = quantize(fm, X[calibration], name=str(fm.meta.get("dataset") or dataset.name))
         report.qm_source = (
             f"quantized in memory for this report (calibrated on {where}, as `edgenn quantize --no-qat`)"
         )
@@ -163,11 +198,17 @@ def collect(
     t = time.perf_counter()
     qm = report.qm
     assert qm is not None
-    if fm is not None:
-        report.predictions["float"] = _values(fm.predict(X), report.task)
-    report.predictions["integer"] = _values(golden.predict(qm, X), report.task)
-    if report.board is not None:
-        report.predictions["board"] = report.board.predictions
+    if rows is not None:
+        report.anomaly = anomaly_section(fm, qm, rows, row_labels)
+        if report.board is not None:  # the board's own scores (NaN where it refused a row)
+            report.anomaly.scores["board"] = report.board.predictions
+            report.anomaly.thresholds["board"] = float(qm.threshold)
+    else:
+        if fm is not None:
+            report.predictions["float"] = _values(fm.predict(X), report.task)
+        report.predictions["integer"] = _values(golden.predict(qm, X), report.task)
+        if report.board is not None:
+            report.predictions["board"] = report.board.predictions
     a = np.asarray(qm.in_scale, np.float32).astype(np.float64)
     c = np.asarray(qm.in_offset, np.float32).astype(np.float64)
     report.calibrated_range = ((-0.5 - c) / a, (255.5 - c) / a)  # values that round to codes 0..255
@@ -191,6 +232,51 @@ def collect(
         report.fit = fit_section(qm, profile_name)
         report.seconds["fit"] = time.perf_counter() - t
     return report
+
+
+def _anomaly_rows(
+    fm: FloatModel | None, names: list[str], data: str, label: str | None, normal: list[str] | None
+) -> tuple[Dataset, Rows, list[str] | None]:
+    """DATA for an anomaly model, read as `edgenn evaluate` reads it (edgenn.commands.anomaly_task):
+    -> (a Dataset whose classes are normal / anomalous, the Rows, each row's label or None). Without
+    --label/--normal: those the float model was trained with."""
+    from edgenn.commands.anomaly_task import read_rows
+
+    info = fm.meta.get("anomaly", {}) if fm is not None else {}
+    rows = read_rows(data, label or info.get("label_column"), normal or info.get("normal"), names)
+    y = np.zeros(len(rows.X), np.int64) if rows.anomalous is None else rows.anomalous.astype(np.int64)
+    # the label values themselves, to show beside the scores
+    labels = read_table(resolve_data_path(data)).column(rows.label_column) if rows.label_column else None
+    dataset = Dataset(
+        Path(rows.source).stem,
+        rows.source,
+        rows.X,
+        y,
+        list(names),
+        rows.label_column or "",
+        "anomaly",
+        ["normal", "anomalous"],
+    )
+    return dataset, rows, labels
+
+
+def anomaly_section(
+    fm: FloatModel | None, qm: QuantModel, rows: Rows, row_labels: list[str] | None
+) -> AnomalySection:
+    """Float and integer scores of every row, and each input's term of the integer score
+    S = sum_d c_d (u_d - r_d)**2 + e_d (u_d - m_d)**2 (docs/model-format.md), to say why a row scores high."""
+    from edgenn import anomaly
+
+    scores: dict[str, np.ndarray] = {}
+    thresholds: dict[str, float] = {}
+    if fm is not None:
+        scores["float"], thresholds["float"] = anomaly.scores(fm, rows.X)
+    scores["integer"], thresholds["integer"] = anomaly.scores(qm, rows.X)
+    u = golden.quantize_input(qm, rows.X).astype(np.int64)
+    r = golden.forward_q(qm, u).astype(np.int64) + 128
+    c, e = np.asarray(qm.score_weights, np.int64), np.asarray(qm.deviation_weights, np.int64)
+    terms = c * (u - r) ** 2 + e * (u - np.asarray(qm.score_center, np.int64)) ** 2
+    return AnomalySection(scores, thresholds, rows.anomalous, row_labels, rows.normal, terms)
 
 
 def _values(pred: np.ndarray, task: str) -> np.ndarray:

@@ -280,3 +280,56 @@ def latency_histogram(latency_us: np.ndarray) -> str:
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return to_img(fig, "latency histogram measured on the board")
+
+
+def score_histograms(panels: dict[str, tuple[np.ndarray, np.ndarray | None, float]]) -> str:
+    """Anomaly scores, one panel per source (the float and integer scores have their own units):
+    normal rows and anomalous rows as two histograms on the same bins (log-spaced when the scores span
+    decades, as reconstruction errors do), and the model's threshold as a vertical line: what lies right
+    of it is flagged. panels: name -> (scores of normal rows, scores of anomalous rows or None when
+    DATA has no labels, threshold)."""
+    plt = require_matplotlib()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels) + 0.4, 2.8), squeeze=False)
+    for ax, (name, (normal, anomalous, threshold)) in zip(axes[0], panels.items()):
+        parts = [np.asarray(normal, np.float64)]
+        if anomalous is not None:
+            parts.append(np.asarray(anomalous, np.float64))
+        values = np.concatenate([*parts, [threshold]])
+        lo, hi = float(values.min()), float(values.max())
+        log = lo > 0 and hi / lo > 100
+        if log:
+            bins = np.geomspace(lo, hi * 1.0001, 41)
+            ax.set_xscale("log")
+        else:
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 41)
+        ax.hist(parts[0], bins=bins, color="#7f7f7f", alpha=0.75, label=f"normal ({len(parts[0])})")
+        if anomalous is not None:
+            ax.hist(parts[1], bins=bins, color="#d62728", alpha=0.55, label=f"anomalous ({len(parts[1])})")
+        ax.axvline(threshold, color="black", lw=1.0, ls="--", label=f"threshold {threshold:.4g}")
+        ax.set_title(f"{name} score", color=COLORS.get(name, "black"))
+        ax.set_xlabel("anomaly score" + (" (log scale)" if log else ""))
+        ax.set_ylabel("rows")
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return to_img(fig, "anomaly score histograms: normal vs anomalous rows, with the threshold")
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float, tuple[float, float]]]) -> str:
+    """ROC curves (rate of anomalous rows flagged against rate of normal rows flagged, as the threshold
+    sweeps), one per source, each with the point its stored threshold picks.
+    curves: name -> (false positive rates, true positive rates, AUC, (fpr, tpr) at the threshold)."""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.plot([0, 1], [0, 1], color="#aaa", lw=0.8, ls=":", label="chance (AUC 0.5)")
+    for name, (fpr, tpr, auc, (px, py)) in curves.items():
+        color = COLORS.get(name, "black")
+        ax.plot(fpr, tpr, color=color, lw=1.4, label=f"{name}: AUC {auc:.3f}", drawstyle="steps-post")
+        ax.plot([px], [py], marker="o", color=color, ms=6, mfc="white", mew=1.5)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_xlabel("normal rows flagged (false positive rate)")
+    ax.set_ylabel("anomalous rows flagged (recall)")
+    ax.set_title("ROC curve (circle: the stored threshold)")
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    fig.tight_layout()
+    return to_img(fig, "ROC curve of the anomaly scores")

@@ -8,7 +8,7 @@ import html
 import numpy as np
 
 from edgenn import __version__, modelfile
-from edgenn.metrics import confusion_matrix, regression_summary
+from edgenn.metrics import anomaly_summary, confusion_matrix, regression_summary, roc_curve
 from edgenn.report import figures
 from edgenn.report.collect import ReportData
 from edgenn.report.tables import Cell, disagreement_table, layer_table, num, pct, per_class_table, table
@@ -111,12 +111,12 @@ def _scores(report: ReportData) -> dict[str, dict]:
 def _header(r: ReportData) -> str:
     qm = r.qm
     arch = modelfile.describe(qm) if qm is not None else ""
-    kinds = " + ".join(r.predictions)
+    kinds = " + ".join(r.predictions if r.anomaly is None else r.anomaly.scores)
     sub = (
         f"{r.task} model {r.model_path} ({arch}); data {r.data_name}: {r.dataset.n_rows} rows; "
         f"compared: {kinds}"
     )
-    cards = []
+    cards = _anomaly_cards(r) if r.anomaly is not None else []
     for name, s in _scores(r).items():
         if "accuracy" in s:
             cards.append(_card(f"{100 * s['accuracy']:.2f}%", f"{name} accuracy"))
@@ -157,6 +157,8 @@ def _data_section(r: ReportData) -> str:
             )
         )
         body.append(f"<figure>{figures.class_balance(r.labels, counts)}</figure>")
+    elif r.anomaly is not None:
+        body.append(_p(_anomaly_rows_text(r)))
     else:
         y = ds.y
         body.append(
@@ -232,7 +234,11 @@ def _training_section(r: ReportData) -> str:
     meta = r.fm.meta
     config = meta.get("config") or {}
     facts = []
-    if config:
+    if config and r.task == "anomaly":  # train --task anomaly records the shape and the seed
+        facts.append(f"hidden {config.get('hidden')}, {config.get('activation')}, seed {config.get('seed')}")
+        if "epochs" in meta:
+            facts.append(f"final fit on every normal row: {meta['epochs']} epochs")
+    elif config:
         lr = config.get("lr") or "default"
         facts.append(
             f"hidden {config.get('hidden')}, {config.get('activation')}, optimizer {config.get('optimizer')} "
@@ -262,11 +268,18 @@ def _training_section(r: ReportData) -> str:
                 f"epochs {cv.get('best_epochs')}."
             )
         )
+    info = meta.get("anomaly")
+    if info:
+        body.append(_p(_threshold_text(info)))
+        oof = info.get("oof_scores")
+        if oof:  # where the threshold comes from: the normal rows as a new normal row would score
+            panel = {"out-of-fold (training)": (np.asarray(oof, np.float64), None, float(info["threshold"]))}
+            body.append(f"<figure>{figures.score_histograms(panel)}</figure>")
     if r.histories:
         metric = "accuracy" if r.task == "classify" else "RMSE (standardized units)"
         body.append(f"<figure>{figures.training_curves(r.histories, metric)}</figure>")
         body.append(_p(f"Runs: {', '.join(r.histories)}.", "note"))
-    else:
+    elif r.task != "anomaly":
         body.append(
             _p("This model has no per-epoch training history (it was not trained by `edgenn train`).", "warn")
         )
@@ -287,7 +300,9 @@ def _results_section(r: ReportData) -> str:
     preds = r.predictions
     body = []
     scores = _scores(r)
-    if r.task == "classify":
+    if r.anomaly is not None:
+        body.append(_anomaly_results(r))
+    elif r.task == "classify":
         rows = [[name, s["correct"], len(y), pct(s["accuracy"], 2)] for name, s in scores.items()]
         body.append(table(["model", "correct", "rows", "accuracy"], rows))
         body.append(
@@ -404,6 +419,16 @@ def _board_section(r: ReportData) -> str:
             ["heap free", f"{info.get('heap_free')} B (heap in use {info.get('heap_alloc')} B)"],
             ["link", f"{s['rows_per_s']:.0f} rows/s over the serial line"],
         ]
+        if "score_agreement" in s:
+            rows.append(
+                [
+                    "anomaly scores equal to golden",
+                    (
+                        f"{100 * s['score_agreement']:.2f}% of rows",
+                        "ok" if s["score_agreement"] == 1 else "bad",
+                    ),
+                ]
+            )
         if s.get("input_rounding_rows"):
             rows.append(
                 [
@@ -423,7 +448,11 @@ def _board_section(r: ReportData) -> str:
             body.append(f"<figure>{figures.latency_histogram(b.latency_us)}</figure>")
         if s["agreement"] < 1:
             mism = "; ".join(
-                f"row {m['row']}: board {m['board']} golden {m['golden']}" for m in s["first_mismatches"]
+                [f"row {m['row']}: board {m['board']} golden {m['golden']}" for m in s["first_mismatches"]]
+                + [  # an anomaly model: the scores the board sent that differ from golden's
+                    f"row {m['row']}: board score {m['board']} golden {m['golden']}"
+                    for m in s.get("first_score_mismatches", [])
+                ]
             )
             body.append(_p(f"DISAGREEMENT with the golden model (a bug): {mism}", "warn"))
     body.append(_fit(r))
@@ -504,3 +533,175 @@ def _fit(r: ReportData) -> str:
     else:
         body.append(_p(f"Estimated latency: {f.estimate_note}.", "note"))
     return "".join(body)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Anomaly models: scores, not classes (edgenn.anomaly)
+
+
+def _anomaly_summaries(r: ReportData) -> dict[str, dict]:
+    """Per source: anomaly_summary (AUC, precision, recall, F1, confusion) with labels, else the count
+    over the threshold."""
+    a = r.anomaly
+    assert a is not None
+    out = {}
+    for name, scores in a.scores.items():
+        t = a.thresholds[name]
+        if a.anomalous is not None:
+            ok = np.isfinite(scores)  # the board's refused rows have no score
+            out[name] = anomaly_summary(scores[ok], a.anomalous[ok], t)
+        else:
+            out[name] = {"threshold": t, "flagged": int(np.sum(scores > t)), "auc": None}
+    return out
+
+
+def _threshold(source: str, t: float) -> Cell:
+    """The integer threshold is an exact integer (the board compares S > T); the float one a float."""
+    return (str(int(t)), "num") if source != "float" else num(t, ".6g")
+
+
+def _anomaly_cards(r: ReportData) -> list[str]:
+    cards = []
+    n = r.dataset.n_rows
+    for name, s in _anomaly_summaries(r).items():
+        if s["auc"] is not None:
+            cards.append(_card(f"{s['auc']:.3f}", f"{name} ROC AUC"))
+        cards.append(_card(f"{s['flagged']} of {n}", f"{name}: rows over the threshold"))
+    return cards
+
+
+def _anomaly_rows_text(r: ReportData) -> str:
+    a = r.anomaly
+    assert a is not None
+    n = r.dataset.n_rows
+    if a.anomalous is None:
+        return (
+            f"No label column: the {n} rows are scored without knowing which are normal (pass --label COL "
+            "--normal V for the ROC curve, precision and recall)."
+        )
+    k = int(a.anomalous.sum())
+    kinds = ""
+    if a.row_labels is not None:
+        values, counts = np.unique(np.asarray(a.row_labels)[a.anomalous], return_counts=True)
+        if len(values):
+            kinds = " (" + ", ".join(f"{v} {c}" for v, c in zip(values, counts)) + ")"
+    normal = ", ".join(a.normal or [])
+    return (
+        f"Label column {r.dataset.label_column!r}: {n - k} normal rows ({normal}) and {k} anomalous "
+        f"rows{kinds}."
+    )
+
+
+def _threshold_text(info: dict) -> str:
+    text = (
+        f"Autoencoder trained on {info.get('n_normal')} normal rows; threshold {info.get('threshold'):.4g}: "
+        f"the {info.get('threshold_quantile')} quantile of their out-of-fold scores "
+        f"({info.get('folds')}-fold cross-validation, each row scored by a model that did not see it)."
+    )
+    estimate = info.get("estimate")
+    if estimate:
+        text += (
+            f" Estimate at training on the {estimate['n_anomalous']} other rows of its data (never fitted): "
+            f"ROC AUC {estimate['auc']:.3f}, {estimate['flagged']} over the threshold."
+        )
+    return text
+
+
+def _anomaly_results(r: ReportData) -> str:
+    a = r.anomaly
+    assert a is not None
+    summaries = _anomaly_summaries(r)
+    body = []
+    if a.anomalous is not None:
+        rows: list[list[Cell]] = [
+            [
+                name,
+                num(s["auc"], ".4f"),
+                _threshold(name, a.thresholds[name]),
+                pct(s["precision"]),
+                pct(s["recall"]),
+                num(s["f1"], ".3f"),
+                f"{s['confusion'][0][1]} of {s['n_normal']}",
+                f"{s['confusion'][1][1]} of {s['n_anomalous']}",
+            ]
+            for name, s in summaries.items()
+        ]
+        header = ["model", "ROC AUC", "threshold", "precision", "recall", "F1", "normal flagged"]
+        body.append(table([*header, "anomalous flagged"], rows))
+        body.append(
+            _p(
+                "Precision, recall and F1 of the flag (score over the model's stored threshold); the ROC AUC "
+                "does not depend on the threshold: it is the chance that an anomalous row scores higher "
+                "than a normal one.",
+                "note",
+            )
+        )
+    else:
+        rows = [[name, _threshold(name, a.thresholds[name]), s["flagged"]] for name, s in summaries.items()]
+        body.append(table(["model", "threshold", "rows over it"], rows))
+    panels = {}
+    same = "board" in a.scores and np.array_equal(a.scores["board"], a.scores["integer"])
+    for name, scores in a.scores.items():
+        if name == "board" and same:
+            continue  # the integer panel already shows them
+        ok = np.isfinite(scores)
+        anomalous = None if a.anomalous is None else scores[a.anomalous & ok]
+        normal = scores[ok] if a.anomalous is None else scores[~a.anomalous & ok]
+        panels[name] = (normal, anomalous, a.thresholds[name])
+    body.append("<h3>Score distribution</h3>")
+    body.append(f'<figure class="scroll">{figures.score_histograms(panels)}</figure>')
+    if same:
+        body.append(_p("The board's scores equal the integer model's on every row (drawn once).", "note"))
+    if a.anomalous is not None and a.anomalous.any() and (~a.anomalous).any():
+        curves = {}
+        for name, scores in a.scores.items():
+            ok = np.isfinite(scores)
+            fpr, tpr, _ = roc_curve(scores[ok], a.anomalous[ok])
+            s = summaries[name]
+            at = (
+                s["confusion"][0][1] / max(1, s["n_normal"]),
+                s["confusion"][1][1] / max(1, s["n_anomalous"]),
+            )
+            curves[name] = (fpr, tpr, float(s["auc"]), at)
+        body.append("<h3>ROC curve</h3>")
+        body.append(f"<figure>{figures.roc_curves(curves)}</figure>")
+    body.append("<h3>The rows with the highest scores</h3>")
+    body.append(_top_rows(r))
+    return "".join(body)
+
+
+def _top_rows(r: ReportData, limit: int = 20) -> str:
+    """The highest integer scores, with the label, the flag and the inputs that contribute the most."""
+    a = r.anomaly
+    assert a is not None
+    s_int = a.scores["integer"]
+    order = np.argsort(-s_int, kind="stable")[:limit]
+    t = a.thresholds["integer"]
+    names = r.input_names or [f"x{j}" for j in range(a.terms.shape[1])]
+    header = ["row", "integer score", "flag"]
+    if "float" in a.scores:
+        header.insert(2, "float score")
+    if a.row_labels is not None:
+        header.insert(1, r.dataset.label_column)
+    rows = []
+    for i in order:
+        share = a.terms[i] / max(1, int(a.terms[i].sum()))
+        top = np.argsort(-a.terms[i], kind="stable")[:3]
+        why = ", ".join(f"{names[j]} {100 * share[j]:.0f}%" for j in top if a.terms[i, j] > 0)
+        row: list[Cell] = [int(i), int(s_int[i])]
+        if "float" in a.scores:
+            row.append(num(a.scores["float"][i], ".4g"))
+        flagged = s_int[i] > t
+        row.append(("anomalous", "bad") if flagged else ("normal", "ok"))
+        if a.row_labels is not None:
+            truth_cls = "bad" if a.anomalous is not None and a.anomalous[i] else ""
+            row.insert(1, (a.row_labels[i], truth_cls))
+        row.append(why or "-")
+        rows.append(row)
+    intro = _p(
+        f"The {len(order)} rows with the highest integer scores (what the board computes), and the inputs "
+        "with the largest terms of that score (reconstruction error plus deviation from the normal mean, "
+        "as a share of the score): where to look first.",
+        "note",
+    )
+    return intro + f'<div class="scroll">{table([*header, "largest terms"], rows)}</div>'

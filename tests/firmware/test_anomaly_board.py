@@ -6,12 +6,11 @@ stays within the 11 words MicroPython keeps on the C stack."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from mpy_helpers import FIRMWARE, MPY_CROSS, WasmPort, need_wasm
+from mpy_helpers import FIRMWARE, WasmPort, need_wasm
 
 from edgenn import anomaly, data, frontend, golden, modelfile
 from edgenn.quantize import quantize
@@ -116,48 +115,6 @@ def test_a_wrong_golden_score_is_reported(models, unix_py, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------
 # Frame sizes: a bytecode function whose state exceeds 11 words gets its frame from the heap per call
-
-
-def bytecode_frames(mpy_bytes: bytes) -> dict[str, int]:
-    """{simple name: n_state + 2 * n_exc_stack} of every bytecode function in a .mpy (the signature
-    at the start of its prelude, py/bc.h MP_BC_PRELUDE_SIG_DECODE; then the size and the name qstr)."""
-    from edgenn.machinecode import mpy
-
-    module = mpy.read(mpy_bytes)
-    out: dict[str, int] = {}
-
-    def walk(rc) -> None:
-        if rc.kind == "bytecode":
-            code, i = rc.code, 0
-            z = code[i]
-            i += 1
-            n_state, n_exc, k = (z >> 3) & 0xF, (z >> 2) & 1, 0
-            while z & 0x80:
-                z = code[i]
-                i += 1
-                n_state |= ((z >> 4) & 3) << (4 + 2 * k)
-                n_exc |= ((z >> 1) & 1) << (1 + k)
-                k += 1
-            while code[i] & 0x80:  # the size (info, cells)
-                i += 1
-            name, _ = mpy._vuint(code, i + 1)
-            out[str(module.qstrs[name])] = max(out.get(str(module.qstrs[name]), 0), n_state + 1 + 2 * n_exc)
-        for child in rc.children:
-            walk(child)
-
-    walk(module.module)
-    return out
-
-
-def test_score_hot_path_frames_stay_on_the_c_stack(tmp_path):
-    if not MPY_CROSS:
-        pytest.skip("mpy-cross is not installed")
-    out = tmp_path / "edgenn.mpy"
-    subprocess.run([MPY_CROSS, "-march=xtensawin", "-o", str(out), str(FIRMWARE / "edgenn.py")], check=True)
-    frames = bytecode_frames(out.read_bytes())
-    hot = ("score", "score_q", "score_out", "_anomalous", "_score_portable")
-    assert {name: frames[name] for name in hot if frames[name] > 11} == {}
-    assert frames["_load_anomaly"] > 11  # the decoder sees large frames too (load time: allowed)
 
 
 # ---------------------------------------------------------------------------------------------------

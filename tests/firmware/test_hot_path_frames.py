@@ -38,6 +38,11 @@ HOT_PATH = {
         "Net.features",
         "_chain_portable",  # the portable kernel's twins of chain and fill (its layers are exempt)
         "_fill_portable",
+        "Net.score",  # the anomaly score (docs/anomaly.md)
+        "Net.score_q",
+        "Net.score_out",
+        "Net._anomalous",
+        "_score_portable",
     ),
     "edgenn_fe.py": (
         "features",

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vboard_helpers import RunningVBoard, launch_vboard
+from vboard_helpers import RunningVBoard, launch_vboard, runtime_or_skip
 
 
 @pytest.fixture
@@ -36,3 +36,12 @@ def start_vboard() -> Iterator:
 @pytest.fixture
 def vboard(start_vboard, tmp_path: Path) -> RunningVBoard:
     return start_vboard(tmp_path / "flash")
+
+
+@pytest.fixture(scope="module")
+def module_vboard(tmp_path_factory) -> Iterator[RunningVBoard]:
+    """One esp32 virtual board shared by a module's tests (they leave it as they found it)."""
+    runtime_or_skip()
+    vb = launch_vboard(tmp_path_factory.mktemp("flash"), "esp32")
+    yield vb
+    vb.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from vboard_helpers import edgenn, launch_vboard, runtime_or_skip
+from vboard_helpers import edgenn
 
 from edgenn import modelfile, zoo
 from edgenn.device import deploy as deploy_mod
@@ -39,11 +39,8 @@ def _serves(port: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    runtime_or_skip()
-    vb = launch_vboard(tmp_path_factory.mktemp("flash"), "esp32")
-    yield vb
-    vb.stop()
+def board(module_vboard):
+    return module_vboard
 
 
 @pytest.fixture(scope="module")

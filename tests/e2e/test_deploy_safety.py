@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from vboard_helpers import edgenn, launch_vboard, runtime_or_skip
+from vboard_helpers import edgenn
 
 from edgenn import fit, golden, modelfile, zoo
 from edgenn.device import swap
@@ -24,11 +24,8 @@ def _model(hidden: list[int], seed: int = 0) -> modelfile.QuantModel:
 
 
 @pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    runtime_or_skip()
-    vb = launch_vboard(tmp_path_factory.mktemp("flash"), "esp32")
-    yield vb
-    vb.stop()
+def board(module_vboard):
+    return module_vboard
 
 
 @pytest.fixture(scope="module")

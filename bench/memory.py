@@ -1,0 +1,103 @@
+"""Memory benchmark (`python -m bench.memory`): what fits on each ESP32 profile of the virtual board.
+
+1. The largest 96-N-4 model (ReLU, classify) that `edgenn deploy` puts on a fresh virtual board, per
+   esp32-family profile, found by bisection on N with real deploys (deploy refuses by edgenn.fit's
+   arithmetic, or the board refuses when the model does not load: both count as "does not deploy"),
+   beside the N that edgenn.fit predicts from the profile alone.
+2. The runtime's RAM per model kind (plain, front end, asm): GC heap measured on the virtual board
+   (gc.mem_alloc() after `import edgenn_server` + load, minus before) and executable RAM: the machine
+   code of the native functions in the .mpy files that kind imports, for xtensawin (what an ESP32 copies
+   into IRAM, ports/esp32/main.c esp_native_code_commit).
+
+The virtual board runs the x86-64 unix port: its heap figures are a 64-bit build's (objects larger than
+an ESP32's), its timings are not ESP32 timings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgenn import fit, modelfile, zoo
+from edgenn.errors import UserError
+
+PROFILES = ("esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c6")
+N_INPUTS = 96
+N_OUTPUTS = 4
+STEP = 8  # bisection resolution in hidden units
+
+
+def model_96(hidden: int, seed: int = 0) -> modelfile.QuantModel:
+    return zoo.random_model(
+        np.random.default_rng(seed), N_INPUTS, [hidden], ["relu"], N_OUTPUTS, "classify", name=f"96-{hidden}-4"
+    )
+
+
+def _deploys(port: str, hidden: int, workdir: Path) -> bool:
+    from edgenn.device.deploy import deploy
+
+    print(f"  {hidden}...", file=sys.stderr, flush=True)
+    path = workdir / f"m{hidden}.enn"
+    modelfile.save(model_96(hidden), path)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            deploy(path, port, say=lambda _s: None)
+        return True
+    except UserError:
+        return False
+
+
+def _bisect(ok, lo: int, hi: int) -> int:
+    """Largest n in [lo, hi] (multiple of STEP) with ok(n), given ok(lo) is True and ok(hi) False."""
+    while hi - lo > STEP:
+        mid = (lo + hi) // 2 // STEP * STEP
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def fit_largest(board: str) -> int:
+    result = fit.check_fit(model_96(4096), board)
+    return result.smaller_hidden[0] if result.smaller_hidden else 0
+
+
+def largest_deployable(board: str) -> dict:
+    from edgenn.device.vboard import VirtualBoard
+
+    predicted = fit_largest(board)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with VirtualBoard(work / "flash", board=board) as vb:
+            ok = lambda n: _deploys(vb.port, n, work)  # noqa: E731
+            lo = max(STEP, predicted // 2 // STEP * STEP)
+            if not ok(lo):
+                return {"board": board, "fit_predicts": predicted, "deploys": None}
+            hi = lo * 2
+            while ok(hi):
+                lo, hi = hi, hi * 2
+            best = _bisect(ok, lo, hi)
+    return {"board": board, "fit_predicts": predicted, "deploys": best}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    boards = argv or list(PROFILES)
+    rows = [largest_deployable(b) for b in boards]
+    print("largest 96-N-4 model that deploys on a fresh virtual board (N to", STEP, "units)")
+    print(f"{'profile':<10} {'edgenn.fit':>10} {'deploys':>8}")
+    for r in rows:
+        print(f"{r['board']:<10} {r['fit_predicts']:>10} {r['deploys'] or '-':>8}")
+    print(json.dumps({"largest_96_n_4": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

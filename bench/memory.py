@@ -15,9 +15,8 @@ an ESP32's), its timings are not ESP32 timings.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,32 +24,42 @@ from pathlib import Path
 import numpy as np
 
 from edgenn import fit, modelfile, zoo
-from edgenn.errors import UserError
 
 PROFILES = ("esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c6")
 N_INPUTS = 96
 N_OUTPUTS = 4
 STEP = 8  # bisection resolution in hidden units
+DEPLOY_TIMEOUT_S = 60
 
 
 def model_96(hidden: int, seed: int = 0) -> modelfile.QuantModel:
     return zoo.random_model(
-        np.random.default_rng(seed), N_INPUTS, [hidden], ["relu"], N_OUTPUTS, "classify", name=f"96-{hidden}-4"
+        np.random.default_rng(seed),
+        N_INPUTS,
+        [hidden],
+        ["relu"],
+        N_OUTPUTS,
+        "classify",
+        name=f"96-{hidden}-4",
     )
 
 
 def _deploys(port: str, hidden: int, workdir: Path) -> bool:
-    from edgenn.device.deploy import deploy
-
-    print(f"  {hidden}...", file=sys.stderr, flush=True)
+    """`edgenn deploy` as a user runs it (a stuck deploy counts as a failure after DEPLOY_TIMEOUT_S)."""
     path = workdir / f"m{hidden}.enn"
     modelfile.save(model_96(hidden), path)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            deploy(path, port, say=lambda _s: None)
-        return True
-    except UserError:
+        done = subprocess.run(
+            [sys.executable, "-m", "edgenn.cli", "deploy", str(path), "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=DEPLOY_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        print(f"  96-{hidden}-4: deploy timed out", file=sys.stderr, flush=True)
         return False
+    print(f"  96-{hidden}-4: {'deploys' if done.returncode == 0 else 'refused'}", file=sys.stderr, flush=True)
+    return done.returncode == 0
 
 
 def _bisect(ok, lo: int, hi: int) -> int:

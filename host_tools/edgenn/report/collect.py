@@ -250,16 +250,13 @@ def _run_board(
 
 
 def _board_profile_name(board: BoardSection | None) -> str | None:
-    """The profile of the board on --port: `virtual` for the unix port, else its platform name."""
+    """The profile of the board on --port: the one `doctor` and `deploy` name (boards.profile_name_for)."""
     if board is None:
         return None
-    platform = str(board.info.get("platform") or "")
-    if platform == "linux":
-        return "virtual"
-    from edgenn.boards import list_boards
+    from edgenn.boards import profile_name_for
 
-    names = {b.name for b in list_boards()}
-    return platform if platform in names else None
+    info = board.info
+    return profile_name_for(info.get("board"), str(info.get("platform") or ""))
 
 
 def fit_section(qm: QuantModel, board_name: str) -> FitSection:

@@ -100,3 +100,28 @@ def test_doctor_tells_the_truth_about_main_py_big_models_and_names_the_port(vboa
     expected = fit.check_fit(big, "esp32", heap_free=d["heap_free"], flash_free=d["flash_free"])
     assert f"{big} {expected.summary()}: deploying it would be refused" in d["problems"]
     assert not any(f"edgenn deploy {big}" in p for p in d["problems"])  # never advised
+
+
+def test_doctor_judges_loading_on_the_heap_main_py_finds(vboard, tmp_path: Path) -> None:
+    """Issue 18: a 64-172-173-10 model that deployed and served was reported as MemoryError by doctor
+    (it loaded a second copy on a heap that its own checks had broken up). Doctor now asks first after a
+    soft reset, as main.py finds the heap, and prints profile vs board memory."""
+    runtime_or_skip()
+    import numpy as np
+
+    model = zoo.random_model(np.random.default_rng(3), 64, [172, 173], ["relu", "relu"], 10, "classify")
+    path = tmp_path / "big.enn"
+    modelfile.save(model, path)
+    deployed = edgenn("deploy", str(path), "--port", vboard.port)
+    assert deployed.returncode == 0, deployed.stderr
+    code, d = _doctor(vboard.port, "--model", str(path))
+    assert d["model_load_error"] is None, d["model_load_error"]
+    assert code == 0 and d["problems"] == []
+    mem = d["memory"]
+    assert mem["heap_free"]["profile"] == 109312 and 80_000 < mem["heap_free"]["board"] <= 109312 + 4096
+    # the GC areas: no block larger than the profile's largest (an area), executable RAM untouched after
+    # a soft reset (native code is freed by a reset, as on an ESP32)
+    assert 30_000 < mem["largest_block"]["board"] <= mem["largest_block"]["profile"]
+    assert mem["exec_ram"]["profile"] == mem["exec_ram"]["board_total"] == mem["exec_ram"]["board_free"]
+    human = edgenn("doctor", "--port", vboard.port)
+    assert "executable RAM" in human.stdout and "profile vs board" in human.stdout

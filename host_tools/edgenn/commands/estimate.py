@@ -11,7 +11,7 @@ from edgenn.boards import load_board
 from edgenn.commands.common import print_json
 from edgenn.errors import UserError
 from edgenn.machinecode import KERNELS, MachineCodeError
-from edgenn.machinecode.estimate import CORES, estimate
+from edgenn.machinecode.estimate import CORES, default_kernel, estimate
 
 NAME = "estimate"
 HELP = "count the instructions one inference executes in the board's own machine code; estimate its time"
@@ -27,9 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--kernel",
-        default="viper",
+        default=None,
         choices=sorted(KERNELS),
-        help="device kernel to run (default viper; others are registered in edgenn.machinecode.kernels)",
+        help="device kernel to run (default: the one `edgenn deploy` installs on that board, asm where it "
+        "installs the asm kernel, else viper; kernels are registered in edgenn.machinecode.kernels)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"running {len(model.layers)} layers as {board.mpy_arch} machine code ...", file=sys.stderr)
     try:
-        result = estimate(model, board, args.kernel)
+        result = estimate(model, board, args.kernel or default_kernel(board))
     except MachineCodeError as exc:
         raise UserError(f"{exc}") from None
     if args.json:

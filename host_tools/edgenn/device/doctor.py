@@ -17,28 +17,68 @@ from edgenn.device import mpy
 from edgenn.device.board_info import board_eval, close_board, open_board, probe
 from edgenn.device.deploy import ASM_NAME, MAIN_NAME, MODEL_NAME, build_runtime, runtime_sources, sha256_hex
 
-_RUNTIME_CHECK = """
-import micropython
-try:
-    exec("@micropython.viper\\ndef _vf(x: int) -> int:\\n    return x + 1\\n_vr = _vf(1)")
-    _viper = _vr == 2
-except Exception:
-    _viper = False
-_rt = None
+# Does the deployed model load? Asked first after a soft reset, on the heap as main.py finds it at power-on
+# (nothing else loaded, nothing compiled): a viper test compile or a second copy of the model beside a
+# served one would fragment the heap and report a MemoryError for a model the board serves well (issue 18).
+_LOAD_CHECK = """
+import gc
+gc.collect()
 _net = None
+_rt = None
 try:
     import edgenn
     _rt = getattr(edgenn, '__version__', 'present')
     try:
         _n = edgenn.load({model!r})
         _net = (getattr(_n, 'kernel', '?'), getattr(_n, 'name', ''), _n.n_inputs, _n.n_outputs, '')
+        _n = None
     except Exception as e:
         _net = (None, None, None, None, repr(e))
     _asm = edgenn.asm_status() if hasattr(edgenn, 'asm_status') else None
 except Exception as e:
     _rt = 'import failed: ' + repr(e)
     _asm = None
-print(repr((_viper, _rt, _net, _asm)))
+gc.collect()
+print(repr((_rt, _net, _asm)))
+"""
+
+_RUNTIME_CHECK = """
+import micropython, gc
+try:
+    exec("@micropython.viper\\ndef _vf(x: int) -> int:\\n    return x + 1\\n_vr = _vf(1)")
+    _viper = _vr == 2
+except Exception:
+    _viper = False
+print(repr(_viper))
+"""
+
+# What the board says about its memory (profile vs board): the GC heap and the largest block it can give
+# now, and executable RAM (ESP32: esp32.idf_heap_info(esp32.HEAP_EXEC); the virtual board: its model).
+_MEMORY = """
+import gc
+gc.collect()
+_lo, _hi = 0, gc.mem_free()
+while _lo < _hi:
+    _m = (_lo + _hi + 1) // 2
+    try:
+        _b = bytearray(_m)
+        _b = None
+        _lo = _m
+    except MemoryError:
+        _hi = _m - 1
+_x = None
+try:
+    import edgenn_vboard
+    _x = (edgenn_vboard.exec_bytes, edgenn_vboard.exec_free())
+except ImportError:
+    try:
+        import esp32
+        _h = esp32.idf_heap_info(esp32.HEAP_EXEC)
+        _x = (sum([h[0] for h in _h]), max([h[2] for h in _h] or [0]))
+    except (ImportError, AttributeError):
+        pass
+gc.collect()
+print(repr((gc.mem_free(), _lo, _x)))
 """
 
 
@@ -87,6 +127,7 @@ class Diagnosis:
     model_load_error: str | None = None
     problems: list[str] = field(default_factory=list)
     asm_kernel: str | None = None  # edgenn.asm_status() on the board: "ok" or why asm does not serve
+    memory: dict = field(default_factory=dict)  # profile vs board: GC heap, largest block, executable RAM
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +145,11 @@ def diagnose(
     transport = open_board(port, baud)
     try:
         info = probe(transport, names)
-        viper, runtime, net, asm = board_eval(transport, _RUNTIME_CHECK.format(model=MODEL_NAME))
+        transport.enter_raw_repl(soft_reset=True)  # the heap as main.py finds it, before anything else
+        runtime, net, asm = board_eval(transport, _LOAD_CHECK.format(model=MODEL_NAME))
+        transport.enter_raw_repl(soft_reset=True)
+        heap_now, largest_now, exec_ram = board_eval(transport, _MEMORY)
+        viper = board_eval(transport, _RUNTIME_CHECK)
         deployed = info.files.get(MODEL_NAME)
         header_name = None
         if deployed is not None and deployed[0] <= READ_BACK_LIMIT:
@@ -124,7 +169,13 @@ def diagnose(
     problems: list[str] = []
     fitted = None
     if local_bytes is not None:
-        fitted = fit.check_fit(local_bytes, profile, heap_free=info.heap_free, flash_free=info.flash_free)
+        fitted = fit.check_fit(
+            local_bytes,
+            profile,
+            heap_free=info.heap_free,
+            flash_free=info.flash_free,
+            exec_free=info.exec_free,
+        )
     advised = local_model if fitted is not None and fitted.fits else "MODEL.enn"
     deploy_cmd = f"`edgenn deploy {advised} --port {port}`"
     if info.mpy is None:
@@ -208,7 +259,39 @@ def diagnose(
         model_load_error=load_error,
         problems=problems,
         asm_kernel=asm,
+        memory=_memory(profile, heap_now, largest_now, exec_ram),
     )
+
+
+def _memory(profile, heap_free: int, largest: int, exec_ram: tuple[int, int] | None) -> dict:
+    """Profile vs board, figure by figure (a real board's executable RAM: esp32.idf_heap_info)."""
+    return {
+        "heap_free": {"profile": profile.heap_bytes, "board": heap_free},
+        "largest_block": {"profile": profile.largest_block_bytes, "board": largest},
+        "exec_ram": {
+            "profile": profile.exec_ram_bytes,
+            "board_total": None if exec_ram is None else exec_ram[0],
+            "board_free": None if exec_ram is None else exec_ram[1],
+        },
+    }
+
+
+def memory_lines(memory: dict) -> list[str]:
+    """`profile vs board` lines for doctor's report."""
+
+    def b(v: int | None) -> str:
+        return "-" if v is None else f"{v} B"
+
+    lines = []
+    for key, label in (("heap_free", "GC heap free"), ("largest_block", "largest block")):
+        row = memory.get(key, {})
+        lines.append(f"  {label:<16} profile {b(row.get('profile')):>10}   board {b(row.get('board')):>10}")
+    row = memory.get("exec_ram", {})
+    free, total = b(row.get("board_free")), b(row.get("board_total"))
+    lines.append(
+        f"  {'executable RAM':<16} profile {b(row.get('profile')):>10}   board {free:>10} free of {total}"
+    )
+    return lines
 
 
 def _runtime_text(d: Diagnosis) -> str:
@@ -229,6 +312,8 @@ def report_lines(d: Diagnosis) -> list[str]:
         f"kernel        {d.kernel or '-'}",
         f"asm kernel    {d.asm_kernel or '-'}",
         f"heap free     {d.heap_free} B",
+        "memory        profile vs board (native code goes to executable RAM, outside the GC heap)",
+        *memory_lines(d.memory),
         f"flash free    {d.flash_free // 1024} KB of {d.flash_total // 1024} KB",
     ]
     if d.model_file:

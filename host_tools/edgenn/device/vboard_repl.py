@@ -229,6 +229,9 @@ def _split_heap(first, area):
 
     gc.collect()
     fillers = []
+    plugs = []
+    _fences.append(None)  # the list's first item array, allocated before the fillers
+    _fences.pop()
     size = first - gc.mem_alloc()
     while size > 64:
         try:
@@ -240,13 +243,15 @@ def _split_heap(first, area):
         try:
             while True:
                 fence = object()
-                _fences.append(fence)
                 if id(fence) > end:
+                    _fences.append(fence)
                     break
+                plugs.append(fence)  # landed in a hole below: keep it there until the fences stand
         except MemoryError:
             break
         size = area
     fillers = None
+    plugs = None
     gc.collect()
 
 

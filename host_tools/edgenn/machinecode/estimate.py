@@ -73,6 +73,16 @@ UNCOUNTED = (
 )
 
 
+def default_kernel(board: BoardProfile) -> str:
+    """The kernel `edgenn deploy` installs on this board: asm where deploy installs the asm kernel for the
+    board's arch (edgenn.device.deploy.ASM_SOURCES), else viper."""
+    from edgenn.device.deploy import ASM_SOURCES  # the one list of where asm is installed
+
+    if board.mpy_arch in ASM_SOURCES and board.mpy_arch in kernels.get_kernel("asm").sources:
+        return "asm"
+    return "viper"
+
+
 def core_for(board: BoardProfile) -> CoreModel:
     if board.chip not in CORES:
         known = ", ".join(CORES)

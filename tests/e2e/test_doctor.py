@@ -104,12 +104,14 @@ def test_doctor_tells_the_truth_about_main_py_big_models_and_names_the_port(vboa
 
 def test_doctor_judges_loading_on_the_heap_main_py_finds(vboard, tmp_path: Path) -> None:
     """Issue 18: a 64-172-173-10 model that deployed and served was reported as MemoryError by doctor
-    (it loaded a second copy on a heap that its own checks had broken up). Doctor now asks first after a
-    soft reset, as main.py finds the heap, and prints profile vs board memory."""
+    (it loaded the model on a heap that its own checks had broken up). On the esp32 profile's split heap a
+    64-150-150-10 model deploys and serves, and the doctor of before said "MemoryError ... allocating
+    23550 bytes" for it. Doctor now asks first after a soft reset, on the heap main.py finds, and prints
+    profile vs board memory."""
     runtime_or_skip()
     import numpy as np
 
-    model = zoo.random_model(np.random.default_rng(3), 64, [172, 173], ["relu", "relu"], 10, "classify")
+    model = zoo.random_model(np.random.default_rng(3), 64, [150, 150], ["relu", "relu"], 10, "classify")
     path = tmp_path / "big.enn"
     modelfile.save(model, path)
     deployed = edgenn("deploy", str(path), "--port", vboard.port)
@@ -119,9 +121,9 @@ def test_doctor_judges_loading_on_the_heap_main_py_finds(vboard, tmp_path: Path)
     assert code == 0 and d["problems"] == []
     mem = d["memory"]
     assert mem["heap_free"]["profile"] == 109312 and 80_000 < mem["heap_free"]["board"] <= 109312 + 4096
-    # the GC areas: no block larger than the profile's largest (an area), executable RAM untouched after
-    # a soft reset (native code is freed by a reset, as on an ESP32)
-    assert 30_000 < mem["largest_block"]["board"] <= mem["largest_block"]["profile"]
+    # the GC areas: no block larger than an area (the first, 56 KiB on an ESP32, is the largest), executable
+    # RAM untouched after a soft reset (native code is freed by a reset, as on an ESP32)
+    assert 30_000 < mem["largest_block"]["board"] <= 56 * 1024
     assert mem["exec_ram"]["profile"] == mem["exec_ram"]["board_total"] == mem["exec_ram"]["board_free"]
     human = edgenn("doctor", "--port", vboard.port)
     assert "executable RAM" in human.stdout and "profile vs board" in human.stdout

@@ -43,7 +43,7 @@ EXIT_SOFT_RESET_RAW = 11
 EXIT_HARD_RESET = 12  # machine.reset(): power-on again
 # The REPL script's own code and buffers live in the interpreter's heap; add them on top of the
 # profile's budget so that gc.mem_free() at the prompt is about the profile's heap_bytes.
-REPL_HEAP_OVERHEAD = 16 * 1024
+REPL_HEAP_OVERHEAD = 22 * 1024
 HOLD_AFTER_INTERRUPT_S = 1.0
 POLL_S = 0.05
 MAX_PENDING_OUTPUT = 64 * 1024
@@ -279,12 +279,12 @@ class VirtualBoard:
         return _Interpreter(argv, self.flash_dir, env)
 
     def first_area_bytes(self) -> int:
-        """Where the first GC area ends, counted from the heap's start: the profile's first area (less
-        the GC's tables, as largest_block_bytes is) plus the REPL script's own heap."""
+        """The first GC area's free bytes after boot: the profile's first area less the GC's tables
+        (MicroPython's own boot-time use is unmeasured; the REPL script's heap is not counted in it)."""
         first = self.profile.gc_first_area_bytes
         if first is None:
-            return self.profile.heap_bytes + REPL_HEAP_OVERHEAD  # one area: nothing to cut
-        return first * 125 // 128 + REPL_HEAP_OVERHEAD
+            return self.profile.heap_bytes  # one area: nothing to cut
+        return first * 125 // 128
 
     def _compile_repl(self) -> None:
         """A board's REPL is C in flash; ours is Python in the heap. Compiled to .mpy it leaves the heap

@@ -221,8 +221,8 @@ class _VBoardModule:
 
 
 def _split_heap(first, area):
-    # Cut the free heap as an ESP32's GC areas cut it: the first area ends `first` bytes into the heap,
-    # the others are at most `area` bytes. Take a block up to the end of an area, put a one-block fence
+    # Cut the free heap as an ESP32's GC areas cut it: the first area has `first` bytes free after boot
+    # (this script's own heap lies below them), the others are at most `area` bytes. Take a block up to the end of an area, put a one-block fence
     # right after it (small holes below are plugged first: the allocator takes the lowest free block),
     # repeat, then give the blocks back.
     import uctypes
@@ -232,7 +232,7 @@ def _split_heap(first, area):
     plugs = []
     _fences.append(None)  # the list's first item array, allocated before the fillers
     _fences.pop()
-    size = first - gc.mem_alloc()
+    size = first  # the first area's free space after boot: this script's own heap is below it
     while size > 64:
         try:
             filler = bytearray(size - 64)

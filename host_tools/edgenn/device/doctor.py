@@ -15,6 +15,7 @@ from edgenn import fit, modelfile
 from edgenn.boards import load_board
 from edgenn.device import mpy
 from edgenn.device.board_info import board_eval, close_board, open_board, probe
+from edgenn.device.deep import DeepReport, run_on_board
 from edgenn.device.deploy import ASM_NAME, MAIN_NAME, MODEL_NAME, build_runtime, runtime_sources, sha256_hex
 
 # Does the deployed model load? Asked first after a soft reset, on the heap as main.py finds it at power-on
@@ -261,6 +262,16 @@ def diagnose(
         asm_kernel=asm,
         memory=_memory(profile, heap_now, largest_now, exec_ram),
     )
+
+
+def deep_check(port: str, baud: int = 115200) -> DeepReport:
+    """`doctor --deep`: the zoo through every kernel on the board (edgenn.device.deep), after a soft
+    reset; the runtime must be installed (deploy)."""
+    transport = open_board(port, baud)
+    try:
+        return run_on_board(transport)
+    finally:
+        close_board(transport, restart=True)
 
 
 def _memory(profile, heap_free: int, largest: int, exec_ram: tuple[int, int] | None) -> dict:

@@ -222,9 +222,9 @@ class _VBoardModule:
 
 def _split_heap(first, area):
     # Cut the free heap as an ESP32's GC areas cut it: the first area has `first` bytes free after boot
-    # (this script's own heap lies below them), the others are at most `area` bytes. Take a block up to the end of an area, put a one-block fence
-    # right after it (small holes below are plugged first: the allocator takes the lowest free block),
-    # repeat, then give the blocks back.
+    # (this script's own heap lies below them), the others are at most `area` bytes. Take a block up to
+    # the end of an area, put a one-block fence right after it (small holes below are plugged first: the
+    # allocator takes the lowest free block), repeat, then give the blocks back.
     import uctypes
 
     gc.collect()

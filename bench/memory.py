@@ -86,18 +86,101 @@ def largest_deployable(board: str) -> dict:
         work = Path(tmp)
         with VirtualBoard(work / "flash", board=board) as vb:
             ok = lambda n: _deploys(vb.port, n, work)  # noqa: E731
-            lo = max(STEP, predicted // 2 // STEP * STEP)
-            if not ok(lo):
+            guess = max(2 * STEP, predicted // 2 // STEP * STEP)
+            if ok(guess):
+                lo, hi = guess, guess * 2
+                while ok(hi):
+                    lo, hi = hi, hi * 2
+            elif ok(STEP):
+                lo, hi = STEP, guess
+            else:
                 return {"board": board, "fit_predicts": predicted, "deploys": None}
-            hi = lo * 2
-            while ok(hi):
-                lo, hi = hi, hi * 2
             best = _bisect(ok, lo, hi)
     return {"board": board, "fit_predicts": predicted, "deploys": best}
 
 
+# On the board after a soft reset: the GC heap and executable RAM that importing the runtime takes.
+_RUNTIME_RAM = """
+import gc, edgenn_vboard
+gc.collect()
+_a, _x = gc.mem_alloc(), edgenn_vboard.exec_free()
+import edgenn_server, edgenn
+{extra}
+gc.collect()
+print(gc.mem_alloc() - _a, _x - edgenn_vboard.exec_free())
+"""
+KINDS = {"plain": "", "front end": "import edgenn_fe, edgenn_fe_viper"}
+
+
+def runtime_ram() -> list[dict]:
+    """Per model kind: GC heap and executable RAM of the imported runtime, measured on the virtual board
+    (x64 code and 64-bit objects), beside the ESP32's executable RAM (xtensawin machine code, counted in
+    the .mpy files deploy installs) and its GC heap as edgenn.fit estimates it from the .mpy sizes."""
+    from edgenn.device.deploy import ASM_NAME, FRONTEND_MODULE_PREFIX, runtime_modules
+    from edgenn.device.vboard import VirtualBoard
+    from edgenn.machinecode.mpy import native_code_bytes
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with VirtualBoard(work / "flash", board="esp32") as vb:
+            assert _deploys(vb.port, 16, work)
+            for kind, extra in KINDS.items():
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mpremote",
+                        "connect",
+                        vb.port,
+                        "exec",
+                        _RUNTIME_RAM.format(extra=extra),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                ).stdout.split()
+                rows.append({"kind": kind, "vboard_heap": int(out[0]), "vboard_exec": int(out[1])})
+    esp32 = runtime_modules("xtensawin", True)
+    for row in rows:
+        files = {
+            n: d
+            for n, d in esp32.items()
+            if n != ASM_NAME and (row["kind"] == "front end" or not n.startswith(FRONTEND_MODULE_PREFIX))
+        }
+        row["esp32_exec"] = sum(native_code_bytes(d) for d in files.values())
+        row["esp32_heap_estimate"] = fit.runtime_heap_bytes(sum(len(d) for d in files.values()))
+    plain = {n: d for n, d in esp32.items() if not n.startswith(FRONTEND_MODULE_PREFIX)}
+    rows.append(
+        {
+            "kind": "asm (plain + edgenn_asm)",
+            "vboard_heap": None,  # x64 has no asm kernel: not measurable on the virtual board
+            "vboard_exec": None,
+            "esp32_exec": sum(native_code_bytes(d) for d in plain.values()),
+            "esp32_heap_estimate": fit.runtime_heap_bytes(sum(len(d) for d in plain.values())),
+        }
+    )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["ram"]:
+        ram = runtime_ram()
+        print(
+            "runtime RAM per model kind (virtual board, esp32 profile; ESP32 from the xtensawin .mpy files)"
+        )
+        print(
+            f"{'kind':<26} {'vboard heap':>11} {'vboard exec':>11} {'ESP32 exec':>10} "
+            f"{'ESP32 heap (est.)':>17}"
+        )
+        for r in ram:
+            print(
+                f"{r['kind']:<26} {r['vboard_heap'] or '-':>11} {r['vboard_exec'] or '-':>11} "
+                f"{r['esp32_exec']:>10} {r['esp32_heap_estimate']:>17}"
+            )
+        print(json.dumps({"runtime_ram": ram}))
+        return 0
     boards = argv or list(PROFILES)
     rows = [largest_deployable(b) for b in boards]
     print("largest 96-N-4 model that deploys on a fresh virtual board (N to", STEP, "units)")

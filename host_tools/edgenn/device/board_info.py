@@ -68,6 +68,7 @@ class BoardInfo:
     files: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (size, sha256 hex or "")
     vboard_profile: str | None = None  # the profile a virtual board emulates
     exec_free: int | None = None  # executable RAM for native code (largest free block); None: unknown
+    exec_total: int | None = None  # ESP32: esp32.idf_heap_info(esp32.HEAP_EXEC) totals
 
     @property
     def is_virtual(self) -> bool:
@@ -159,12 +160,13 @@ _x = None
 try:
     import edgenn_vboard
     _vb = edgenn_vboard.board
-    _x = edgenn_vboard.exec_free()
+    _x = (edgenn_vboard.exec_bytes, edgenn_vboard.exec_free())
 except ImportError:
     _vb = None
     try:
         import esp32
-        _x = max([h[2] for h in esp32.idf_heap_info(esp32.HEAP_EXEC)] or [0])
+        _h = esp32.idf_heap_info(esp32.HEAP_EXEC)
+        _x = (sum([h[0] for h in _h]), max([h[2] for h in _h] or [0]))
     except (ImportError, AttributeError):
         pass
 print(repr(('%d.%d.%d' % (_v[0], _v[1], _v[2]), getattr(sys.implementation, '_machine', ''), sys.platform,
@@ -203,7 +205,7 @@ def list_files(transport: SerialTransport, hash_names: set[str]) -> dict[str, tu
 
 
 def probe(transport: SerialTransport, hash_names: set[str] | None = None) -> BoardInfo:
-    version, machine, platform, mpy, heap_free, fs_total, fs_free, vboard, exec_free = board_eval(
+    version, machine, platform, mpy, heap_free, fs_total, fs_free, vboard, exec_ram = board_eval(
         transport, _PROBE
     )
     files = list_files(transport, hash_names or set())
@@ -217,5 +219,6 @@ def probe(transport: SerialTransport, hash_names: set[str] | None = None) -> Boa
         flash_free=fs_free,
         files=files,
         vboard_profile=vboard,
-        exec_free=exec_free,
+        exec_free=None if exec_ram is None else exec_ram[1],
+        exec_total=None if exec_ram is None else exec_ram[0],
     )

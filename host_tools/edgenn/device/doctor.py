@@ -17,6 +17,7 @@ from edgenn.device import mpy
 from edgenn.device.board_info import board_eval, close_board, open_board, probe
 from edgenn.device.deep import DeepReport, run_on_board
 from edgenn.device.deploy import ASM_NAME, MAIN_NAME, MODEL_NAME, build_runtime, runtime_sources, sha256_hex
+from edgenn.device.swap import LARGEST_BLOCK
 
 # Does the deployed model load? Asked first after a soft reset, on the heap as main.py finds it at power-on
 # (nothing else loaded, nothing compiled): a viper test compile or a second copy of the model beside a
@@ -52,36 +53,6 @@ except Exception:
     _viper = False
 print(repr(_viper))
 """
-
-# What the board says about its memory (profile vs board): the GC heap and the largest block it can give
-# now, and executable RAM (ESP32: esp32.idf_heap_info(esp32.HEAP_EXEC); the virtual board: its model).
-_MEMORY = """
-import gc
-gc.collect()
-_lo, _hi = 0, gc.mem_free()
-while _lo < _hi:
-    _m = (_lo + _hi + 1) // 2
-    try:
-        _b = bytearray(_m)
-        _b = None
-        _lo = _m
-    except MemoryError:
-        _hi = _m - 1
-_x = None
-try:
-    import edgenn_vboard
-    _x = (edgenn_vboard.exec_bytes, edgenn_vboard.exec_free())
-except ImportError:
-    try:
-        import esp32
-        _h = esp32.idf_heap_info(esp32.HEAP_EXEC)
-        _x = (sum([h[0] for h in _h]), max([h[2] for h in _h] or [0]))
-    except (ImportError, AttributeError):
-        pass
-gc.collect()
-print(repr((gc.mem_free(), _lo, _x)))
-"""
-
 
 READ_BACK_LIMIT = 64 * 1024  # read the deployed model back to name it (when the runtime cannot)
 MAIN_READ_LIMIT = 8 * 1024  # main.py is read back to see what the board runs at power-on
@@ -149,7 +120,8 @@ def diagnose(
         transport.enter_raw_repl(soft_reset=True)  # the heap as main.py finds it, before anything else
         runtime, net, asm = board_eval(transport, _LOAD_CHECK.format(model=MODEL_NAME))
         transport.enter_raw_repl(soft_reset=True)
-        heap_now, largest_now, exec_ram = board_eval(transport, _MEMORY)
+        # the largest block the heap gives now, as deploy measures it after a failed load
+        largest_now, heap_now = board_eval(transport, LARGEST_BLOCK)
         viper = board_eval(transport, _RUNTIME_CHECK)
         deployed = info.files.get(MODEL_NAME)
         header_name = None
@@ -260,7 +232,7 @@ def diagnose(
         model_load_error=load_error,
         problems=problems,
         asm_kernel=asm,
-        memory=_memory(profile, heap_now, largest_now, exec_ram),
+        memory=_memory(profile, heap_now, largest_now, info),
     )
 
 
@@ -274,15 +246,15 @@ def deep_check(port: str, baud: int = 115200) -> DeepReport:
         close_board(transport, restart=True)
 
 
-def _memory(profile, heap_free: int, largest: int, exec_ram: tuple[int, int] | None) -> dict:
+def _memory(profile, heap_free: int, largest: int, info) -> dict:
     """Profile vs board, figure by figure (a real board's executable RAM: esp32.idf_heap_info)."""
     return {
         "heap_free": {"profile": profile.heap_bytes, "board": heap_free},
         "largest_block": {"profile": profile.largest_block_bytes, "board": largest},
         "exec_ram": {
             "profile": profile.exec_ram_bytes,
-            "board_total": None if exec_ram is None else exec_ram[0],
-            "board_free": None if exec_ram is None else exec_ram[1],
+            "board_total": info.exec_total,
+            "board_free": info.exec_free,
         },
     }
 

@@ -309,6 +309,19 @@ def test_native_code_from_mpy_files_draws_on_the_profiles_executable_ram(start_v
     assert f"MemoryError: memory allocation failed, allocating {native} bytes for native code" in (
         result.stdout + result.stderr
     )
+    # deploy counts the same machine code before it copies anything, and names executable RAM
+    from vboard_helpers import edgenn
+
+    from edgenn import modelfile, zoo
+
+    (small.flash_dir / "edgenn_viper.mpy").unlink()
+    model = tmp_path / "m.enn"
+    modelfile.save(zoo.build_zoo(seed=2)["relu_2"], model)
+    refused = edgenn("deploy", str(model), "--port", small.port)
+    assert refused.returncode == 2
+    assert "of executable RAM, the esp32_tight board has" in refused.stderr
+    assert "nothing was copied" in refused.stderr and refused.stderr.count("\n") == 1
+    assert sorted(p.name for p in small.flash_dir.iterdir()) == []
 
 
 def test_the_heap_is_cut_into_gc_areas(vboard) -> None:

@@ -163,30 +163,44 @@ def runtime_ram() -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv == ["ram"]:
-        ram = runtime_ram()
-        print(
-            "runtime RAM per model kind (virtual board, esp32 profile; ESP32 from the xtensawin .mpy files)"
-        )
-        print(
-            f"{'kind':<26} {'vboard heap':>11} {'vboard exec':>11} {'ESP32 exec':>10} "
-            f"{'ESP32 heap (est.)':>17}"
-        )
-        for r in ram:
-            print(
-                f"{r['kind']:<26} {r['vboard_heap'] or '-':>11} {r['vboard_exec'] or '-':>11} "
-                f"{r['esp32_exec']:>10} {r['esp32_heap_estimate']:>17}"
-            )
-        print(json.dumps({"runtime_ram": ram}))
-        return 0
-    boards = argv or list(PROFILES)
-    rows = [largest_deployable(b) for b in boards]
+def print_largest(rows: list[dict]) -> None:
     print("largest 96-N-4 model that deploys on a fresh virtual board (N to", STEP, "units)")
     print(f"{'profile':<10} {'edgenn.fit':>10} {'deploys':>8}")
     for r in rows:
         print(f"{r['board']:<10} {r['fit_predicts']:>10} {r['deploys'] or '-':>8}")
+
+
+def print_ram(ram: list[dict]) -> None:
+    print("runtime RAM per model kind (virtual board, esp32 profile; ESP32 from the xtensawin .mpy files)")
+    print(
+        f"{'kind':<26} {'vboard heap':>11} {'vboard exec':>11} {'ESP32 exec':>10} {'ESP32 heap (est.)':>17}"
+    )
+    for r in ram:
+        print(
+            f"{r['kind']:<26} {r['vboard_heap'] or '-':>11} {r['vboard_exec'] or '-':>11} "
+            f"{r['esp32_exec']:>10} {r['esp32_heap_estimate']:>17}"
+        )
+
+
+def run(results_dir: Path | None = None) -> dict:
+    """`make bench` (bench/run.py): both tables, printed and returned for bench/results/memory.json."""
+    rows = [largest_deployable(b) for b in PROFILES]
+    print_largest(rows)
+    ram = runtime_ram()
+    print_ram(ram)
+    return {"largest_96_n_4": rows, "runtime_ram": ram}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m bench.memory [ram | PROFILE ...]: one table, or the largest model on some profiles."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["ram"]:
+        ram = runtime_ram()
+        print_ram(ram)
+        print(json.dumps({"runtime_ram": ram}))
+        return 0
+    rows = [largest_deployable(b) for b in argv or PROFILES]
+    print_largest(rows)
     print(json.dumps({"largest_96_n_4": rows}))
     return 0
 

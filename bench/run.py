@@ -22,6 +22,7 @@ BENCHMARKS = {
     "frontend": "sensor front end: gestures raw/stats/spectral vs scikit-learn; its cost",
     "report": "edgenn report build time and page size vs scoring alone",
     "predict": "predict from a list / array('f') vs forward_q vs an everywhereml random forest",
+    "memory": "largest 96-N-4 model that deploys per esp32 profile; the runtime's GC heap and executable RAM",
 }
 
 

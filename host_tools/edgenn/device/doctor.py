@@ -8,6 +8,8 @@ file. Problems are listed with what to do about them.
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,6 +55,35 @@ except Exception:
     _viper = False
 print(repr(_viper))
 """
+
+# micropython.mem_info(): the GC areas' total and "max new split" (the largest area the ESP32 could still
+# add from the ESP-IDF heap; the unix port has no split heap and prints none); the ESP-IDF data heap.
+_MEM_INFO = """
+import micropython
+micropython.mem_info()
+try:
+    import esp32
+    _d = esp32.idf_heap_info(esp32.HEAP_DATA)
+    print(repr((sum([h[1] for h in _d]), max([h[2] for h in _d] or [0]))))
+except ImportError:
+    print(repr(None))
+"""
+
+
+def _mem_info(transport) -> dict:
+    """What mem_info() and idf_heap_info(HEAP_DATA) say, as numbers (None where the board says nothing)."""
+    text = transport.exec(_MEM_INFO).decode(errors="replace")
+    total = re.search(r"GC: total: (\d+)", text)
+    split = re.search(r"max new split: (\d+)", text)
+    lines = text.strip().splitlines()
+    idf = ast.literal_eval(lines[-1]) if lines else None
+    return {
+        "gc_total": int(total.group(1)) if total else None,
+        "max_new_split": int(split.group(1)) if split else None,
+        "idf_data_free": None if idf is None else idf[0],
+        "idf_data_largest": None if idf is None else idf[1],
+    }
+
 
 READ_BACK_LIMIT = 64 * 1024  # read the deployed model back to name it (when the runtime cannot)
 MAIN_READ_LIMIT = 8 * 1024  # main.py is read back to see what the board runs at power-on
@@ -122,6 +153,7 @@ def diagnose(
         transport.enter_raw_repl(soft_reset=True)
         # the largest block the heap gives now, as deploy measures it after a failed load
         largest_now, heap_now = board_eval(transport, LARGEST_BLOCK)
+        mem_info = _mem_info(transport)
         viper = board_eval(transport, _RUNTIME_CHECK)
         deployed = info.files.get(MODEL_NAME)
         header_name = None
@@ -232,7 +264,7 @@ def diagnose(
         model_load_error=load_error,
         problems=problems,
         asm_kernel=asm,
-        memory=_memory(profile, heap_now, largest_now, info),
+        memory=_memory(profile, heap_now, largest_now, info, mem_info),
     )
 
 
@@ -246,9 +278,14 @@ def deep_check(port: str, baud: int = 115200) -> DeepReport:
         close_board(transport, restart=True)
 
 
-def _memory(profile, heap_free: int, largest: int, info) -> dict:
+def _memory(profile, heap_free: int, largest: int, info, mem_info: dict) -> dict:
     """Profile vs board, figure by figure (a real board's executable RAM: esp32.idf_heap_info)."""
+    first = profile.gc_first_area_bytes
+    growth = None if first is None or profile.gc_heap_max_bytes is None else profile.gc_heap_max_bytes - first
     return {
+        "gc_areas": {"profile": first, "board": mem_info["gc_total"]},  # at boot: the first area
+        "max_new_split": {"profile": growth, "board": mem_info["max_new_split"]},
+        "idf_data": {"free": mem_info["idf_data_free"], "largest": mem_info["idf_data_largest"]},
         "heap_free": {"profile": profile.heap_bytes, "board": heap_free},
         "largest_block": {"profile": profile.largest_block_bytes, "board": largest},
         "exec_ram": {
@@ -266,7 +303,12 @@ def memory_lines(memory: dict) -> list[str]:
         return "-" if v is None else f"{v} B"
 
     lines = []
-    for key, label in (("heap_free", "GC heap free"), ("largest_block", "largest block")):
+    for key, label in (
+        ("gc_areas", "GC areas total"),
+        ("max_new_split", "max new split"),
+        ("heap_free", "GC heap free"),
+        ("largest_block", "largest block"),
+    ):
         row = memory.get(key, {})
         lines.append(f"  {label:<16} profile {b(row.get('profile')):>10}   board {b(row.get('board')):>10}")
     row = memory.get("exec_ram", {})

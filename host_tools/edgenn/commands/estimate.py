@@ -11,7 +11,7 @@ from edgenn.boards import load_board
 from edgenn.commands.common import print_json
 from edgenn.errors import UserError
 from edgenn.machinecode import KERNELS, MachineCodeError
-from edgenn.machinecode.estimate import CORES, default_kernel, estimate
+from edgenn.machinecode.estimate import CORES, estimate
 
 NAME = "estimate"
 HELP = "count the instructions one inference executes in the board's own machine code; estimate its time"
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"running {len(model.layers)} layers as {board.mpy_arch} machine code ...", file=sys.stderr)
     try:
-        result = estimate(model, board, args.kernel or default_kernel(board))
+        result = estimate(model, board, args.kernel)
     except MachineCodeError as exc:
         raise UserError(f"{exc}") from None
     if args.json:

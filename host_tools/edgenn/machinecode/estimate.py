@@ -97,11 +97,13 @@ def input_rows(model: QuantModel, n: int = ROWS, seed: int = SEED) -> np.ndarray
 
 
 def estimate(
-    model: QuantModel, board: BoardProfile | str, kernel: str = "viper", rows: np.ndarray | None = None
+    model: QuantModel, board: BoardProfile | str, kernel: str | None = None, rows: np.ndarray | None = None
 ) -> dict:
-    """One inference of `model` on `board` (a profile or a board name) with `kernel`: MACs, exact
-    instruction counts, estimated µs. UserError for a board without a cycle model or a missing emulator."""
+    """One inference of `model` on `board` (a profile or a board name) with `kernel` (default: the one
+    deploy installs there, default_kernel): MACs, exact instruction counts, estimated µs. UserError for a
+    board without a cycle model or a missing emulator."""
     board = load_board(board) if isinstance(board, str) else board
+    kernel = kernel or default_kernel(board)
     core = core_for(board)
     arch = board.mpy_arch
     k = kernels.get_kernel(kernel)

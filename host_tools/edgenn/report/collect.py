@@ -272,7 +272,7 @@ def _estimate(qm: QuantModel, board_name: str) -> tuple[dict[str, Any] | None, s
     try:
         from edgenn.boards import load_board
         from edgenn.machinecode import MachineCodeError
-        from edgenn.machinecode.estimate import CORES, default_kernel, estimate
+        from edgenn.machinecode.estimate import CORES, estimate
     except ImportError:
         return None, "not available: this edgenn has no `edgenn estimate` (machine-code emulation)"
     profile = load_board(board_name)
@@ -282,6 +282,6 @@ def _estimate(qm: QuantModel, board_name: str) -> tuple[dict[str, Any] | None, s
             f"{', '.join(CORES)} (pass --board esp32 for an ESP32's figure)"
         )
     try:
-        return estimate(qm, profile, default_kernel(profile)), ""
+        return estimate(qm, profile), ""
     except (MachineCodeError, UserError, OSError) as exc:
         return None, f"not available: {exc}"

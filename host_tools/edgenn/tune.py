@@ -157,8 +157,7 @@ def _shape_fit(
 def _latency(candidate: Candidate, board: str | BoardProfile) -> float | None:
     """Estimated µs per inference from the board's own machine code in an emulator, with the kernel
     deploy installs there (the instruction counts depend on the shape, not the weights); None when the
-    board has no cycle model or the
-    emulator is missing."""
+    board has no cycle model or the emulator is missing."""
     from edgenn.machinecode import MachineCodeError
     from edgenn.machinecode.estimate import estimate, input_rows
 

@@ -26,6 +26,7 @@ BENCHMARKS = {
     "heap": "the hot path on a fresh vs a nearly full heap (4 MB, 128 KB): no allocator call per inference",
     "anomaly": "anomaly detection: edgenn float/integer vs scikit-learn detectors; scores on the board",
     "tune": "tune: the same leaderboard quiet and busy; front end search on a 6-axis motion set",
+    "memory": "largest 96-N-4 model that deploys per esp32 profile; the runtime's GC heap and executable RAM",
 }
 
 

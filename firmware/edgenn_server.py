@@ -82,6 +82,15 @@ def _version():
     return "%d.%d.%d" % (v[0], v[1], v[2])
 
 
+def _board():
+    # the profile a virtual board emulates (the host's boards.profile_name_for); None on a real board
+    try:
+        import edgenn_vboard
+        return edgenn_vboard.board
+    except ImportError:
+        return None
+
+
 class Server:
     # model_file: serve this file instead of looking for one (deploy checks a new model this way, in
     # the raw REPL, with the heap as main.py leaves it, before it becomes model.enn).
@@ -229,7 +238,7 @@ class Server:
         # 32 on an ESP32 (single-precision floats: input scaling may round differently from the host)
         float_bits = 64 if 1.0 + 2.0 ** -40 != 1.0 else 32
         pairs += [("runtime", self.runtime), ("micropython", _version()), ("platform", sys.platform),
-                  ("protocol", PROTOCOL), ("float_bits", float_bits),
+                  ("board", _board()), ("protocol", PROTOCOL), ("float_bits", float_bits),
                   ("max_line", self.max_line), ("heap_free", gc.mem_free()), ("heap_alloc", gc.mem_alloc())]
         self.send_object(pairs)
 

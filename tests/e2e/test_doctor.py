@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from vboard_helpers import edgenn, runtime_or_skip
 
 from edgenn import modelfile, zoo
@@ -100,3 +101,58 @@ def test_doctor_tells_the_truth_about_main_py_big_models_and_names_the_port(vboa
     expected = fit.check_fit(big, "esp32", heap_free=d["heap_free"], flash_free=d["flash_free"])
     assert f"{big} {expected.summary()}: deploying it would be refused" in d["problems"]
     assert not any(f"edgenn deploy {big}" in p for p in d["problems"])  # never advised
+
+
+def test_doctor_judges_loading_on_the_heap_main_py_finds(vboard, tmp_path: Path) -> None:
+    """Issue 18: a 64-172-173-10 model that deployed and served was reported as MemoryError by doctor
+    (it loaded the model on a heap that its own checks had broken up). On the esp32 profile's split heap a
+    64-150-150-10 model deploys and serves, and the doctor of before said "MemoryError ... allocating
+    23550 bytes" for it. Doctor now asks first after a soft reset, on the heap main.py finds, and prints
+    profile vs board memory."""
+    runtime_or_skip()
+    import numpy as np
+
+    model = zoo.random_model(np.random.default_rng(3), 64, [150, 150], ["relu", "relu"], 10, "classify")
+    path = tmp_path / "big.enn"
+    modelfile.save(model, path)
+    deployed = edgenn("deploy", str(path), "--port", vboard.port)
+    assert deployed.returncode == 0, deployed.stderr
+    code, d = _doctor(vboard.port, "--model", str(path))
+    assert d["model_load_error"] is None, d["model_load_error"]
+    assert code == 0 and d["problems"] == []
+    mem = d["memory"]
+    assert mem["heap_free"]["profile"] == 109312 and 80_000 < mem["heap_free"]["board"] <= 109312 + 4096
+    # the GC areas: no block larger than an area (the first, 56 KiB on an ESP32, is the largest), executable
+    # RAM untouched after a soft reset (native code is freed by a reset, as on an ESP32)
+    assert 30_000 < mem["largest_block"]["board"] <= 56 * 1024
+    assert mem["exec_ram"]["profile"] == mem["exec_ram"]["board_total"] == mem["exec_ram"]["board_free"]
+    human = edgenn("doctor", "--port", vboard.port)
+    assert "executable RAM" in human.stdout and "profile vs board" in human.stdout
+
+
+@pytest.mark.slow
+def test_doctor_deep_runs_the_zoo_through_every_kernel_on_the_board(vboard, tmp_path: Path) -> None:
+    """Issue 18 part 3: the layer zoo through every kernel the board has, byte for byte against golden;
+    the asm self-test; one inference's time per kernel; heap and executable RAM; text and --json."""
+    runtime_or_skip()
+    path = tmp_path / "m.enn"
+    modelfile.save(zoo.build_zoo(seed=2)["relu_2"], path)
+    result = edgenn("doctor", "--port", vboard.port, "--deep")
+    assert result.returncode == 2 and "--deep needs the runtime on the board" in result.stderr
+    assert edgenn("deploy", str(path), "--port", vboard.port).returncode == 0
+    code, d = _doctor(vboard.port, "--deep")
+    deep = d["deep"]
+    assert code == 0 and d["problems"] == [] and deep["ok"] is True
+    assert deep["kernels"] == ["viper", "portable"]  # the unix port: no asm kernel for x64
+    assert deep["asm_status"] == "not installed"
+    n_models = len({c["case"] for c in deep["checks"]})
+    assert n_models >= 20 and len(deep["checks"]) == 2 * n_models
+    assert all(c["ok"] and c["us"] is not None and c["us"] >= 0 for c in deep["checks"])
+    assert deep["seconds"] < 60
+    assert d["memory"]["exec_ram"]["board_total"] == 32768
+    human = edgenn("doctor", "--port", vboard.port, "--deep")
+    assert f"viper    {n_models}/{n_models} models bit-exact; one inference " in human.stdout
+    assert "asm self-test  not installed" in human.stdout and human.stdout.rstrip().endswith(
+        "ok: ready to serve predictions"
+    )
+    assert "_deep.enn" not in [p.name for p in vboard.flash_dir.iterdir()]  # cleaned up

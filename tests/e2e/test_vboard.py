@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import serial
 from vboard_helpers import MPREMOTE, mpremote
 
@@ -270,3 +271,67 @@ def test_reset_button_recovers_a_board_that_ignores_ctrl_c(vboard) -> None:
         assert b"raw REPL" not in _read_until(ser, b"raw REPL", 3)  # stuck, as a board would be
     vboard.process.send_signal(signal.SIGUSR1)  # `edgenn vboard`: SIGUSR1 = the EN/RESET button
     assert mpremote(vboard.port, "eval", "'back'", timeout=20).stdout.strip() == "back"
+
+
+def test_native_code_from_mpy_files_draws_on_the_profiles_executable_ram(start_vboard, tmp_path, monkeypatch):
+    """Issue 18: an ESP32 copies the machine code of viper/asm functions in a .mpy into executable RAM
+    (ports/esp32/main.c esp_native_code_commit), a budget outside the GC heap, freed only by a reset."""
+    import json
+    import shutil
+
+    from edgenn.boards import boards_dir
+    from edgenn.device import mpy
+    from edgenn.device.board_info import MpyFormat
+    from edgenn.device.deploy import firmware_dir
+    from edgenn.machinecode.mpy import native_code_bytes
+
+    compiler = mpy.compiler_for(MpyFormat(6, 3, "x64"))
+    if compiler is None:
+        pytest.skip("no mpy-cross for the unix port's .mpy 6.3")
+    code = mpy.compile_source(compiler, firmware_dir() / "edgenn_viper.py", "x64")
+    native = native_code_bytes(code)
+    boards = tmp_path / "boards"
+    shutil.copytree(boards_dir(), boards)
+    tight = json.loads((boards / "esp32.json").read_text())
+    tight.update(name="esp32_tight", exec_ram_bytes=native - 100)
+    (boards / "esp32_tight.json").write_text(json.dumps(tight))
+    monkeypatch.setenv("EDGENN_BOARDS_DIR", str(boards))
+    probe = "import edgenn_vboard as v\nprint(v.exec_free())\nimport edgenn_viper\nprint(v.exec_free())"
+
+    roomy = start_vboard(tmp_path / "roomy", board="esp32")
+    (roomy.flash_dir / "edgenn_viper.mpy").write_bytes(code)
+    before, after = mpremote(roomy.port, "exec", probe).stdout.split()
+    assert int(before) == 32768 and int(before) - int(after) == native > 5000
+
+    small = start_vboard(tmp_path / "small", board="esp32_tight")
+    (small.flash_dir / "edgenn_viper.mpy").write_bytes(code)
+    result = mpremote(small.port, "exec", probe, check=False)
+    assert f"MemoryError: memory allocation failed, allocating {native} bytes for native code" in (
+        result.stdout + result.stderr
+    )
+    # deploy counts the same machine code before it copies anything, and names executable RAM
+    from vboard_helpers import edgenn
+
+    from edgenn import modelfile, zoo
+
+    (small.flash_dir / "edgenn_viper.mpy").unlink()
+    model = tmp_path / "m.enn"
+    modelfile.save(zoo.build_zoo(seed=2)["relu_2"], model)
+    refused = edgenn("deploy", str(model), "--port", small.port)
+    assert refused.returncode == 2
+    assert "of executable RAM, the esp32_tight board has" in refused.stderr
+    assert "nothing was copied" in refused.stderr and refused.stderr.count("\n") == 1
+    assert sorted(p.name for p in small.flash_dir.iterdir()) == []
+
+
+def test_the_heap_is_cut_into_gc_areas(vboard) -> None:
+    """No block larger than a GC area (the esp32 profile: 56 KiB first area), though the heap is ~107 KB."""
+    code = (
+        "import gc\ngc.collect()\nfree = gc.mem_free()\nok = []\n"
+        "for n in (40000, 52000, 60000, 80000):\n"
+        "    try:\n        b = bytearray(n)\n        ok.append(n)\n        b = None\n        gc.collect()\n"
+        "    except MemoryError:\n        pass\nprint(free, ok)"
+    )
+    free, ok = mpremote(vboard.port, "exec", code).stdout.split(" ", 1)
+    assert int(free) > 95_000
+    assert ok.strip() == "[40000, 52000]"

@@ -263,7 +263,10 @@ def test_edgenn_estimate_json(arch, tmp_path, capsys):
     model = zoo.random_model(np.random.default_rng(7), 64, [32], ["relu"], 10, "classify")
     path = tmp_path / "m.enn"
     modelfile.save(model, path)
+    # without --kernel: the kernel deploy installs on that board (asm on xtensawin and rv32imc boards)
     assert main(["estimate", str(path), "--board", board, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kernel"] == "asm"
+    assert main(["estimate", str(path), "--board", board, "--kernel", "viper", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["arch"] == arch and out["kernel"] == "viper" and out["board"] == board
     assert out["macs"] == 64 * 32 + 32 * 10

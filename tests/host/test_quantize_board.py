@@ -17,7 +17,7 @@ def npz(tmp_path_factory):
     out = tmp_path_factory.mktemp("models")
     paths = {}
     data = load_dataset("iris")
-    for name, hidden in (("small", (16,)), ("big", (700, 64))):
+    for name, hidden in (("small", (16,)), ("big", (800, 64))):
         paths[name] = out / f"{name}.npz"
         train(data, TrainConfig(hidden=hidden, epochs=1, seed=1)).save(paths[name])
     return paths

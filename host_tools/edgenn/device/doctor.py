@@ -8,6 +8,8 @@ file. Problems are listed with what to do about them.
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,31 +17,72 @@ from edgenn import fit, modelfile
 from edgenn.boards import load_board
 from edgenn.device import mpy
 from edgenn.device.board_info import board_eval, close_board, open_board, probe
+from edgenn.device.deep import DeepReport, run_on_board
 from edgenn.device.deploy import ASM_NAME, MAIN_NAME, MODEL_NAME, build_runtime, runtime_sources, sha256_hex
+from edgenn.device.swap import LARGEST_BLOCK
 
-_RUNTIME_CHECK = """
-import micropython
-try:
-    exec("@micropython.viper\\ndef _vf(x: int) -> int:\\n    return x + 1\\n_vr = _vf(1)")
-    _viper = _vr == 2
-except Exception:
-    _viper = False
-_rt = None
+# Does the deployed model load? Asked first after a soft reset, on the heap as main.py finds it at power-on
+# (nothing else loaded, nothing compiled): a viper test compile or a second copy of the model beside a
+# served one would fragment the heap and report a MemoryError for a model the board serves well (issue 18).
+_LOAD_CHECK = """
+import gc
+gc.collect()
 _net = None
+_rt = None
 try:
     import edgenn
     _rt = getattr(edgenn, '__version__', 'present')
     try:
         _n = edgenn.load({model!r})
         _net = (getattr(_n, 'kernel', '?'), getattr(_n, 'name', ''), _n.n_inputs, _n.n_outputs, '')
+        _n = None
     except Exception as e:
         _net = (None, None, None, None, repr(e))
     _asm = edgenn.asm_status() if hasattr(edgenn, 'asm_status') else None
 except Exception as e:
     _rt = 'import failed: ' + repr(e)
     _asm = None
-print(repr((_viper, _rt, _net, _asm)))
+gc.collect()
+print(repr((_rt, _net, _asm)))
 """
+
+_RUNTIME_CHECK = """
+import micropython, gc
+try:
+    exec("@micropython.viper\\ndef _vf(x: int) -> int:\\n    return x + 1\\n_vr = _vf(1)")
+    _viper = _vr == 2
+except Exception:
+    _viper = False
+print(repr(_viper))
+"""
+
+# micropython.mem_info(): the GC areas' total and "max new split" (the largest area the ESP32 could still
+# add from the ESP-IDF heap; the unix port has no split heap and prints none); the ESP-IDF data heap.
+_MEM_INFO = """
+import micropython
+micropython.mem_info()
+try:
+    import esp32
+    _d = esp32.idf_heap_info(esp32.HEAP_DATA)
+    print(repr((sum([h[1] for h in _d]), max([h[2] for h in _d] or [0]))))
+except ImportError:
+    print(repr(None))
+"""
+
+
+def _mem_info(transport) -> dict:
+    """What mem_info() and idf_heap_info(HEAP_DATA) say, as numbers (None where the board says nothing)."""
+    text = transport.exec(_MEM_INFO).decode(errors="replace")
+    total = re.search(r"GC: total: (\d+)", text)
+    split = re.search(r"max new split: (\d+)", text)
+    lines = text.strip().splitlines()
+    idf = ast.literal_eval(lines[-1]) if lines else None
+    return {
+        "gc_total": int(total.group(1)) if total else None,
+        "max_new_split": int(split.group(1)) if split else None,
+        "idf_data_free": None if idf is None else idf[0],
+        "idf_data_largest": None if idf is None else idf[1],
+    }
 
 
 READ_BACK_LIMIT = 64 * 1024  # read the deployed model back to name it (when the runtime cannot)
@@ -87,6 +130,7 @@ class Diagnosis:
     model_load_error: str | None = None
     problems: list[str] = field(default_factory=list)
     asm_kernel: str | None = None  # edgenn.asm_status() on the board: "ok" or why asm does not serve
+    memory: dict = field(default_factory=dict)  # profile vs board: GC heap, largest block, executable RAM
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +148,13 @@ def diagnose(
     transport = open_board(port, baud)
     try:
         info = probe(transport, names)
-        viper, runtime, net, asm = board_eval(transport, _RUNTIME_CHECK.format(model=MODEL_NAME))
+        transport.enter_raw_repl(soft_reset=True)  # the heap as main.py finds it, before anything else
+        runtime, net, asm = board_eval(transport, _LOAD_CHECK.format(model=MODEL_NAME))
+        transport.enter_raw_repl(soft_reset=True)
+        # the largest block the heap gives now, as deploy measures it after a failed load
+        largest_now, heap_now = board_eval(transport, LARGEST_BLOCK)
+        mem_info = _mem_info(transport)
+        viper = board_eval(transport, _RUNTIME_CHECK)
         deployed = info.files.get(MODEL_NAME)
         header_name = None
         if deployed is not None and deployed[0] <= READ_BACK_LIMIT:
@@ -124,7 +174,13 @@ def diagnose(
     problems: list[str] = []
     fitted = None
     if local_bytes is not None:
-        fitted = fit.check_fit(local_bytes, profile, heap_free=info.heap_free, flash_free=info.flash_free)
+        fitted = fit.check_fit(
+            local_bytes,
+            profile,
+            heap_free=info.heap_free,
+            flash_free=info.flash_free,
+            exec_free=info.exec_free,
+        )
     advised = local_model if fitted is not None and fitted.fits else "MODEL.enn"
     deploy_cmd = f"`edgenn deploy {advised} --port {port}`"
     if info.mpy is None:
@@ -208,7 +264,59 @@ def diagnose(
         model_load_error=load_error,
         problems=problems,
         asm_kernel=asm,
+        memory=_memory(profile, heap_now, largest_now, info, mem_info),
     )
+
+
+def deep_check(port: str, baud: int = 115200) -> DeepReport:
+    """`doctor --deep`: the zoo through every kernel on the board (edgenn.device.deep), after a soft
+    reset; the runtime must be installed (deploy)."""
+    transport = open_board(port, baud)
+    try:
+        return run_on_board(transport)
+    finally:
+        close_board(transport, restart=True)
+
+
+def _memory(profile, heap_free: int, largest: int, info, mem_info: dict) -> dict:
+    """Profile vs board, figure by figure (a real board's executable RAM: esp32.idf_heap_info)."""
+    first = profile.gc_first_area_bytes
+    growth = None if first is None or profile.gc_heap_max_bytes is None else profile.gc_heap_max_bytes - first
+    return {
+        "gc_areas": {"profile": first, "board": mem_info["gc_total"]},  # at boot: the first area
+        "max_new_split": {"profile": growth, "board": mem_info["max_new_split"]},
+        "idf_data": {"free": mem_info["idf_data_free"], "largest": mem_info["idf_data_largest"]},
+        "heap_free": {"profile": profile.heap_bytes, "board": heap_free},
+        "largest_block": {"profile": profile.largest_block_bytes, "board": largest},
+        "exec_ram": {
+            "profile": profile.exec_ram_bytes,
+            "board_total": info.exec_total,
+            "board_free": info.exec_free,
+        },
+    }
+
+
+def memory_lines(memory: dict) -> list[str]:
+    """`profile vs board` lines for doctor's report."""
+
+    def b(v: int | None) -> str:
+        return "-" if v is None else f"{v} B"
+
+    lines = []
+    for key, label in (
+        ("gc_areas", "GC areas total"),
+        ("max_new_split", "max new split"),
+        ("heap_free", "GC heap free"),
+        ("largest_block", "largest block"),
+    ):
+        row = memory.get(key, {})
+        lines.append(f"  {label:<16} profile {b(row.get('profile')):>10}   board {b(row.get('board')):>10}")
+    row = memory.get("exec_ram", {})
+    free, total = b(row.get("board_free")), b(row.get("board_total"))
+    lines.append(
+        f"  {'executable RAM':<16} profile {b(row.get('profile')):>10}   board {free:>10} free of {total}"
+    )
+    return lines
 
 
 def _runtime_text(d: Diagnosis) -> str:
@@ -229,6 +337,8 @@ def report_lines(d: Diagnosis) -> list[str]:
         f"kernel        {d.kernel or '-'}",
         f"asm kernel    {d.asm_kernel or '-'}",
         f"heap free     {d.heap_free} B",
+        "memory        profile vs board (native code goes to executable RAM, outside the GC heap)",
+        *memory_lines(d.memory),
         f"flash free    {d.flash_free // 1024} KB of {d.flash_total // 1024} KB",
     ]
     if d.model_file:

@@ -74,7 +74,8 @@ except MemoryError as _e:
 print(repr(('ok', list(_n.forward_q(bytes({codes!r}))), gc.mem_free()) if _n else ('fail', _p)))
 """
 # After a failed load (the server still holds its buffers): the heap's largest free block.
-_LARGEST_BLOCK = """
+LARGEST_BLOCK = """
+import gc
 gc.collect()
 _lo, _hi = 0, gc.mem_free()
 while _lo < _hi:
@@ -111,7 +112,7 @@ def verify_on_board(transport: SerialTransport, name: str, model: modelfile.Quan
             return Verdict(False, f"its outputs {result[1][:4]}... differ from golden's {want[:4]}...")
         return Verdict(True, heap_free=result[2])
     problem = str(result[1])
-    largest, free = board_eval(transport, _LARGEST_BLOCK)
+    largest, free = board_eval(transport, LARGEST_BLOCK)
     found = re.search(r"allocating (\d+) bytes", problem)
     return Verdict(False, problem, int(found.group(1)) if found else None, int(largest), int(free))
 

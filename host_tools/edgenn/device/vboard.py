@@ -10,7 +10,11 @@ the unix port cannot do by itself:
 - Ctrl-C from the host while user code runs -> SIGINT -> KeyboardInterrupt in that code (input that
   follows is held back until the REPL reads again, so it is not eaten by the interrupted program);
 - soft reset (the REPL exits with a known code) -> a fresh interpreter, flash directory unchanged;
-- a host may open and close the pty at any time; output nobody reads is dropped, as on a UART.
+- a host may open and close the pty at any time; output nobody reads is dropped, as on a UART;
+- an ESP32's memory (boards.py): the heap is the profile's, cut into runs no larger than its largest
+  block (GC areas), and native code imported from .mpy files counts against the profile's executable
+  RAM (the REPL asks; `_answer_native_size` reads the .mpy). The unix port has one contiguous heap
+  (`-X heapsize`) and no split heap, so the REPL script reproduces both (vboard_repl.py).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ EXIT_SOFT_RESET_RAW = 11
 EXIT_HARD_RESET = 12  # machine.reset(): power-on again
 # The REPL script's own code and buffers live in the interpreter's heap; add them on top of the
 # profile's budget so that gc.mem_free() at the prompt is about the profile's heap_bytes.
-REPL_HEAP_OVERHEAD = 16 * 1024
+REPL_HEAP_OVERHEAD = 22 * 1024
 HOLD_AFTER_INTERRUPT_S = 1.0
 POLL_S = 0.05
 MAX_PENDING_OUTPUT = 64 * 1024
@@ -106,6 +110,7 @@ class _Interpreter:
         self.interrupt_sent_at = 0.0
         self.stdout_open = True
         self.status_open = True
+        self.status_line: bytearray | None = None  # a b"N<path>" request being read
 
     def send_interrupt(self) -> None:
         # A second SIGINT before the first is handled kills the unix port: at most one per second
@@ -267,8 +272,19 @@ class VirtualBoard:
             boot,
             self.profile.name,
             str(self.profile.flash_fs_bytes),
+            str(self.first_area_bytes()),
+            str(self.profile.largest_block_bytes),
+            str(self.profile.exec_ram_bytes or 0),
         ]
         return _Interpreter(argv, self.flash_dir, env)
+
+    def first_area_bytes(self) -> int:
+        """The first GC area's free bytes after boot: the profile's first area less the GC's tables
+        (MicroPython's own boot-time use is unmeasured; the REPL script's heap is not counted in it)."""
+        first = self.profile.gc_first_area_bytes
+        if first is None:
+            return self.profile.heap_bytes  # one area: nothing to cut
+        return first * 125 // 128
 
     def _compile_repl(self) -> None:
         """A board's REPL is C in flash; ours is Python in the heap. Compiled to .mpy it leaves the heap
@@ -357,13 +373,35 @@ class VirtualBoard:
         if data == b"":
             interp.status_open = False
         for code in data or b"":
-            if code == ord("E"):
+            if interp.status_line is not None:  # inside a b"N<path>\n" request
+                if code == ord("\n"):
+                    self._answer_native_size(interp, bytes(interp.status_line).decode(errors="replace"))
+                    interp.status_line = None
+                else:
+                    interp.status_line.append(code)
+            elif code == ord("N"):
+                interp.status_line = bytearray()
+            elif code == ord("E"):
                 interp.running_user_code = True
             elif code == ord("I"):
                 interp.running_user_code = False
                 interp.interrupt_sent = False
                 self._write_ignoring_errors(interp.ack_fd, b"a")  # after this no SIGINT is on its way
                 link.release_held_input(interp)
+
+    def _answer_native_size(self, interp: _Interpreter, board_path: str) -> None:
+        """The machine code a .mpy on the flash puts in executable RAM (0 if it cannot be read)."""
+        from edgenn.machinecode.mpy import MpyError, native_code_bytes
+
+        path = (self.flash_dir / board_path.lstrip("/")).resolve()
+        size = 0
+        if path.is_relative_to(self.flash_dir):
+            try:
+                size = native_code_bytes(path.read_bytes())
+            except (OSError, MpyError):
+                size = 0
+        os.set_blocking(interp.ack_fd, True)
+        self._write_ignoring_errors(interp.ack_fd, f"{size}\n".encode())
 
     def _on_host_input(self, link: _Link, interp: _Interpreter) -> None:
         assert self._master is not None

@@ -6,12 +6,21 @@
 # directory mounted at "/". The supervisor (vboard.py) turns "\n" into "\r\n", turns Ctrl-C into SIGINT
 # while user code runs, and restarts this process on a soft reset (exit codes below).
 #
-# argv: script flash_dir mode(friendly|raw) boot(power|soft) board_name flash_bytes status_fd ack_fd
+# argv: script flash_dir mode(friendly|raw) boot(power|soft) board_name flash_bytes first_area_bytes
+#       area_bytes exec_bytes status_fd ack_fd
 #
 # status channel (fd status_fd, to the supervisor): b"E" = user code is running (Ctrl-C means SIGINT),
 # b"I" = waiting for REPL input (Ctrl-C is a byte). Every b"I" is acknowledged by one byte on ack_fd;
 # once acknowledged, no SIGINT is in flight, so a late Ctrl-C can never land in this script's own code.
+# b"N/path.mpy\n" = how much native code does this .mpy hold? answered b"<bytes>\n" on ack_fd (the
+# supervisor reads it with edgenn's .mpy reader).
+#
+# An ESP32's memory (boards.py): the GC heap is areas of at most area_bytes and no block spans two, so
+# at power-on the free heap is cut into runs of area_bytes by one-block "fences" (_split_heap); native
+# code from .mpy files goes to executable RAM outside the GC heap, exec_bytes of it, freed only by a
+# reset: every import of a .mpy counts its machine code (_import) and fails as the board's does.
 
+import builtins
 import gc
 import io
 import os
@@ -35,8 +44,14 @@ _mode = sys.argv[2]
 _boot = sys.argv[3]
 _board = sys.argv[4]
 _flash_bytes = int(sys.argv[5])
-_status = open("/dev/fd/" + sys.argv[6], "wb")
-_ack = open("/dev/fd/" + sys.argv[7], "rb")
+_first_area_bytes = int(sys.argv[6])  # this script's own heap included
+_area_bytes = int(sys.argv[7])
+_exec_bytes = int(sys.argv[8])
+_status = open("/dev/fd/" + sys.argv[9], "wb")
+_ack = open("/dev/fd/" + sys.argv[10], "rb")
+_exec_used = 0
+_fences = []
+_builtin_import = builtins.__import__
 _in = sys.stdin.buffer
 _out = sys.stdout.buffer
 _acks_wanted = 0
@@ -104,6 +119,9 @@ class Flash:
 
     def umount(self):
         pass
+
+    def abs(self, path):
+        return self._abs(path)
 
     def _abs(self, path):
         if not path.startswith("/"):
@@ -183,15 +201,108 @@ class Flash:
         return "<VfsLfs2>"
 
 
+def _exec_free():
+    return max(0, _exec_bytes - _exec_used) if _exec_bytes else None
+
+
+def _exec_used_bytes():
+    return _exec_used
+
+
 class _VBoardModule:
-    # `import edgenn_vboard` tells host tools (deploy, doctor) which profile this virtual board emulates.
+    # `import edgenn_vboard` tells host tools (deploy, doctor) which profile this virtual board emulates,
+    # and what an ESP32's esp32.idf_heap_info(esp32.HEAP_EXEC) and mem_info() would say.
     board = _board
     flash_bytes = _flash_bytes
+    area_bytes = _area_bytes
+    exec_bytes = _exec_bytes
+    exec_free = staticmethod(_exec_free)
+    exec_used = staticmethod(_exec_used_bytes)
+
+
+def _split_heap(first, area):
+    # Cut the free heap as an ESP32's GC areas cut it: the first area has `first` bytes free after boot
+    # (this script's own heap lies below them), the others are at most `area` bytes. Take a block up to
+    # the end of an area, put a one-block fence right after it (small holes below are plugged first: the
+    # allocator takes the lowest free block), repeat, then give the blocks back.
+    import uctypes
+
+    gc.collect()
+    fillers = []
+    plugs = []
+    _fences.append(None)  # the list's first item array, allocated before the fillers
+    _fences.pop()
+    size = first  # the first area's free space after boot: this script's own heap is below it
+    while size > 64:
+        try:
+            filler = bytearray(size - 64)
+        except MemoryError:
+            break
+        fillers.append(filler)
+        end = uctypes.addressof(filler) + len(filler)
+        try:
+            while True:
+                fence = object()
+                if id(fence) > end:
+                    _fences.append(fence)
+                    break
+                plugs.append(fence)  # landed in a hole below: keep it there until the fences stand
+        except MemoryError:
+            break
+        size = area
+    fillers = None
+    plugs = None
+    gc.collect()
+
+
+def _native_size(path):
+    # the supervisor reads the .mpy (it knows the format); answers with the bytes of machine code
+    _status.write(b"N" + path.encode() + b"\n")
+    text = b""
+    while True:
+        c = _ack.read(1)
+        if not c or c == b"\n":
+            break
+        text += c
+    return int(text or b"0")
+
+
+def _find_module_file(name):
+    rel = name.replace(".", "/")
+    for d in sys.path:
+        if d == ".frozen":
+            continue
+        base = (d.rstrip("/") + "/" if d else "") + rel
+        for ext in (".py", ".mpy"):  # a foo.py beside foo.mpy wins the import
+            try:
+                os.stat(base + ext)
+                return base + ext
+            except OSError:
+                pass
+    return None
+
+
+def _import(name, *args):
+    global _exec_used
+    if _exec_bytes and name not in sys.modules and (len(args) < 4 or not args[3]):
+        path = _find_module_file(name)
+        if path is not None and path.endswith(".mpy"):
+            n = _native_size(_FLASH.abs(path))
+            if n and _exec_used + n > _exec_bytes:
+                # what ports/esp32/main.c esp_native_code_commit raises (m_malloc_fail)
+                raise MemoryError(f"memory allocation failed, allocating {n} bytes for native code")
+            module = _builtin_import(name, *args)
+            _exec_used += n
+            return module
+    return _builtin_import(name, *args)
+
+
+_FLASH = Flash(_flash_dir, _flash_bytes)
 
 
 def _mount_flash():
     os.umount("/")
-    os.mount(Flash(_flash_dir, _flash_bytes), "/")
+    os.mount(_FLASH, "/")
     os.chdir("/")
     sys.path.clear()
     sys.path.extend(["", ".frozen", "/lib"])
@@ -550,8 +661,9 @@ def main():
     except ImportError:
         machine = None
     sys.modules["machine"] = _Machine(machine)
+    builtins.__import__ = _import
     _finish_user_code(None)  # start in the idle state, acknowledged
-    gc.collect()
+    _split_heap(_first_area_bytes, _area_bytes)
     _run_file("boot.py")
     mode = _mode
     if mode == "friendly":

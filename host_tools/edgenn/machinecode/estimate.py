@@ -73,6 +73,16 @@ UNCOUNTED = (
 )
 
 
+def default_kernel(board: BoardProfile) -> str:
+    """The kernel `edgenn deploy` installs on this board: asm where deploy installs the asm kernel for the
+    board's arch (edgenn.device.deploy.ASM_SOURCES), else viper."""
+    from edgenn.device.deploy import ASM_SOURCES  # the one list of where asm is installed
+
+    if board.mpy_arch in ASM_SOURCES and board.mpy_arch in kernels.get_kernel("asm").sources:
+        return "asm"
+    return "viper"
+
+
 def core_for(board: BoardProfile) -> CoreModel:
     if board.chip not in CORES:
         known = ", ".join(CORES)
@@ -87,11 +97,13 @@ def input_rows(model: QuantModel, n: int = ROWS, seed: int = SEED) -> np.ndarray
 
 
 def estimate(
-    model: QuantModel, board: BoardProfile | str, kernel: str = "viper", rows: np.ndarray | None = None
+    model: QuantModel, board: BoardProfile | str, kernel: str | None = None, rows: np.ndarray | None = None
 ) -> dict:
-    """One inference of `model` on `board` (a profile or a board name) with `kernel`: MACs, exact
-    instruction counts, estimated µs. UserError for a board without a cycle model or a missing emulator."""
+    """One inference of `model` on `board` (a profile or a board name) with `kernel` (default: the one
+    deploy installs there, default_kernel): MACs, exact instruction counts, estimated µs. UserError for a
+    board without a cycle model or a missing emulator."""
     board = load_board(board) if isinstance(board, str) else board
+    kernel = kernel or default_kernel(board)
     core = core_for(board)
     arch = board.mpy_arch
     k = kernels.get_kernel(kernel)

@@ -379,3 +379,20 @@ def _parse(r: _Reader) -> Mpy:
         objects=objects,
         module=module,
     )
+
+
+NATIVE_NODE_BYTES = 4  # ports/esp32/main.c: each committed block carries a next pointer (native_code_node_t)
+
+
+def native_code_bytes(data: bytes) -> int:
+    """Executable RAM a board takes when it imports this .mpy: every native, viper and asm function's
+    machine code, each rounded up to 4 bytes plus a list node, as ports/esp32/main.c esp_native_code_commit
+    allocates it (viper rodata and bss go to the GC heap: py/persistentcode.c). 0 for bytecode only."""
+
+    def walk(rc: RawCode) -> int:
+        own = 0
+        if rc.kind != "bytecode":
+            own = -(-len(rc.code) // 4) * 4 + NATIVE_NODE_BYTES
+        return own + sum(walk(child) for child in rc.children)
+
+    return walk(read(data).module)

@@ -338,16 +338,13 @@ def _run_board(
 
 
 def _board_profile_name(board: BoardSection | None) -> str | None:
-    """The profile of the board on --port: `virtual` for the unix port, else its platform name."""
+    """The profile of the board on --port: the one `doctor` and `deploy` name (boards.profile_name_for)."""
     if board is None:
         return None
-    platform = str(board.info.get("platform") or "")
-    if platform == "linux":
-        return "virtual"
-    from edgenn.boards import list_boards
+    from edgenn.boards import profile_name_for
 
-    names = {b.name for b in list_boards()}
-    return platform if platform in names else None
+    info = board.info
+    return profile_name_for(info.get("board"), str(info.get("platform") or ""))
 
 
 def fit_section(qm: QuantModel, board_name: str) -> FitSection:
@@ -359,7 +356,7 @@ def fit_section(qm: QuantModel, board_name: str) -> FitSection:
 
 
 def _estimate(qm: QuantModel, board_name: str) -> tuple[dict[str, Any] | None, str]:
-    """`edgenn estimate`'s figures (viper kernel), or why there are none."""
+    """`edgenn estimate`'s figures (the kernel deploy installs on that board), or why there are none."""
     try:
         from edgenn.boards import load_board
         from edgenn.machinecode import MachineCodeError
@@ -373,6 +370,6 @@ def _estimate(qm: QuantModel, board_name: str) -> tuple[dict[str, Any] | None, s
             f"{', '.join(CORES)} (pass --board esp32 for an ESP32's figure)"
         )
     try:
-        return estimate(qm, profile, "viper"), ""
+        return estimate(qm, profile), ""
     except (MachineCodeError, UserError, OSError) as exc:
         return None, f"not available: {exc}"

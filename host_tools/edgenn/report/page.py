@@ -487,20 +487,30 @@ def _fit(r: ReportData) -> str:
             verdict(fit.heap_needed, fit.heap_free),
         ],
         [
-            "layer blocks, together in one free block",
+            "layer blocks, together in one free block (one GC area at most)",
             f"{fit.block_needed} B",
             f"{fit.largest_block} B largest free block",
             verdict(fit.block_needed, fit.largest_block),
         ],
     ]
+    if fit.exec_needed is not None and fit.exec_free is not None:
+        rows.append(
+            [
+                "executable RAM: the runtime's viper/asm machine code (outside the GC heap)",
+                f"{fit.exec_needed} B",
+                f"{fit.exec_free} B",
+                verdict(fit.exec_needed, fit.exec_free),
+            ]
+        )
     body = [f"<h3>Memory fit on {html.escape(fit.board)}</h3>", table(["", "needs", "board has", ""], rows)]
     body.append(_p(fit.summary()[0].upper() + fit.summary()[1:] + ".", "ok" if fit.fits else "warn"))
     body.append(
         _p(
             "edgenn.fit's arithmetic (what `edgenn deploy` checks before it copies anything; deploy then "
             "checks the model on the board itself): the runtime's heap (measured on the virtual board), "
-            "the model's arrays, loading and working memory, and the layer blocks together in the heap's "
-            "largest free block; the board profile's figures, not a measurement of this board.",
+            "the model's arrays, loading and working memory, the layer blocks together in the heap's "
+            "largest free block, and the kernels' machine code in executable RAM; the board profile's "
+            "figures (each with its source in boards/*.json), not a measurement of this board.",
             "note",
         )
     )

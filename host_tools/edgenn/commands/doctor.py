@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_port_argument(parser)
     parser.add_argument("--model", type=Path, help="a local .enn: does the board hold exactly this file?")
     parser.add_argument("--board", help="board profile (default: guessed from the board)")
-        parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
     parser.add_argument(
         "--deep",
         action="store_true",

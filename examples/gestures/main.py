@@ -283,6 +283,11 @@ def stream():
 
 
 def run():
+    import gc
+
+    # A collection first, as firmware/main.py does: compiling this script left garbage all over the
+    # heap, and the runtime's modules loaded among it would leave the model no block large enough.
+    gc.collect()
     import edgenn
 
     net = edgenn.load("model.enn")

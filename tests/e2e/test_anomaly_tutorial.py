@@ -103,6 +103,7 @@ def test_anomaly_tutorial_on_the_virtual_board(vboard, tmp_path, capsys, monkeyp
     code, out, err = edgenn(capsys, "monitor", "--port", port, "--reset", "--lines", "60", "--seconds", "60")
     assert code == 0, err
     lines = [json.loads(x.split("   <-")[0]) for x in out.splitlines() if x.startswith("{")]
+    assert lines, out + err
     assert lines[0]["ready"] is True and lines[0]["threshold"] == qm.threshold
     windows = [w for w in lines[1:] if "score" in w]
     assert {w["truth"] for w in windows} >= {"normal", "bearing"}, windows

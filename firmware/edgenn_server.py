@@ -35,7 +35,8 @@ _LF = const(10)
 _COMMA = const(44)
 _SPACE = const(32)
 _TAB = const(9)
-_FIELD_MAX = const(32)  # characters in one value: "-1.2345678901234567e-100" is 24
+_FIELD_MAX = const(32)
+_AGENT_IDLE_MS = const(20)  # with a fleet agent: the longest it waits for serial input before its next step  # characters in one value: "-1.2345678901234567e-100" is 24
 
 _INF = float("inf")
 _NINF = -_INF
@@ -139,6 +140,7 @@ class Server:
         # "-128, " is 6 bytes per output; "255, " 5 per input code (the `x` request echoes them)
         self.reply = bytearray(96 + width + 6 * n_out + 5 * n_in)
         self.one = bytearray(1)
+        self.fleet = None  # the fleet agent (edgenn_fleet), on a board that joined a fleet
 
     def load(self, edgenn, name):
         # True when `name` loaded; a bad or missing file must not kill the server: report it instead.
@@ -397,6 +399,8 @@ class Server:
         r[p] = 125  # }
         r[p + 1] = _LF
         _stdout.write(r, p + 2)
+        if self.fleet is not None:  # queued (nothing allocated); sent between requests
+            self.fleet.note(0, out[0] if self.regress else best)
 
     def value(self, out):
         if self.out_scale is not None:
@@ -414,7 +418,19 @@ class Server:
         n = 0
         overlong = False
         after_cr = False
+        fleet = self.fleet
+        wait = None
+        if fleet is not None:  # joined a fleet: read stdin only when it has a byte, the agent runs between
+            import select
+
+            poller = select.poll()
+            poller.register(_stdin, select.POLLIN)
+            wait = poller.poll
         while True:
+            if wait is not None and not wait(0):
+                fleet.step()
+                wait(_AGENT_IDLE_MS)
+                continue
             if not read(one):
                 return  # stdin closed (unix port under a supervisor); a board never gets here
             c = one[0]
@@ -466,4 +482,19 @@ def _put_int(buf, p, v):
 
 
 def main():
-    Server().serve()
+    server = Server()
+    import os
+
+    try:
+        os.stat("fleet.json")  # written by `edgenn fleet join`; without it the agent is never imported
+        joined = True
+    except OSError:
+        joined = False
+    if joined:
+        try:
+            import edgenn_fleet
+
+            server.fleet = edgenn_fleet.start(server)
+        except Exception as exc:  # a broken fleet install must not stop the serial server
+            server.warning = "fleet agent not started: %s" % exc
+    server.serve()

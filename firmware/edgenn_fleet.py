@@ -1,0 +1,739 @@
+# edgenn fleet agent: the board's side of docs/fleet-protocol.md (MQTT through micropython-lib's
+# umqtt.simple, which `edgenn fleet join` installs as lib/umqtt/simple.mpy next to this module).
+#
+# Imported only on a board that has joined a fleet (fleet.json at the root, written by `fleet join`):
+# edgenn_server.main() looks for that file and, only then, imports this and gives the agent time
+# between serial requests. A board that never joins pays nothing, not even the import.
+#
+#   agent = edgenn_fleet.start(server)   # server: the edgenn_server.Server (or None in a sensor loop)
+#   agent.step()                         # MQTT in and out; returns within a few ms (the server calls it)
+#   edgenn_fleet.publish(k)              # a sensor loop / Window: one prediction (class index)
+#
+# What it does: Wi-Fi (where the port has network.WLAN), connect with a retained last will, a retained
+# status, the group's signed manifest; predictions through a bounded preallocated queue (oldest dropped
+# first, counted); model updates downloaded to model.enn.part, checked (size, sha256, HMAC-SHA256
+# signature, replay by the persisted seq, the manifest's golden check vector in this heap), swapped in
+# with model.enn.bak kept, health-checked after a restart, rolled back on failure. Every refusal is in
+# the status. Nothing received is ever executed: the model is data, the manifest is JSON.
+#
+# Files on the board: fleet.json (config), fleet.key (64 hex digits), fleet.seq (the accepted seq),
+# fleet.pending (an update swapped in, waiting for its health check after the restart), fleet.note
+# (the last refusal or roll back, kept until the next deploy so the status says it after restarts).
+import gc
+import sys
+import time
+
+from micropython import const
+
+from edgenn_server import _put, _put_int  # the server's reply builders: one copy of them
+
+MODEL_FILE = "model.enn"
+BACKUP_FILE = "model.enn.bak"
+PART_FILE = "model.enn.part"
+CONFIG_FILE = "fleet.json"
+KEY_FILE = "fleet.key"
+SEQ_FILE = "fleet.seq"
+PENDING_FILE = "fleet.pending"
+NOTE_FILE = "fleet.note"
+
+_QUEUE = const(64)  # predictions kept while the broker is away; the oldest go first
+_FIELDS = const(4)  # per queued prediction: n, src, class (or raw output), t
+SRC_SERIAL = const(0)  # publish(k, src): where a prediction came from ("src" in its JSON)
+SRC_WINDOW = const(1)
+SRC_APP = const(2)
+_SRC_NAMES = (b"serial", b"window", b"app")
+_KEEPALIVE_S = const(30)
+_PING_MS = const(15000)
+_STATUS_MS = const(60000)
+_PROGRESS_MS = const(1000)
+_BACKOFF_MIN_MS = const(500)
+_BACKOFF_MAX_MS = const(5000)
+_MSGS_PER_STEP = const(8)  # incoming messages handled per step: the serial server waits meanwhile
+_POLICY_EVERY = const(0)
+_POLICY_NTH = const(1)
+_POLICY_CHANGE = const(2)
+
+_agent = None
+
+
+def start(server=None, net=None):
+    """The agent for this board, or None when it has not joined a fleet. Idempotent."""
+    global _agent
+    if _agent is None:
+        try:
+            cfg = _read_json(CONFIG_FILE)
+        except OSError:
+            return None
+        _agent = Agent(cfg, server, net)
+    return _agent
+
+
+def publish(k, src=SRC_APP):
+    """One prediction from application code (a sensor loop, a Window): k is the class index, or the
+    raw int8 output for a regression model. Allocates nothing; sent from step() (or at once when the
+    queue fills while connected)."""
+    if _agent is not None:
+        _agent.note(src, k)
+
+
+def step():
+    if _agent is not None:
+        _agent.step()
+
+
+def _read_json(name):
+    import json
+
+    with open(name) as f:
+        return json.load(f)
+
+
+def _write_atomic(name, text):
+    # Written next to the file, then renamed over it (atomic on littlefs): a power cut leaves the old one.
+    import os
+
+    tmp = name + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    try:
+        os.rename(tmp, name)
+    except OSError:  # FAT cannot rename over a file
+        os.remove(name)
+        os.rename(tmp, name)
+
+
+def _remove(name):
+    import os
+
+    try:
+        os.remove(name)
+    except OSError:
+        pass
+
+
+def _exists(name):
+    import os
+
+    try:
+        os.stat(name)
+        return True
+    except OSError:
+        return False
+
+
+def hmac_sha256(key, msg):
+    # RFC 2104 over hashlib.sha256 (MicroPython has no hmac module): H((K^opad) || H((K^ipad) || m)).
+    import hashlib
+
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    pad = bytearray(64)
+    pad[: len(key)] = key
+    for i in range(64):
+        pad[i] ^= 0x36
+    inner = hashlib.sha256(pad)
+    inner.update(msg)
+    digest = inner.digest()
+    for i in range(64):
+        pad[i] ^= 0x36 ^ 0x5C
+    outer = hashlib.sha256(pad)
+    outer.update(digest)
+    return outer.digest()
+
+
+def signing_string(m):
+    # docs/fleet-protocol.md: the lines HMAC-SHA256 signs, joined by "\n".
+    boards = m["boards"]
+    boards = "*" if boards is None else ",".join(sorted(boards))
+    check = m["check"]
+    return "\n".join(("edgenn-manifest-v1", m["group"], str(m["seq"]), m["name"], str(m["size"]),
+                      m["sha256"], str(m["chunk"]), boards,
+                      ",".join(str(v) for v in check["x"]) + ";" + ",".join(str(v) for v in check["q"])))
+
+
+def file_sha256(name):
+    import binascii
+    import hashlib
+
+    h = hashlib.sha256()
+    b = bytearray(512)
+    with open(name, "rb") as f:
+        while True:
+            k = f.readinto(b)
+            if not k:
+                break
+            h.update(b if k == 512 else b[:k])
+    return binascii.hexlify(h.digest()).decode()
+
+
+def _same(a, b):
+    # constant time, so a forger learns nothing from how long a refusal takes
+    if len(a) != len(b):
+        return False
+    d = 0
+    for i in range(len(a)):
+        d |= ord(a[i]) ^ ord(b[i])
+    return d == 0
+
+
+def check_manifest(m, group, board_id, key):
+    """None when the manifest is well formed, for this board and signed with the fleet key; else why not.
+    "" means: not for this board (ignored without a word)."""
+    try:
+        if m.get("v") != 1 or m["group"] != group:
+            return "bad manifest (version or group)"
+        boards = m["boards"]
+        if boards is not None and board_id not in boards:
+            return ""
+        size, chunk, chunks = m["size"], m["chunk"], m["chunks"]
+        if not (0 < size and 0 < chunk and chunks == (size + chunk - 1) // chunk):
+            return "bad manifest (size, chunk and chunks disagree)"
+        if len(m["sha256"]) != 64 or not isinstance(m["seq"], int):
+            return "bad manifest (sha256 or seq)"
+        text = signing_string(m)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return "bad manifest (a field is missing or of the wrong type)"
+    import binascii
+
+    sig = m.get("sig")
+    want = binascii.hexlify(hmac_sha256(key, text.encode())).decode()
+    if not isinstance(sig, str) or not _same(sig, want):
+        return "bad signature (signed with another key?)"
+    return None
+
+
+class Agent:
+    def __init__(self, cfg, server=None, net=None):
+        import array
+
+        self.cfg = cfg
+        self.server = server
+        self.net = net if net is not None else (server.net if server is not None else None)
+        self.group = cfg["group"]
+        self.id = cfg["id"]
+        with open(KEY_FILE) as f:
+            import binascii
+
+            self.key = binascii.unhexlify(f.read().strip())
+        base = "edgenn/%s/%s/" % (self.group, self.id)
+        self.t_status = (base + "status").encode()
+        self.t_pred = (base + "pred").encode()
+        self.t_manifest = ("edgenn/%s/manifest" % self.group).encode()
+        self.t_model = ("edgenn/%s/model/" % self.group).encode()
+        policy = cfg.get("publish") or "every"
+        self.policy = _POLICY_EVERY
+        self.nth = 1
+        if policy == "change":
+            self.policy = _POLICY_CHANGE
+        elif policy.startswith("every:"):
+            self.policy = _POLICY_NTH
+            self.nth = max(1, int(policy[6:]))
+        self.last_class = -1
+        # the queue: _QUEUE predictions of _FIELDS ints, a ring; head = oldest, count = how many
+        self.queue = array.array("i", bytes(4 * _QUEUE * _FIELDS))
+        self.head = 0
+        self.count = 0
+        self.n = 0
+        self.sent = 0
+        self.dropped = 0
+        self.boot_ms = time.ticks_ms()
+        # the prediction payload, built in place: {"id": "ID", "n": N, "src": "S", "class": K, "label": L, "t": T}
+        self.labels = []
+        width = 0
+        if self.net is not None:
+            import json
+
+            self.labels = [json.dumps(str(label)).encode() for label in self.net.labels]
+            for label in self.labels:
+                width = max(width, len(label))
+        self.prefix = ('{"id": "%s", "n": ' % self.id).encode()
+        self.payload = bytearray(len(self.prefix) + 128 + width)
+        self.payload_mv = memoryview(self.payload)
+        self.regress = self.net is not None and self.net.task == "regress"
+        # connection state
+        self.client = None
+        self.wlan = None
+        self.next_try = time.ticks_ms()
+        self.backoff = _BACKOFF_MIN_MS
+        self.last_io = time.ticks_ms()
+        self.last_status = time.ticks_ms()
+        self.last_progress = 0
+        self.got = False
+        self.status_due = False  # set by message handlers, sent by step() (not from inside a callback:
+        self.sub_due = None  # umqtt.simple's publish/subscribe read messages while they wait for acks)
+        self.problem = None  # why the last connection failed (in no status: the broker is away)
+        # update state
+        self.seq = self._read_seq()
+        self.state = "serving"
+        self.reason = None
+        self.dl = None  # the manifest being downloaded
+        self.have = None  # bytearray(chunks): 1 where that chunk is written
+        self.got_chunks = 0
+        self.part = None
+        self.model_sha = None
+        self.model_name = self.net.name if self.net is not None else None
+        self._model_identity()
+        try:
+            note = _read_json(NOTE_FILE)
+            self.state = note["state"]
+            self.reason = note["reason"]
+            self.note_seq = note["seq"]
+        except (OSError, ValueError, KeyError):
+            self.note_seq = -1
+        self._after_restart()
+        self._wifi()
+
+    # ---- predictions (the hot path: no allocation, small frames) -------------------------------
+
+    def note(self, src, k):
+        self.n += 1
+        if self.policy == _POLICY_NTH:
+            if self.n % self.nth:
+                return
+        elif self.policy == _POLICY_CHANGE:
+            if k == self.last_class:
+                return
+            self.last_class = k
+        if self.count == _QUEUE:  # full: the oldest goes, and is counted
+            self.head = (self.head + 1) % _QUEUE
+            self.count -= 1
+            self.dropped += 1
+        i = ((self.head + self.count) % _QUEUE) * _FIELDS
+        q = self.queue
+        q[i] = self.n
+        q[i + 1] = src
+        q[i + 2] = k
+        q[i + 3] = time.ticks_diff(time.ticks_ms(), self.boot_ms)
+        self.count += 1
+        if self.count > _QUEUE // 2 and self.client is not None:
+            self.flush()  # a fast producer while connected: send now rather than drop later
+
+    def flush(self):
+        # Publish queued predictions, oldest first; one leaves the queue only once the broker acked it.
+        while self.count and self.client is not None:
+            p = self._build(self.head * _FIELDS)
+            try:
+                self.client.publish(self.t_pred, self.payload_mv[:p], False, 1)
+            except OSError as exc:
+                self._lost(exc)
+                return
+            self.head = (self.head + 1) % _QUEUE
+            self.count -= 1
+            self.sent += 1
+            self.last_io = time.ticks_ms()
+
+    def _build(self, i):
+        q = self.queue
+        r = self.payload
+        p = _put(r, 0, self.prefix)
+        p = _put_int(r, p, q[i])
+        p = _put(r, p, b', "src": "')
+        p = _put(r, p, _SRC_NAMES[q[i + 1]])
+        k = q[i + 2]
+        if self.regress:
+            p = _put(r, p, b'", "value": ')
+            net = self.net
+            p = _put(r, p, ("%.7g" % (net.out_scale[0] * (k - net.out_zero_point[0]))).encode())
+        else:
+            p = _put(r, p, b'", "class": ')
+            p = _put_int(r, p, k)
+            if 0 <= k < len(self.labels):
+                p = _put(r, p, b', "label": ')
+                p = _put(r, p, self.labels[k])
+        p = _put(r, p, b', "t": ')
+        p = _put_int(r, p, q[i + 3])
+        r[p] = 125  # }
+        return p + 1
+
+    # ---- the connection ------------------------------------------------------------------------
+
+    def _wifi(self):
+        ssid = self.cfg.get("wifi")
+        try:
+            import network
+        except ImportError:
+            return  # the unix port: sockets work without Wi-Fi
+        if not ssid or not hasattr(network, "WLAN"):
+            return
+        self.wlan = network.WLAN(network.STA_IF)
+        self.wlan.active(True)
+        if not self.wlan.isconnected():
+            self.wlan.connect(ssid, self.cfg.get("wifi_password") or "")  # step() waits for it
+
+    def _status_json(self, online):
+        import json
+
+        gc.collect()
+        v = sys.implementation.version
+        got = None
+        if self.dl is not None:
+            got = [self.got_chunks, self.dl["chunks"]]
+        return json.dumps({
+            "id": self.id, "online": online, "state": self.state, "reason": self.reason,
+            "seq": self.seq, "model": self.model_name, "sha256": self.model_sha,
+            "kernel": getattr(self.net, "kernel", None) if self.net is not None else None,
+            "heap_free": gc.mem_free(), "firmware": "%d.%d.%d" % (v[0], v[1], v[2]),
+            "uptime": time.ticks_diff(time.ticks_ms(), self.boot_ms) // 1000, "progress": got,
+            "sent": self.sent, "dropped": self.dropped})
+
+    def _connect(self):
+        from umqtt.simple import MQTTClient
+
+        cfg = self.cfg
+        ssl = bool(cfg.get("tls"))
+        if ssl and "ussl" not in sys.modules:
+            try:  # umqtt.simple imports `ussl`; MicroPython >= 1.21 names it `ssl`
+                import ssl as _ssl
+
+                sys.modules["ussl"] = _ssl
+            except ImportError:
+                self.problem = "this port has no ssl module: cannot reach an mqtts:// broker"
+                raise OSError(95)
+        c = MQTTClient(("edgenn-%s-%s" % (self.group, self.id)).encode(), cfg["host"], cfg["port"],
+                       cfg.get("user"), cfg.get("password"), _KEEPALIVE_S, ssl,
+                       {"server_hostname": cfg["host"]} if ssl else {})
+        c.set_callback(self._on_message)
+        c.set_last_will(self.t_status, self._status_json(False), True, 1)
+        try:
+            c.connect()
+        except Exception as exc:  # refused, unreachable, wrong password (MQTTException 4/5)
+            try:
+                c.sock.close()
+            except Exception:
+                pass
+            raise OSError(str(exc))
+        try:  # TCP_NODELAY: umqtt.simple writes a message in pieces; Nagle would hold each ack ~40 ms
+            c.sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (numbers: not every port names them)
+        except Exception:
+            pass
+        self.client = c
+        self.last_io = time.ticks_ms()
+        self.backoff = _BACKOFF_MIN_MS
+        self.problem = None
+        self.send_status()
+        if cfg.get("homeassistant"):
+            self._discovery()
+        c.subscribe(self.t_manifest, 1)
+        if self.dl is not None:  # a download under way: the retained chunks come again, duplicates skipped
+            c.subscribe(self.t_model + b"%d/+" % self.dl["seq"], 1)
+
+    def _lost(self, exc):
+        if self.client is not None:
+            try:
+                self.client.sock.close()
+            except Exception:
+                pass
+        self.client = None
+        self.problem = str(exc)
+        self.next_try = time.ticks_add(time.ticks_ms(), self.backoff)
+        self.backoff = min(self.backoff * 2, _BACKOFF_MAX_MS)
+
+    def send_status(self):
+        self.status_due = False
+        if self.client is not None:
+            self.client.publish(self.t_status, self._status_json(True), True, 1)
+            self.last_status = self.last_io = time.ticks_ms()
+
+    def _discovery(self):
+        # Home Assistant MQTT discovery: the prediction as a sensor entity, available while online.
+        import json
+
+        uid = "edgenn_%s_%s" % (self.group, self.id)
+        value = "{{ value_json.value }}" if self.regress else "{{ value_json.label }}"
+        cfg = {"name": "prediction", "unique_id": uid, "object_id": uid,
+               "state_topic": self.t_pred.decode(), "value_template": value,
+               "json_attributes_topic": self.t_pred.decode(),
+               "availability_topic": self.t_status.decode(),
+               "availability_template": "{{ 'online' if value_json.online else 'offline' }}",
+               "device": {"identifiers": [uid], "name": "edgenn %s" % self.id, "model": str(self.model_name),
+                          "manufacturer": "edgenn"}}
+        self.client.publish(b"homeassistant/sensor/%s/config" % uid, json.dumps(cfg), True, 1)
+
+    def step(self):
+        """Give the agent a few ms: connect when due, take incoming messages, send queued predictions."""
+        now = time.ticks_ms()
+        if self.client is None:
+            if time.ticks_diff(now, self.next_try) < 0:
+                return
+            if self.wlan is not None and not self.wlan.isconnected():
+                self.next_try = time.ticks_add(now, self.backoff)
+                return
+            try:
+                self._connect()
+            except Exception as exc:
+                self._lost(exc)
+                return
+        try:
+            for _ in range(_MSGS_PER_STEP):
+                self.got = False
+                self.client.check_msg()
+                if not self.got or self.client is None:
+                    break
+            if self.client is None:
+                return
+            if self.sub_due is not None and self.dl is not None:
+                topic = self.sub_due
+                self.sub_due = None
+                self.client.subscribe(topic, 1)
+            self.flush()
+            if self.client is None:
+                return
+            now = time.ticks_ms()
+            if self.status_due or time.ticks_diff(now, self.last_status) > _STATUS_MS:
+                self.send_status()
+            elif time.ticks_diff(now, self.last_io) > _PING_MS:
+                self.client.ping()
+                self.last_io = now
+        except Exception as exc:  # the broker went away (OSError) or broke the protocol: reconnect later
+            self._lost(exc)
+
+    # ---- model updates -------------------------------------------------------------------------
+
+    def _on_message(self, topic, msg):
+        self.got = True
+        self.last_io = time.ticks_ms()
+        if topic == self.t_manifest:
+            self._on_manifest(msg)
+        elif topic.startswith(self.t_model):
+            self._on_chunk(topic, msg)
+
+    def _set(self, state, reason=None):
+        self.state = state
+        self.reason = reason
+        self.status_due = True
+
+    def _refuse(self, reason, seq):
+        # Visible in the status, and remembered so a retained manifest is not tried again at every boot.
+        import json
+
+        self._abandon()
+        self.note_seq = seq
+        _write_atomic(NOTE_FILE, json.dumps({"seq": seq, "state": "refused", "reason": reason}))
+        self._set("refused", reason)
+
+    def _abandon(self):
+        if self.part is not None:
+            try:
+                self.part.close()
+            except OSError:
+                pass
+            self.part = None
+        _remove(PART_FILE)
+        self.dl = None
+        self.have = None
+        self.got_chunks = 0
+
+    def _on_manifest(self, msg):
+        if not msg:
+            return  # a cleared retained manifest
+        import json
+
+        try:
+            m = json.loads(msg)
+        except ValueError:
+            self._set("refused", "bad manifest (not JSON)")
+            return
+        if not isinstance(m, dict):
+            self._set("refused", "bad manifest (not a JSON object)")
+            return
+        why = check_manifest(m, self.group, self.id, self.key)
+        if why == "":
+            return  # for other boards
+        if why is not None:
+            self._set("refused", why)
+            return
+        seq = m["seq"]
+        if self.dl is not None and self.dl["seq"] == seq:
+            return  # the same download, seen again after a reconnect
+        if seq == self.seq and m["sha256"] == self.model_sha:
+            return  # what this board already serves: not news
+        if seq <= self.seq:
+            self._set("refused", "replayed manifest (seq %d <= accepted %d)" % (seq, self.seq))
+            return
+        if seq == self.note_seq:
+            return  # refused or rolled back already; the status says why
+        self._abandon()
+        try:
+            self.part = open(PART_FILE, "wb")
+        except OSError as exc:
+            self._refuse("cannot write %s: %s" % (PART_FILE, exc), seq)
+            return
+        self.dl = m
+        self.have = bytearray(m["chunks"])
+        self.got_chunks = 0
+        self.last_progress = time.ticks_ms()
+        self._set("downloading")
+        self.sub_due = self.t_model + b"%d/+" % seq
+
+    def _on_chunk(self, topic, msg):
+        m = self.dl
+        if m is None or not msg:
+            return  # a chunk of a download that is over, or a cleared retained chunk
+        rest = topic[len(self.t_model):]
+        slash = rest.find(b"/")
+        try:
+            seq = int(rest[:slash])
+            i = int(rest[slash + 1:])
+        except ValueError:
+            return
+        if seq != m["seq"]:
+            return  # from an earlier subscription (umqtt.simple cannot unsubscribe): not ours
+        chunks, chunk = m["chunks"], m["chunk"]
+        if i < 0 or i >= chunks:
+            self._refuse("chunk %d of seq %d: index out of range (%d chunks)" % (i, seq, chunks), seq)
+            return
+        want = chunk if i < chunks - 1 else m["size"] - chunk * (chunks - 1)
+        if len(msg) != want:
+            self._refuse("chunk %d of seq %d: %d bytes, expected %d" % (i, seq, len(msg), want), seq)
+            return
+        if self.have[i]:
+            return
+        try:
+            self.part.seek(i * chunk)
+            self.part.write(msg)
+        except OSError as exc:
+            self._refuse("cannot write the model to flash (%s)" % exc, seq)
+            return
+        self.have[i] = 1
+        self.got_chunks += 1
+        if self.got_chunks == chunks:
+            self._verify_and_swap()
+        elif time.ticks_diff(time.ticks_ms(), self.last_progress) >= _PROGRESS_MS:
+            self.last_progress = time.ticks_ms()
+            self._set("downloading")
+
+    def _verify_and_swap(self):
+        import os
+
+        m = self.dl
+        seq = m["seq"]
+        self.part.close()
+        self.part = None
+        self._set("verifying")
+        size = os.stat(PART_FILE)[6]
+        if size != m["size"]:
+            self._refuse("size %d, expected %d" % (size, m["size"]), seq)
+            return
+        if file_sha256(PART_FILE) != m["sha256"]:
+            self._refuse("sha256 mismatch: a chunk was altered or lost", seq)
+            return
+        problem, dropped_old = self._check_loads(PART_FILE, m["check"])
+        if problem:
+            self._refuse(problem, seq)
+            if dropped_old:
+                self._restart()  # the served model was unloaded to make room: main.py loads it again
+            return
+        import json
+
+        # swap (as edgenn deploy's swap): model.enn -> model.enn.bak, then model.enn.part -> model.enn;
+        # between the renames the server finds the backup. The health check runs after the restart.
+        _write_atomic(PENDING_FILE, json.dumps({"seq": seq, "check": m["check"], "name": m["name"]}))
+        if _exists(MODEL_FILE):
+            _remove(BACKUP_FILE)
+            os.rename(MODEL_FILE, BACKUP_FILE)
+        os.rename(PART_FILE, MODEL_FILE)
+        self.dl = None
+        self.have = None
+        self._restart()
+
+    def _check_loads(self, name, check):
+        # The model loads and answers the golden check vector in this board's heap, beside the served
+        # model if there is room, else alone (the served one is dropped). -> (problem or None, dropped)
+        import edgenn
+
+        dropped = False
+        net = None
+        gc.collect()
+        try:
+            try:
+                net = edgenn.load(name)
+            except MemoryError:
+                if self.server is None or self.server.net is None:
+                    raise
+                self.server.net = None  # this board has room for one model at a time
+                self.net = None
+                dropped = True
+                gc.collect()
+                net = edgenn.load(name)
+            out = net.forward_q(bytes(check["x"]))
+            if list(out) != list(check["q"]):
+                return "the model answers the check vector wrongly (%s, golden %s)" % (
+                    list(out)[:4], list(check["q"])[:4]), dropped
+        except MemoryError as exc:
+            return "does not fit this board's heap (%s)" % exc, dropped
+        except (ValueError, OSError, IndexError, TypeError) as exc:
+            return "the model does not load (%s)" % exc, dropped
+        finally:
+            net = None
+            gc.collect()
+        return None, dropped
+
+    def _restart(self):
+        # A clean disconnect (no last will: the next connect says online again), then main.py anew.
+        if self.client is not None:
+            try:
+                self.client.disconnect()
+            except OSError:
+                pass
+            self.client = None
+        import machine
+
+        machine.soft_reset()
+
+    def _after_restart(self):
+        # An update was swapped in before the restart: the health check the server's own load is.
+        try:
+            pending = _read_json(PENDING_FILE)
+        except (OSError, ValueError):
+            return
+        seq = pending["seq"]
+        problem = None
+        server = self.server
+        if server is not None and (server.net is None or server.model_file != MODEL_FILE):
+            problem = server.problem or "the server did not load %s" % MODEL_FILE
+        elif self.net is not None:
+            out = self.net.forward_q(bytes(pending["check"]["x"]))
+            if list(out) != list(pending["check"]["q"]):
+                problem = "after the restart it answers the check vector wrongly"
+        if problem is None:
+            _write_atomic(SEQ_FILE, "%d\n" % seq)
+            self.seq = seq
+            _remove(PENDING_FILE)
+            _remove(NOTE_FILE)
+            self.state, self.reason, self.note_seq = "serving", None, -1
+            return
+        import json
+
+        # roll back: model.enn -> .part (dropped), model.enn.bak -> model.enn, then main.py anew
+        import os
+
+        reason = "health check failed: %s" % problem
+        _write_atomic(NOTE_FILE, json.dumps({"seq": seq, "state": "rolled back", "reason": reason}))
+        _remove(PENDING_FILE)
+        if _exists(BACKUP_FILE):
+            _remove(PART_FILE)
+            if _exists(MODEL_FILE):
+                os.rename(MODEL_FILE, PART_FILE)
+            os.rename(BACKUP_FILE, MODEL_FILE)
+            _remove(PART_FILE)
+        self._restart()
+
+    def _read_seq(self):
+        try:
+            with open(SEQ_FILE) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return 0
+
+    def _model_identity(self):
+        # name and sha256 of the file the server serves (hashed once, at boot)
+        name = None
+        if self.server is not None:
+            name = self.server.model_file
+        elif _exists(MODEL_FILE):
+            name = MODEL_FILE
+        if name is not None:
+            try:
+                self.model_sha = file_sha256(name)
+            except OSError:
+                self.model_sha = None

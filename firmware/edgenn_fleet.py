@@ -147,7 +147,7 @@ def signing_string(m):
     boards = "*" if boards is None else ",".join(sorted(boards))
     check = m["check"]
     return "\n".join(("edgenn-manifest-v1", m["group"], str(m["seq"]), m["name"], str(m["size"]),
-                      m["sha256"], str(m["chunk"]), boards,
+                      m["sha256"], str(m["chunk"]), str(m["chunks"]), boards,
                       ",".join(str(v) for v in check["x"]) + ";" + ",".join(str(v) for v in check["q"])))
 
 

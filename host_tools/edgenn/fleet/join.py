@@ -39,14 +39,24 @@ SERVER_MODULES = ("edgenn_server.mpy", "edgenn_server.py")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_port_argument(parser)
     parser.add_argument(
-        "--broker", required=True, metavar="URL", help="mqtt[s]://[USER[:PASS]@]HOST[:PORT] as the board reaches it"
+        "--broker",
+        required=True,
+        metavar="URL",
+        help="mqtt[s]://[USER[:PASS]@]HOST[:PORT] as the board reaches it",
     )
     parser.add_argument(
-        "--password-file", type=Path, metavar="F", help="the broker password (first line): kept out of the URL"
+        "--password-file",
+        type=Path,
+        metavar="F",
+        help="the broker password (first line): kept out of the URL",
     )
     parser.add_argument("--group", required=True, metavar="G", help="the fleet group ([A-Za-z0-9_-], 1-32)")
-    parser.add_argument("--id", required=True, metavar="NAME", help="this board's id in the group ([A-Za-z0-9_-], 1-32)")
-    parser.add_argument("--key", required=True, type=Path, metavar="K", help="the fleet key file (edgenn fleet keygen)")
+    parser.add_argument(
+        "--id", required=True, metavar="NAME", help="this board's id in the group ([A-Za-z0-9_-], 1-32)"
+    )
+    parser.add_argument(
+        "--key", required=True, type=Path, metavar="K", help="the fleet key file (edgenn fleet keygen)"
+    )
     parser.add_argument("--wifi", metavar="SSID", help="the Wi-Fi network (boards with network.WLAN)")
     parser.add_argument("--wifi-password", metavar="PW", help="the Wi-Fi password")
     parser.add_argument(
@@ -120,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         info = probe(transport, set())
         if not any(m in info.files for m in SERVER_MODULES):
-            raise UserError(f"the board on {port} has no edgenn runtime: run `edgenn deploy MODEL.enn --port {port}` first")
+            raise UserError(
+                f"the board on {port} has no edgenn runtime; run `edgenn deploy MODEL.enn --port {port}`"
+            )
         files = [compiled(info, agent_source, AGENT), compiled(info, client_source, board_lib.BOARD_PATH)]
         board_exec(
             transport,
@@ -137,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
         upload(transport, KEY, (key_hex + "\n").encode())
         print(f"  {KEY:<22} {'':>6}    written (the key itself is not shown)")
         upload(transport, CONFIG, json.dumps(config, sort_keys=True).encode())
-        print(f"  {CONFIG:<22} {'':>6}    written: group {config['group']}, id {config['id']}, {url.display()}")
+        print(
+            f"  {CONFIG:<22} {'':>6}    written: group {config['group']}, id {config['id']}, {url.display()}"
+        )
     except (TransportError, OSError) as exc:
         raise UserError(f"lost the connection to {port} ({exc}); run fleet join again") from None
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from mpremote.transport import TransportError
@@ -23,11 +22,11 @@ from edgenn.device.swap import board_exec, health_check
 from edgenn.errors import UserError
 from edgenn.fleet import board_lib
 from edgenn.fleet.keys import load_key
+from edgenn.fleet.topics import check_name
 from edgenn.fleet.url import parse_broker_url
 
 HELP = "join a board to a fleet over USB: installs the agent and MQTT client, writes its fleet config"
 
-NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 AGENT = "edgenn_fleet"
 CONFIG = "fleet.json"
 KEY = "fleet.key"
@@ -71,12 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
 
 
-def check_name(what: str, value: str) -> str:
-    if not NAME_RE.fullmatch(value):
-        raise UserError(f"{what} {value!r} must be 1-32 characters of A-Z a-z 0-9 _ -")
-    return value
-
-
 def check_policy(text: str) -> str:
     if text in ("every", "change"):
         return text
@@ -94,8 +87,8 @@ def board_config(args: argparse.Namespace) -> dict:
         "tls": url.tls,
         "user": url.user,
         "password": url.password,
-        "group": check_name("--group", args.group),
-        "id": check_name("--id", args.id),
+        "group": check_name(args.group, "--group"),
+        "id": check_name(args.id, "--id"),
         "wifi": args.wifi,
         "wifi_password": args.wifi_password,
         "homeassistant": bool(args.homeassistant),

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "frontend": "sensor front end: gestures raw/stats/spectral vs scikit-learn; its cost",
     "report": "edgenn report build time and page size vs scoring alone",
     "predict": "predict from a list / array('f') vs forward_q vs an everywhereml random forest",
+    "fleet": "fleet deploy to 1, 10, 100, 1,000 simulated boards through one mosquitto: time, broker bytes",
 }
 
 

@@ -40,6 +40,7 @@ HELP = "send a signed model update to the boards of a group and follow each boar
 DEFAULT_TIMEOUT_S = 120.0
 OFFLINE = "offline: will update when it comes back (the manifest is retained)"
 EXIT_NOT_EVERYWHERE = 1
+ECHO_S = 5.0  # our own manifest comes back from the broker within this, or the ACL dropped it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,9 +169,13 @@ def deploy(
     """Publish `data` to the group and follow the boards (the library form of the command)."""
     t0 = time.monotonic()
     with Session(url, "deploy") as s:
-        held = s.retained([topics.manifest(group), f"{topics.PREFIX}/{group}/model/#"])
+        # One retained read (one settle time) for the manifest, the chunks and every board's status;
+        # statuses stay subscribed, at QoS 0 (Session.subscribe says why).
+        held_filters = [topics.manifest(group), f"{topics.PREFIX}/{group}/model/#"]
+        held = s.retained([*held_filters, topics.all_status(group)], keep=True, qos=0)
+        s.unsubscribe(held_filters[1:])  # the manifest stays: our own must come back (ECHO_S)
         statuses: dict[str, BoardStatus] = {}
-        for topic, payload in s.retained([topics.all_status(group)], keep=True, qos=0).items():
+        for topic, payload in held.items():
             board = topics.board_of(topic)
             status = parse_status(board, payload) if board else None
             if status is not None:
@@ -211,15 +216,30 @@ def deploy(
         except BaseException:
             _clear(s, [t for t, _ in items])  # no manifest points at them: leave nothing half-published
             raise
-        s.publish(topics.manifest(group), manifest.to_bytes(), retain=True)
-        reconnects = s.reconnects
+        signed = manifest.to_bytes()
+        s.publish(topics.manifest(group), signed, retain=True)
+        reconnects, echoed, finished = s.reconnects, False, False
+        echo_deadline = time.monotonic() + ECHO_S
         deadline = time.monotonic() + timeout
         if on_change:
             on_change(rows, True)
-        for msg in s.messages(deadline):
+        while not finished and (left := deadline - time.monotonic()) > 0:
+            if not echoed and time.monotonic() > echo_deadline:
+                # MQTT 3.1.1 acknowledges a publish the ACL drops; only its absence tells.
+                raise UserError(
+                    f"{url.display()} did not pass the manifest on: this user may not write or read "
+                    f"{topics.PREFIX}/{group}/# (check the broker's ACL)"
+                )
+            msg = s.get(min(left, 0.2))
             if s.reconnects != reconnects:  # the broker may have lost its retained messages
                 reconnects = s.reconnects
-                s.publish_all([*items, (topics.manifest(group), manifest.to_bytes())], retain=True)
+                s.publish_all([*items, (topics.manifest(group), signed)], retain=True)
+            if msg is None:
+                continue
+            if msg.topic == topics.manifest(group):
+                echoed = echoed or msg.payload == signed
+                finished = echoed and all(r.result is not None for r in rows.values())
+                continue
             board = topics.board_of(msg.topic)
             status = parse_status(board, msg.payload) if board else None
             if status is None:
@@ -229,9 +249,8 @@ def deploy(
                 rows[board].update(status, manifest)
                 if on_change:
                     on_change(rows, False)
-                if all(r.result is not None for r in rows.values()):
-                    break
-        else:
+                finished = echoed and all(r.result is not None for r in rows.values())
+        if not finished:
             for row in rows.values():
                 row.time_out()
         outcome = Outcome(manifest, rows, 0.0, 0)

@@ -40,12 +40,14 @@ class Message:
     retain: bool  # True: a retained message delivered on subscribe (old news), False: live
 
 
-def connack_problem(reason: object, where: str) -> str:
-    """What a refused CONNACK means for the user, by its reason code's name (MQTT 3.1.1 and 5)."""
+def connack_problem(reason: object, where: str, with_user: bool) -> str:
+    """What a refused CONNACK means for the user, by its reason code's name (MQTT 3.1.1 and 5).
+    mosquitto answers a wrong password with "not authorised" too, so the advice depends on whether a
+    user was given."""
     name = str(reason).lower()
-    if "user name or password" in name or "bad user" in name:
+    if with_user and ("user name or password" in name or "not authori" in name):
         return f"{where} refused the user name or password: check the URL's USER:PASS or --password-file"
-    if "not authori" in name:
+    if "not authori" in name or "user name or password" in name:
         return f"{where} did not authorise this client: give the broker a user (mqtt://USER:PASS@HOST)"
     return f"{where} refused the connection ({reason})"
 
@@ -123,7 +125,7 @@ class Session:
 
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason, props=None) -> None:
         if reason.is_failure:
-            self._refused = connack_problem(reason, self.where)
+            self._refused = connack_problem(reason, self.where, self.url.user is not None)
             client.disconnect()  # a refused login is not retried
             return
         if self._filters:  # a reconnect: the broker forgot our subscriptions (clean session)
@@ -182,16 +184,19 @@ class Session:
                 f"{self.where} does not let this user read {', '.join(denied)} (check the broker's ACL)"
             )
 
+    def get(self, timeout: float) -> Message | None:
+        """The next message, or None after `timeout` seconds without one."""
+        try:
+            return self._inbox.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
     def messages(self, until: float) -> Iterator[Message]:
         """Messages as they arrive, until the monotonic time `until`."""
-        while True:
-            left = until - time.monotonic()
-            if left <= 0:
-                return
-            try:
-                yield self._inbox.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                continue
+        while (left := until - time.monotonic()) > 0:
+            msg = self.get(min(left, 0.2))
+            if msg is not None:
+                yield msg
 
     def drain(self, settle: float = SETTLE_S) -> list[Message]:
         """Every message that arrives until none has come for `settle` seconds."""
@@ -216,9 +221,12 @@ class Session:
             else:
                 found.pop(msg.topic, None)
         if not keep:
-            self.client.unsubscribe(filters)
-            self._filters = [f for f in self._filters if f[0] not in filters]
+            self.unsubscribe(filters)
         return found
+
+    def unsubscribe(self, filters: list[str]) -> None:
+        self.client.unsubscribe(filters)
+        self._filters = [f for f in self._filters if f[0] not in filters]
 
     # -- sending -------------------------------------------------------------------------------------
     def publish_all(

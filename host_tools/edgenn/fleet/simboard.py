@@ -61,6 +61,7 @@ class SimBoard:
         heap: int | None = None,
         refuse: str | None = None,
         fail_health: bool = False,
+        hold: bool = False,
     ) -> None:
         self.fleet = fleet
         self.id = board_id
@@ -68,6 +69,7 @@ class SimBoard:
         self.heap = heap  # a model larger than this "does not fit" (MemoryError on a real board)
         self.refuse = refuse  # refuse every download with this reason (a board that cannot take it)
         self.fail_health = fail_health  # the new model "fails its health check": roll back
+        self.hold = hold  # a slow board: stays `downloading` without fetching chunks until release()
         self.dir = fleet.root / board_id
         self.dir.mkdir(parents=True, exist_ok=True)
         self.client: mqtt.Client | None = None
@@ -215,7 +217,7 @@ class SimBoard:
         self.online = True
         self.next_reconnect = 0.0
         subs = [(topics.manifest(self.fleet.group), 1)]
-        if self.downloading is not None:  # resume: the retained chunks come again
+        if self.downloading is not None and not self.hold:  # resume: the retained chunks come again
             subs.append((topics.chunks_of(self.fleet.group, self.downloading.seq), 1))
         client.subscribe(subs)
         self._publish_status()
@@ -254,8 +256,17 @@ class SimBoard:
         (self.dir / PART).write_bytes(b"")
         self.progress = [0, manifest.chunks]
         self._set_state("downloading")
-        assert self.client is not None
-        self.client.subscribe(topics.chunks_of(self.fleet.group, manifest.seq), qos=1)
+        if not self.hold:
+            self._fetch()
+
+    def _fetch(self) -> None:
+        if self.client is not None and self.downloading is not None:
+            self.client.subscribe(topics.chunks_of(self.fleet.group, self.downloading.seq), qos=1)
+
+    def release(self) -> None:
+        """A held board starts fetching its chunks."""
+        self.hold = False
+        self._fetch()
 
     def _abort_download(self) -> None:
         if self.downloading is not None and self.client is not None:
@@ -417,7 +428,7 @@ class SimFleet:
         power_on: bool = True,
         **options: Any,
     ) -> SimBoard:
-        """A new board (options: heap, refuse, fail_health), with `model` installed, powered on."""
+        """A new board (options: heap, refuse, fail_health, hold), with `model` installed, powered on."""
         topics.check_name(board_id, "board id")
         board = SimBoard(self, board_id, key or self.key, **options)
         if model is not None:

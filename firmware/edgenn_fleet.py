@@ -17,6 +17,7 @@
 # the status. Nothing received is ever executed: the model is data, the manifest is JSON.
 #
 # Files on the board: fleet.json (config), fleet.key (64 hex digits), fleet.seq (the accepted seq),
+# fleet.verify (a downloaded update to check at the next boot, before the server loads a model),
 # fleet.pending (an update swapped in, waiting for its health check after the restart), fleet.note
 # (the last refusal or roll back, kept until the next deploy so the status says it after restarts).
 import gc
@@ -34,6 +35,7 @@ CONFIG_FILE = "fleet.json"
 KEY_FILE = "fleet.key"
 SEQ_FILE = "fleet.seq"
 PENDING_FILE = "fleet.pending"
+VERIFY_FILE = "fleet.verify"
 NOTE_FILE = "fleet.note"
 
 _QUEUE = const(64)  # predictions kept while the broker is away; the oldest go first
@@ -64,8 +66,84 @@ def start(server=None, net=None):
             cfg = _read_json(CONFIG_FILE)
         except OSError:
             return None
-        _agent = Agent(cfg, server, net)
+        try:
+            _agent = Agent(cfg, server, net)
+        except MemoryError as exc:
+            if _exists(PENDING_FILE):  # the new model left no room for the agent: the old one back
+                if server is not None:
+                    server.net = None
+                gc.collect()
+                roll_back(_read_json(PENDING_FILE)["seq"], "no heap left for the fleet agent (%s)" % exc)
+            raise
     return _agent
+
+
+def _restart():
+    import machine
+
+    machine.soft_reset()
+
+
+def roll_back(seq, reason):
+    """The update of `seq` failed after its swap: model.enn.bak back as model.enn, the reason kept for
+    the status, then main.py anew (the server loads the previous model)."""
+    import json
+    import os
+
+    _write_atomic(NOTE_FILE, json.dumps({"seq": seq, "state": "rolled back", "reason": reason}))
+    _remove(PENDING_FILE)
+    if _exists(BACKUP_FILE):
+        _remove(PART_FILE)
+        if _exists(MODEL_FILE):
+            os.rename(MODEL_FILE, PART_FILE)
+        os.rename(BACKUP_FILE, MODEL_FILE)
+        _remove(PART_FILE)
+    _restart()
+
+
+def verify_at_boot():
+    """Called by edgenn_server.main() before the server loads its model, when fleet.verify exists: the
+    downloaded model.enn.part must load and answer the manifest's golden check vector in this heap,
+    alone, as the server will load it. Then the swap (as `edgenn deploy` swaps: model.enn.bak kept) and
+    fleet.pending for the health check after the server's load; else a refusal in fleet.note."""
+    import json
+    import os
+
+    try:
+        job = _read_json(VERIFY_FILE)
+    except (OSError, ValueError):
+        _remove(VERIFY_FILE)
+        return
+    problem = _check_loads(PART_FILE, job["check"])
+    if problem is None:
+        _write_atomic(PENDING_FILE, json.dumps(job))
+        if _exists(MODEL_FILE):
+            _remove(BACKUP_FILE)
+            os.rename(MODEL_FILE, BACKUP_FILE)
+        os.rename(PART_FILE, MODEL_FILE)  # between the renames the server would find the backup
+    else:
+        _write_atomic(NOTE_FILE, json.dumps({"seq": job["seq"], "state": "refused", "reason": problem}))
+        _remove(PART_FILE)
+    _remove(VERIFY_FILE)
+    gc.collect()
+
+
+def _check_loads(name, check):
+    # None when `name` loads and answers the check vector as the golden model does; else why not.
+    try:
+        import edgenn
+
+        gc.collect()
+        net = edgenn.load(name)
+        out = net.forward_q(bytes(check["x"]))
+        if list(out) != list(check["q"]):
+            return "the model answers the check vector wrongly (%s, golden %s)" % (
+                list(out)[:4], list(check["q"])[:4])
+    except MemoryError as exc:
+        return "does not fit this board's heap (%s)" % exc
+    except Exception as exc:  # ValueError from edgenn.load (bad magic, CRC, ...), OSError, ...
+        return "the model does not load (%s)" % exc
+    return None
 
 
 def publish(k, src=SRC_APP):
@@ -280,6 +358,13 @@ class Agent:
             self.note_seq = note["seq"]
         except (OSError, ValueError, KeyError):
             self.note_seq = -1
+        if _exists(VERIFY_FILE):  # an update the server did not check at boot (a server older than this
+            try:  # agent): refused, and remembered, so it is not downloaded again and again
+                seq = _read_json(VERIFY_FILE)["seq"]
+            except (OSError, ValueError, KeyError):
+                seq = -1
+            _remove(VERIFY_FILE)
+            self._refuse("this board's edgenn_server does not check updates: run `edgenn deploy`", seq)
         self._after_restart()
         self._wifi()
 
@@ -621,13 +706,15 @@ class Agent:
             self._set("downloading")
 
     def _verify_and_swap(self):
+        # Size and sha256 here; the load and the check vector after a restart, in a fresh heap where the
+        # new model is loaded first and alone, as the server will load it (verify_at_boot).
+        import json
         import os
 
         m = self.dl
         seq = m["seq"]
         self.part.close()
         self.part = None
-        self._set("verifying")
         size = os.stat(PART_FILE)[6]
         if size != m["size"]:
             self._refuse("size %d, expected %d" % (size, m["size"]), seq)
@@ -635,56 +722,15 @@ class Agent:
         if file_sha256(PART_FILE) != m["sha256"]:
             self._refuse("sha256 mismatch: a chunk was altered or lost", seq)
             return
-        problem, dropped_old = self._check_loads(PART_FILE, m["check"])
-        if problem:
-            self._refuse(problem, seq)
-            if dropped_old:
-                self._restart()  # the served model was unloaded to make room: main.py loads it again
-            return
-        import json
-
-        # swap (as edgenn deploy's swap): model.enn -> model.enn.bak, then model.enn.part -> model.enn;
-        # between the renames the server finds the backup. The health check runs after the restart.
-        _write_atomic(PENDING_FILE, json.dumps({"seq": seq, "check": m["check"], "name": m["name"]}))
-        if _exists(MODEL_FILE):
-            _remove(BACKUP_FILE)
-            os.rename(MODEL_FILE, BACKUP_FILE)
-        os.rename(PART_FILE, MODEL_FILE)
+        _write_atomic(VERIFY_FILE, json.dumps({"seq": seq, "check": m["check"], "name": m["name"]}))
         self.dl = None
         self.have = None
-        self._restart()
-
-    def _check_loads(self, name, check):
-        # The model loads and answers the golden check vector in this board's heap, beside the served
-        # model if there is room, else alone (the served one is dropped). -> (problem or None, dropped)
-        import edgenn
-
-        dropped = False
-        net = None
-        gc.collect()
+        self.state, self.reason = "verifying", None
         try:
-            try:
-                net = edgenn.load(name)
-            except MemoryError:
-                if self.server is None or self.server.net is None:
-                    raise
-                self.server.net = None  # this board has room for one model at a time
-                self.net = None
-                dropped = True
-                gc.collect()
-                net = edgenn.load(name)
-            out = net.forward_q(bytes(check["x"]))
-            if list(out) != list(check["q"]):
-                return "the model answers the check vector wrongly (%s, golden %s)" % (
-                    list(out)[:4], list(check["q"])[:4]), dropped
-        except MemoryError as exc:
-            return "does not fit this board's heap (%s)" % exc, dropped
-        except (ValueError, OSError, IndexError, TypeError) as exc:
-            return "the model does not load (%s)" % exc, dropped
-        finally:
-            net = None
-            gc.collect()
-        return None, dropped
+            self.send_status()
+        except Exception:
+            pass  # the status after the restart says how it ended
+        self._restart()
 
     def _restart(self):
         # A clean disconnect (no last will: the next connect says online again), then main.py anew.
@@ -694,9 +740,7 @@ class Agent:
             except OSError:
                 pass
             self.client = None
-        import machine
-
-        machine.soft_reset()
+        _restart()
 
     def _after_restart(self):
         # An update was swapped in before the restart: the health check the server's own load is.
@@ -720,21 +764,7 @@ class Agent:
             _remove(NOTE_FILE)
             self.state, self.reason, self.note_seq = "serving", None, -1
             return
-        import json
-
-        # roll back: model.enn -> .part (dropped), model.enn.bak -> model.enn, then main.py anew
-        import os
-
-        reason = "health check failed: %s" % problem
-        _write_atomic(NOTE_FILE, json.dumps({"seq": seq, "state": "rolled back", "reason": reason}))
-        _remove(PENDING_FILE)
-        if _exists(BACKUP_FILE):
-            _remove(PART_FILE)
-            if _exists(MODEL_FILE):
-                os.rename(MODEL_FILE, PART_FILE)
-            os.rename(BACKUP_FILE, MODEL_FILE)
-            _remove(PART_FILE)
-        self._restart()
+        roll_back(seq, "health check failed: %s" % problem)
 
     def _read_seq(self):
         try:

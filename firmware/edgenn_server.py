@@ -482,14 +482,18 @@ def _put_int(buf, p, v):
 
 
 def main():
-    server = Server()
     import os
 
-    try:
-        os.stat("fleet.json")  # written by `edgenn fleet join`; without it the agent is never imported
-        joined = True
-    except OSError:
-        joined = False
+    names = os.listdir()
+    joined = "fleet.json" in names  # written by `edgenn fleet join`; without it the agent is never imported
+    if joined and "fleet.verify" in names:  # a model update to check before a model takes the heap
+        import edgenn_fleet
+
+        edgenn_fleet.verify_at_boot()
+        del sys.modules["edgenn_fleet"]  # its code leaves the heap until the model is loaded
+        del edgenn_fleet
+        gc.collect()
+    server = Server()
     if joined:
         try:
             import edgenn_fleet

@@ -9,6 +9,7 @@ The board's main.py imports the agent only where fleet.json exists. No password 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -108,6 +109,23 @@ def _twin(name: str) -> str:
     return name[:-4] + ".py" if name.endswith(".mpy") else name[:-3] + ".mpy"
 
 
+def _check_server(info: BoardInfo, port: str) -> None:
+    """The agent needs the server of this edgenn (it starts the agent and checks updates at boot): the
+    board's edgenn_server must be the one `edgenn deploy` would install now."""
+    on_board = next(((n, info.files[n]) for n in SERVER_MODULES if n in info.files), None)
+    if on_board is None:
+        raise UserError(
+            f"the board on {port} has no edgenn runtime; run `edgenn deploy MODEL.enn --port {port}`"
+        )
+    name, (_size, sha) = on_board
+    wanted = compiled(info, firmware_dir() / "edgenn_server.py", "edgenn_server")
+    if sha and (wanted[0] != name or hashlib.sha256(wanted[1]).hexdigest() != sha):
+        raise UserError(
+            f"the board on {port} runs an older edgenn runtime; update it with "
+            f"`edgenn deploy MODEL.enn --port {port}`, then join"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     port = require_port(args.port)
     if args.wifi_password is not None and not args.wifi:
@@ -121,11 +139,8 @@ def run(args: argparse.Namespace) -> int:
     client_source = board_lib.client_source()
     transport = open_board(port, args.baud)
     try:
-        info = probe(transport, set())
-        if not any(m in info.files for m in SERVER_MODULES):
-            raise UserError(
-                f"the board on {port} has no edgenn runtime; run `edgenn deploy MODEL.enn --port {port}`"
-            )
+        info = probe(transport, set(SERVER_MODULES))
+        _check_server(info, port)
         files = [compiled(info, agent_source, AGENT), compiled(info, client_source, board_lib.BOARD_PATH)]
         board_exec(
             transport,

@@ -345,6 +345,7 @@ class Agent:
         self.state = "serving"
         self.reason = None
         self.dl = None  # the manifest being downloaded
+        self.retried = False  # this download has been started over once (after a sha256 mismatch)
         self.have = None  # bytearray(chunks): 1 where that chunk is written
         self.got_chunks = 0
         self.part = None
@@ -655,6 +656,11 @@ class Agent:
             return
         if seq == self.note_seq:
             return  # refused or rolled back already; the status says why
+        self.retried = False
+        self._start_download(m)
+
+    def _start_download(self, m):
+        seq = m["seq"]
         self._abandon()
         try:
             self.part = open(PART_FILE, "wb")
@@ -720,7 +726,13 @@ class Agent:
             self._refuse("size %d, expected %d" % (size, m["size"]), seq)
             return
         if file_sha256(PART_FILE) != m["sha256"]:
-            self._refuse("sha256 mismatch: a chunk was altered or lost", seq)
+            if self.retried:
+                self._refuse("sha256 mismatch: a chunk was altered or lost", seq)
+                return
+            # once more from the retained chunks (a subscription again gets them all again): a chunk
+            # garbled on the way is fetched anew, a tampered one is refused the second time
+            self.retried = True
+            self._start_download(m)
             return
         _write_atomic(VERIFY_FILE, json.dumps({"seq": seq, "check": m["check"], "name": m["name"]}))
         self.dl = None

@@ -199,8 +199,10 @@ def _exists(name):
         return False
 
 
-def hmac_sha256(key, msg):
+def _hmac_begin(key):
     # RFC 2104 over hashlib.sha256 (MicroPython has no hmac module): H((K^opad) || H((K^ipad) || m)).
+    # In two halves, so that the message can be fed in small pieces (a fragmented heap may have no
+    # block for the whole signing string).
     import hashlib
 
     if len(key) > 64:
@@ -209,8 +211,12 @@ def hmac_sha256(key, msg):
     pad[: len(key)] = key
     for i in range(64):
         pad[i] ^= 0x36
-    inner = hashlib.sha256(pad)
-    inner.update(msg)
+    return hashlib.sha256(pad), pad
+
+
+def _hmac_end(inner, pad):
+    import hashlib
+
     digest = inner.digest()
     for i in range(64):
         pad[i] ^= 0x36 ^ 0x5C
@@ -219,14 +225,45 @@ def hmac_sha256(key, msg):
     return outer.digest()
 
 
-def signing_string(m):
-    # docs/fleet-protocol.md: the lines HMAC-SHA256 signs, joined by "\n".
+def hmac_sha256(key, msg):
+    inner, pad = _hmac_begin(key)
+    inner.update(msg)
+    return _hmac_end(inner, pad)
+
+
+class _Text:
+    # collects what _feed_signing writes (signing_string, for tests and tools)
+    def __init__(self):
+        self.parts = []
+
+    def update(self, text):
+        self.parts.append(text)
+
+
+def _feed_signing(h, m):
+    # docs/fleet-protocol.md: the lines HMAC-SHA256 signs, joined by "\n", written piece by piece.
     boards = m["boards"]
-    boards = "*" if boards is None else ",".join(sorted(boards))
-    check = m["check"]
-    return "\n".join(("edgenn-manifest-v1", m["group"], str(m["seq"]), m["name"], str(m["size"]),
-                      m["sha256"], str(m["chunk"]), str(m["chunks"]), boards,
-                      ",".join(str(v) for v in check["x"]) + ";" + ",".join(str(v) for v in check["q"])))
+    for field in ("edgenn-manifest-v1", m["group"], str(m["seq"]), m["name"], str(m["size"]), m["sha256"],
+                  str(m["chunk"]), str(m["chunks"])):
+        h.update(field)
+        h.update("\n")
+    if boards is None:
+        h.update("*")
+    else:
+        for k, board in enumerate(sorted(boards)):
+            h.update("," + board if k else board)
+    h.update("\n")
+    for k, v in enumerate(m["check"]["x"]):
+        h.update(",%d" % v if k else "%d" % v)
+    h.update(";")
+    for k, v in enumerate(m["check"]["q"]):
+        h.update(",%d" % v if k else "%d" % v)
+
+
+def signing_string(m):
+    text = _Text()
+    _feed_signing(text, m)
+    return "".join(text.parts)
 
 
 def file_sha256(name):
@@ -268,13 +305,14 @@ def check_manifest(m, group, board_id, key):
             return "bad manifest (size, chunk and chunks disagree)"
         if len(m["sha256"]) != 64 or not isinstance(m["seq"], int):
             return "bad manifest (sha256 or seq)"
-        text = signing_string(m)
+        inner, pad = _hmac_begin(key)
+        _feed_signing(inner, m)
     except (KeyError, TypeError, ValueError, AttributeError):
         return "bad manifest (a field is missing or of the wrong type)"
     import binascii
 
     sig = m.get("sig")
-    want = binascii.hexlify(hmac_sha256(key, text.encode())).decode()
+    want = binascii.hexlify(_hmac_end(inner, pad)).decode()
     if not isinstance(sig, str) or not _same(sig, want):
         return "bad signature (signed with another key?)"
     return None
@@ -630,8 +668,16 @@ class Agent:
     def _on_manifest(self, msg):
         if not msg:
             return  # a cleared retained manifest
+        try:
+            self._take_manifest(msg)
+        except MemoryError as exc:  # refused and said, not a dropped connection (and a loop of them)
+            self._abandon()
+            self._set("refused", "no heap to take the manifest (%s)" % exc)
+
+    def _take_manifest(self, msg):
         import json
 
+        gc.collect()  # a fragmented heap: what the last messages left goes first
         try:
             m = json.loads(msg)
         except ValueError:

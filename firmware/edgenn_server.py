@@ -481,18 +481,25 @@ def _put_int(buf, p, v):
     return end
 
 
-def main():
+def _exists(name):
     import os
 
-    names = os.listdir()
-    joined = "fleet.json" in names  # written by `edgenn fleet join`; without it the agent is never imported
-    if joined and "fleet.verify" in names:  # a model update to check before a model takes the heap
+    try:
+        os.stat(name)
+        return True
+    except OSError:
+        return False
+
+
+def main():
+    joined = _exists("fleet.json")  # written by `edgenn fleet join`; without it the agent is never imported
+    if joined and _exists("fleet.verify"):  # a model update to check before a model takes the heap
         import edgenn_fleet
 
         edgenn_fleet.verify_at_boot()
         del sys.modules["edgenn_fleet"]  # its code leaves the heap until the model is loaded
         del edgenn_fleet
-        gc.collect()
+    gc.collect()  # the look-ups' garbage goes before the model's large blocks are taken
     server = Server()
     if joined:
         try:

@@ -45,6 +45,7 @@ SRC_WINDOW = const(1)
 SRC_APP = const(2)
 _SRC_NAMES = (b', "src": "serial"', b', "src": "window"', b', "src": "app"')
 _KEEPALIVE_S = const(30)
+_CONNECT_TIMEOUT_S = const(5)  # the longest a connection attempt holds the serial server
 _PING_MS = const(15000)
 _STATUS_MS = const(60000)
 _PROGRESS_MS = const(1000)
@@ -318,6 +319,22 @@ def check_manifest(m, group, board_id, key):
     return None
 
 
+class _TimedSockets:
+    # umqtt.simple's `socket` module with a timeout on every socket it makes: a broker that accepts the
+    # connection but never answers (one being stopped, say) would otherwise block its CONNACK read,
+    # and the serial server with it, forever. umqtt.simple's check_msg sets its own blocking mode later.
+    def __init__(self, module):
+        self.module = module
+
+    def socket(self, *args):
+        s = self.module.socket(*args)
+        s.settimeout(_CONNECT_TIMEOUT_S)
+        return s
+
+    def getaddrinfo(self, *args):
+        return self.module.getaddrinfo(*args)
+
+
 class Agent:
     def __init__(self, cfg, server=None, net=None):
         import array
@@ -517,7 +534,11 @@ class Agent:
             "sent": self.sent, "dropped": self.dropped})
 
     def _connect(self):
+        import umqtt.simple
         from umqtt.simple import MQTTClient
+
+        if not isinstance(umqtt.simple.socket, _TimedSockets):
+            umqtt.simple.socket = _TimedSockets(umqtt.simple.socket)
 
         cfg = self.cfg
         ssl = bool(cfg.get("tls"))

@@ -33,9 +33,9 @@ def write_model(directory: Path, data: bytes = NEW, name: str = "new.enn") -> Pa
     return path
 
 
-def edgenn(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def edgenn(*argv: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "edgenn.cli", *argv], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "edgenn.cli", *argv], capture_output=True, text=True, timeout=timeout, env=env
     )
 
 

@@ -4,6 +4,10 @@ hardened mosquitto runs), and the messages for a broker that refuses or is not t
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from fleet_sim import KEY, NEW, OLD, edgenn, write_key, write_model
@@ -104,3 +108,43 @@ def test_no_broker_and_unknown_host() -> None:
         assert ":pw" not in str(exc.value)
     proc = edgenn("fleet", "status", "--broker", f"mqtt://127.0.0.1:{port}", "--group", "lab")
     assert proc.returncode == 2 and proc.stderr.startswith("edgenn fleet: error: no broker listening")
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl, as a user would make them)."""
+    files = {
+        name: directory / name for name in ("ca.pem", "ca.key", "server.pem", "server.key", "server.csr")
+    }
+    days = ["-days", "2"]
+    run = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", files["ca.key"], "-out", files["ca.pem"]]
+        + [*days, "-subj", "/CN=edgenn test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", files["server.key"], "-out", files["server.csr"]]
+        + ["-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", files["server.csr"], "-CA", files["ca.pem"], "-CAkey", files["ca.key"]]
+        + ["-CAcreateserial", "-out", files["server.pem"], *days, "-extfile", directory / "san.cnf"],
+    ]
+    (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    for args in run:
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    return files
+
+
+def test_tls_broker(tmp_path) -> None:
+    if not have_mosquitto() or shutil.which("openssl") is None:
+        pytest.skip("needs Debian's mosquitto and openssl")
+    certs = make_certificates(tmp_path)
+    broker = Mosquitto(tmp_path / "tls")
+    tls_lines = f"cafile {certs['ca.pem']}\ncertfile {certs['server.pem']}\nkeyfile {certs['server.key']}\n"
+    broker.conf.write_text(broker.conf.read_text() + tls_lines)  # for the one listener above
+    broker.start()
+    try:
+        url = f"mqtts://127.0.0.1:{broker.port}"
+        trusted = dict(os.environ, SSL_CERT_FILE=str(certs["ca.pem"]))  # the user's own CA
+        ok = edgenn("fleet", "status", "--broker", url, "--group", "lab", "--listen", "0", env=trusted)
+        assert ok.returncode == 0 and "no boards in group 'lab' on mqtts://127.0.0.1" in ok.stdout, ok.stderr
+        untrusted = edgenn("fleet", "status", "--broker", url, "--group", "lab", "--listen", "0")
+        assert untrusted.returncode == 2 and untrusted.stderr.count("\n") == 1
+        assert f"TLS with the broker {url} failed: CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    finally:
+        broker.stop()

@@ -7,6 +7,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from fleet_sim import (
@@ -269,3 +270,30 @@ def test_broker_restart_during_a_deploy(mosquitto, fleet, tmp_path) -> None:
     result = json.loads(out)
     assert proc.returncode == 0 and result["ok"], result
     assert slow.sha256 == NEW_SHA and (slow.dir / "model.enn").read_bytes() == NEW
+
+
+@pytest.mark.slow
+def test_board_unplugged_mid_download_finishes_when_it_returns(mosquitto, fleet, tmp_path) -> None:
+    """deploy waits for a board that goes offline during the update; powered on, it starts the download
+    again from the retained chunks (its .part file is dropped at boot) and serves the new model."""
+    fleet.add("b1", model=OLD)
+    slow = fleet.add("slow", model=OLD, hold=True)
+    assert all_online(fleet)
+    args = ["fleet", "deploy", str(write_model(tmp_path)), *common(mosquitto, fleet, tmp_path), "--json"]
+    proc = subprocess.Popen([sys.executable, "-m", "edgenn.cli", *args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert fleet.wait(lambda: slow.state == "downloading", 30)
+        fleet.power_off("slow")
+        assert (slow.dir / "model.enn").read_bytes() == OLD  # the served model is untouched
+        time.sleep(1.0)  # the deploy sees its last will
+        slow.hold = False
+        fleet.power_on("slow")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    result = json.loads(out)
+    assert proc.returncode == 0 and {b["id"]: b["result"] for b in result["boards"]} == {
+        "b1": "ok",
+        "slow": "ok",
+    }
+    assert slow.sha256 == NEW_SHA and not (slow.dir / "model.enn.part").exists()

@@ -87,6 +87,8 @@ class Row:
 
     def update(self, status: BoardStatus, manifest: mf.Manifest) -> None:
         self.status = status
+        if self.result == "ok":
+            return  # it served the new model; a later will (unplugged since) does not undo that
         if status.state in ("downloading", "verifying"):
             self.active = True
         if status.online and status.seq == manifest.seq and status.sha256 == manifest.sha256:
@@ -302,6 +304,14 @@ def run(args: argparse.Namespace) -> int:
         outcome = deploy(
             url, args.group, key, data, boards, args.timeout, args.chunk_size, show.changed if show else None
         )
+    except KeyboardInterrupt:
+        if show and show.published:
+            show.done()
+            print(
+                "the update is published: the boards carry on; follow them with `edgenn fleet status`",
+                file=sys.stderr,
+            )
+        raise
     finally:
         if show:
             show.done()
@@ -327,7 +337,8 @@ def run(args: argparse.Namespace) -> int:
         for line in format_table(["board", "state", "progress", "reason"], [r.cells() for r in rows]):
             print(line)
         good = sum(r.result == "ok" for r in rows)
-        what = f"{m.name!r} (sha256 {m.sha256[:12]}, seq {m.seq}, {m.size} B in {m.chunks} chunks)"
+        pieces = f"{m.chunks} chunk{'' if m.chunks == 1 else 's'}"
+        what = f"{m.name!r} (sha256 {m.sha256[:12]}, seq {m.seq}, {m.size} B in {pieces})"
         if outcome.ok:
             print(f"deployed {what} to {good}/{len(rows)} boards in {outcome.seconds:.1f} s")
         else:
@@ -345,8 +356,10 @@ class _Progress:
         self.stream = stream
         self.live = LiveTable(stream) if stream.isatty() else None
         self.seen: dict[str, tuple] = {}
+        self.published = False  # the manifest is on the broker: Ctrl-C no longer stops the update
 
     def changed(self, rows: dict[str, Row], first: bool) -> None:
+        self.published = True
         if self.live is not None:
             done = sum(r.result == "ok" for r in rows.values())
             lines = format_table(["board", "state", "progress", "reason"], [r.cells() for r in rows.values()])
@@ -357,6 +370,8 @@ class _Progress:
             key = (cells[1], row.result, cells[3])
             if self.seen.get(row.id) != key:
                 self.seen[row.id] = key
+                if first and row.result is None:
+                    continue  # its state before the deploy: nothing has happened yet
                 extra = f" ({cells[3]})" if cells[3] else ""
                 print(f"{row.id}: {cells[1]}{extra}", file=self.stream, flush=True)
 

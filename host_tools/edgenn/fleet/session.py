@@ -110,10 +110,13 @@ class Session:
         self.client.reconnect_delay_set(1, 4)  # a restarted broker is found again within seconds
         self.client.loop_start()
         deadline = time.monotonic() + self.timeout
-        while not self._connected.wait(0.05):
-            if self._refused is not None or time.monotonic() > deadline:
-                self.close()
-                raise UserError(self._refused or f"{self.where} did not answer within {self.timeout:g} s")
+        try:
+            while not self._connected.wait(0.05):
+                if self._refused is not None or time.monotonic() > deadline:
+                    raise UserError(self._refused or f"{self.where} did not answer within {self.timeout:g} s")
+        except BaseException:  # a refusal, or Ctrl-C while waiting: no thread left behind
+            self.close()
+            raise
 
     def close(self) -> None:
         """Disconnect cleanly (the broker sees no lost client) and stop paho's thread."""

@@ -391,6 +391,8 @@ class SimFleet:
     """Many SimBoards on one thread. `add()` and `call()` may be used from any thread."""
 
     def __init__(self, url: BrokerURL, group: str, root: Path, key: bytes) -> None:
+        if url.tls:  # paho's external loop would need the TLS layer's pending bytes polled too
+            raise ValueError("simulated boards speak plain MQTT (mqtt://), not mqtts://")
         self.url = url
         self.group = topics.check_name(group, "group")
         self.root = Path(root)

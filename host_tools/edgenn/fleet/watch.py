@@ -106,14 +106,14 @@ def run(args: argparse.Namespace) -> int:
     with Session(url, "watch") as s:
         s.subscribe(filters, qos=1)
         who = ", ".join(sorted(only)) if only else "every board"
-        print(
-            f"edgenn fleet watch: predictions of {who} in group {args.group!r} on {url.display()} "
-            "(Ctrl-C stops)",
-            file=sys.stderr,
-            flush=True,
-        )
         was_connected = True
-        try:
+        try:  # from the moment it says it listens, Ctrl-C ends it with the summary
+            print(
+                f"edgenn fleet watch: predictions of {who} in group {args.group!r} on {url.display()} "
+                "(Ctrl-C stops)",
+                file=sys.stderr,
+                flush=True,
+            )
             while (args.count is None or tally.received < args.count) and time.monotonic() < until:
                 msg = s.get(min(until - time.monotonic(), 0.5))
                 if s.connected != was_connected:

@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m edgenn.fleet.board_lib  # the board's MQTT client (an sdist pip cannot download), sha256 pinned
 	touch $@
 
 $(NPM_STAMP): package.json

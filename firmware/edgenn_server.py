@@ -40,7 +40,8 @@ _LF = const(10)
 _COMMA = const(44)
 _SPACE = const(32)
 _TAB = const(9)
-_FIELD_MAX = const(32)  # characters in one value: "-1.2345678901234567e-100" is 24
+_FIELD_MAX = const(32)
+_AGENT_IDLE_MS = const(20)  # with a fleet agent: the longest it waits for serial input before its next step  # characters in one value: "-1.2345678901234567e-100" is 24
 
 _INF = float("inf")
 _NINF = -_INF
@@ -95,6 +96,7 @@ class Server:
     # model_file: serve this file instead of looking for one (deploy checks a new model this way, in
     # the raw REPL, with the heap as main.py leaves it, before it becomes model.enn).
     def __init__(self, model_file=None):
+        self.fleet = None  # the fleet agent (edgenn_fleet), on a board that joined a fleet
         self.net = None
         self.model_file = None
         self.problem = None
@@ -435,6 +437,11 @@ class Server:
         r[p] = 125  # }
         r[p + 1] = _LF
         _stdout.write(r, p + 2)
+        if self.fleet is not None:  # queued (nothing allocated); sent between requests
+            if net.task == "anomaly":
+                self.fleet.note(0, net.score_out(xq, out))
+            else:
+                self.fleet.note(0, out[0] if self.regress else best)
 
     def put_score(self, r, p, xq, out):
         # '"score": S, "anomaly": true|false' of an anomaly model (the board's integer score)
@@ -459,7 +466,19 @@ class Server:
         n = 0
         overlong = False
         after_cr = False
+        fleet = self.fleet
+        wait = None
+        if fleet is not None:  # joined a fleet: read stdin only when it has a byte, the agent runs between
+            import select
+
+            poller = select.poll()
+            poller.register(_stdin, select.POLLIN)
+            wait = poller.poll
         while True:
+            if wait is not None and not wait(0):
+                fleet.step()
+                wait(_AGENT_IDLE_MS)
+                continue
             if not read(one):
                 return  # stdin closed (unix port under a supervisor); a board never gets here
             c = one[0]
@@ -542,5 +561,31 @@ def _put_int(buf, p, v):
     return end
 
 
+def _exists(name):
+    import os
+
+    try:
+        os.stat(name)
+        return True
+    except OSError:
+        return False
+
+
 def main():
-    Server().serve()
+    joined = _exists("fleet.json")  # written by `edgenn fleet join`; without it the agent is never imported
+    if joined and _exists("fleet.verify"):  # a model update to check before a model takes the heap
+        import edgenn_fleet
+
+        edgenn_fleet.verify_at_boot()
+        del sys.modules["edgenn_fleet"]  # its code leaves the heap until the model is loaded
+        del edgenn_fleet
+    gc.collect()  # the look-ups' garbage goes before the model's large blocks are taken
+    server = Server()
+    if joined:
+        try:
+            import edgenn_fleet
+
+            server.fleet = edgenn_fleet.start(server)
+        except Exception as exc:  # a broken fleet install must not stop the serial server
+            server.warning = "fleet agent not started: %s" % exc
+    server.serve()

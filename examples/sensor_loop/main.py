@@ -97,6 +97,13 @@ def run():
     import edgenn
 
     net = edgenn.load("model.enn")
+    fleet = None
+    try:  # a board joined to a fleet (`edgenn fleet join`) also publishes each prediction over MQTT
+        import edgenn_fleet
+
+        fleet = edgenn_fleet.start(net=net)  # None when this board never joined
+    except ImportError:
+        pass
     try:
         import machine
 
@@ -131,6 +138,9 @@ def run():
         t0 = time.ticks_us()
         k = net.predict(f)
         us = time.ticks_diff(time.ticks_us(), t0)
+        if fleet is not None:
+            edgenn_fleet.publish(k, edgenn_fleet.SRC_WINDOW)  # queued, nothing allocated
+            edgenn_fleet.step()  # a few ms of MQTT: connect, updates, send the queue
         truth = ', "truth": "%s"' % STATES[sensor.state] if sensor is not None else ""
         print('{"t_ms": %d, "class": %d, "label": "%s", "us": %d%s}' % (now, k, net.labels[k], us, truth))
 

@@ -1,4 +1,4 @@
-"""A fleet of virtual boards (esp32 profile, plus one esp32s3 with a larger heap) joined to a real
+"""A fleet of virtual boards (esp32 profile, plus one ESP32-S3 with PSRAM: a larger heap) joined to a real
 mosquitto, updated by `edgenn fleet deploy`: every board ends serving the new model (eval-device
 agreement 100%), and each fault of issue 16 leaves every board with a working model and the command
 saying what happened.
@@ -28,7 +28,24 @@ from edgenn.fleet import manifest as mf
 pytestmark = pytest.mark.slow
 
 ESP32_IDS = ["b1", "b2", "b3", "b4", "b5"]
-BIG_ID = "s3"  # an esp32s3 profile: more heap than a plain ESP32
+BIG_ID = "s3"  # an ESP32-S3 with PSRAM (a profile made for the test): more heap than a plain ESP32
+BIG_PROFILE = "esp32s3_psram"
+
+
+def _psram_profiles(directory: Path) -> Path:
+    """The shipped profiles plus an ESP32-S3 with 1 MB of PSRAM heap (the esp32s3 profile, its GC
+    areas as large as PSRAM makes them), for a board with room for a model the others refuse."""
+    from edgenn.boards import boards_dir
+
+    directory.mkdir()
+    for path in boards_dir().glob("*.json"):
+        (directory / path.name).write_text(path.read_text())
+    psram = json.loads((directory / "esp32s3.json").read_text())
+    mb = 1024 * 1024
+    psram.update(name=BIG_PROFILE, heap_bytes=mb, largest_block_bytes=mb, gc_first_area_bytes=mb,
+                 gc_heap_max_bytes=mb, gc_area_max_bytes=mb)  # fmt: skip
+    (directory / f"{BIG_PROFILE}.json").write_text(json.dumps(psram))
+    return directory
 
 
 class Fleet:
@@ -50,7 +67,7 @@ class Fleet:
             self.models[name] = root / f"{name}.enn"
             modelfile.save(built[name], self.models[name])
         self.boards: dict[str, RunningVBoard] = {}
-        self.profiles = {**{i: "esp32" for i in ESP32_IDS}, BIG_ID: "esp32s3"}
+        self.profiles = {**{i: "esp32" for i in ESP32_IDS}, BIG_ID: BIG_PROFILE}
         for board_id in self.profiles:
             self.boards[board_id] = deployed_and_joined(
                 self.start_board, root / board_id, self.models["iris8"], self.broker.url, self.key, board_id
@@ -103,9 +120,12 @@ def fleet(tmp_path_factory):
         pytest.skip("needs Debian's mosquitto")
     runtime_or_skip()
     need_board_lib()
-    f = Fleet(tmp_path_factory.mktemp("fleet"))
-    yield f
-    f.close()
+    root = tmp_path_factory.mktemp("fleet")
+    with pytest.MonkeyPatch.context() as mp:  # module scope: the fixture's own monkeypatch
+        mp.setenv("EDGENN_BOARDS_DIR", str(_psram_profiles(root / "boards")))
+        f = Fleet(root)
+        yield f
+        f.close()
 
 
 def _json(result: subprocess.CompletedProcess) -> dict:

@@ -26,7 +26,7 @@ import time
 
 from micropython import const
 
-from edgenn_server import _put, _put_int  # the server's reply builders: one copy of them
+from edgenn_server import _exists, _put, _put_int  # the server's helpers: one copy of them
 
 MODEL_FILE = "model.enn"
 BACKUP_FILE = "model.enn.bak"
@@ -188,16 +188,6 @@ def _remove(name):
         os.remove(name)
     except OSError:
         pass
-
-
-def _exists(name):
-    import os
-
-    try:
-        os.stat(name)
-        return True
-    except OSError:
-        return False
 
 
 def _hmac_begin(key):

@@ -24,7 +24,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("models")
     built = zoo.build_zoo(seed=1)
     paths = {}
-    for name in ("relu_2", "tanh_3", "inputs_256", "wide_256"):
+    for name in ("relu_2", "relu_4", "tanh_3", "inputs_256", "wide_256"):
         paths[name] = out / f"{name}.enn"
         modelfile.save(built[name], paths[name])
     return paths
@@ -78,7 +78,7 @@ def test_stale_py_twin_is_removed_and_new_model_replaces_old_with_backup(vboard,
 def test_killed_upload_leaves_the_previous_model_working(vboard, models) -> None:
     runtime_or_skip()
     assert edgenn("deploy", str(models["relu_2"]), "--port", vboard.port).returncode == 0
-    # A slow link: small chunks make the 23 KB upload take long enough to kill it in the middle.
+    # A slow link: small chunks make the 7 KB upload take long enough to kill it in the middle.
     slow = subprocess.Popen(
         [
             sys.executable,
@@ -86,7 +86,7 @@ def test_killed_upload_leaves_the_previous_model_working(vboard, models) -> None
             "import sys, edgenn.device.deploy as d; d.UPLOAD_CHUNK = 48; from edgenn.cli import main; "
             "sys.exit(main(sys.argv[1:]))",
             "deploy",
-            str(models["inputs_256"]),
+            str(models["relu_4"]),
             "--port",
             vboard.port,
         ],
@@ -100,14 +100,14 @@ def test_killed_upload_leaves_the_previous_model_working(vboard, models) -> None
     slow.kill()
     slow.wait()
     assert part.exists(), "the upload finished before it could be interrupted"
-    assert part.stat().st_size < models["inputs_256"].stat().st_size  # really cut mid-transfer
+    assert part.stat().st_size < models["relu_4"].stat().st_size  # really cut mid-transfer
     assert (vboard.flash_dir / "model.enn").read_bytes() == models["relu_2"].read_bytes()
     assert _load_on_board(vboard.port) == modelfile.load(models["relu_2"]).name
     # The next deploy recovers: it finishes the job and clears the leftover.
-    again = edgenn("deploy", str(models["inputs_256"]), "--port", vboard.port)
+    again = edgenn("deploy", str(models["relu_4"]), "--port", vboard.port)
     assert again.returncode == 0, again.stderr
     assert not part.exists()
-    assert _load_on_board(vboard.port) == modelfile.load(models["inputs_256"]).name
+    assert _load_on_board(vboard.port) == modelfile.load(models["relu_4"]).name
 
 
 def test_refuses_a_model_bigger_than_the_heap_allows(vboard, models) -> None:

@@ -56,7 +56,7 @@ def test_power_loss_at_random_moments_of_a_deploy(tmp_path: Path) -> None:
     rng = np.random.default_rng(2026)
     models = {}
     paths = {}
-    for i, hidden in enumerate(([48], [200, 32])):  # different sizes: the upload takes a while
+    for i, hidden in enumerate(([48], [128, 32])):  # different sizes: the upload takes a while
         model = zoo.random_model(np.random.default_rng(i), 96, hidden, ["relu"] * len(hidden), 4, "classify")
         model.name = f"model-{i}"
         models[model.name] = model

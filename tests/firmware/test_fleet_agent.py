@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fleet_vector import KEY, VECTOR, VECTOR_SIG
 from mpy_helpers import FIRMWARE, MICROPYTHON, need_micropython
 
 from edgenn.fleet import manifest as mf
 
-KEY = bytes(range(32))
 
 
 def run_mp(tmp_path: Path, script: str, heapsize: str = "256K") -> list:
@@ -47,25 +47,10 @@ def test_hmac_matches_cpython_for_every_key_length(tmp_path: Path) -> None:
     assert run_mp(tmp_path, script) == [hmac.new(k, m, hashlib.sha256).hexdigest() for k, m in cases]
 
 
-def _vector() -> mf.Manifest:
-    return mf.Manifest(
-        group="lab",
-        seq=7,
-        name="iris",
-        size=1234,
-        sha256="ab" * 32,
-        chunk=512,
-        chunks=3,
-        boards=("b2", "b1"),
-        check_x=(142, 201, 13, 7),
-        check_q=(57, -48, -128),
-    )
-
-
 def test_board_verdicts_on_manifests_signed_by_the_host(tmp_path: Path) -> None:
-    good = mf.sign(_vector(), KEY)
-    other = mf.sign(_vector(), bytes(range(1, 33)))
-    everyone = mf.sign(mf.Manifest(**{**_vector().__dict__, "boards": None}), KEY)
+    good = mf.sign(VECTOR, KEY)
+    other = mf.sign(VECTOR, bytes(range(1, 33)))
+    everyone = mf.sign(mf.Manifest(**{**VECTOR.__dict__, "boards": None}), KEY)
     altered = {**good.to_dict(), "size": 1235}  # the signature no longer covers it
     cases = {
         "good": good.to_dict(),
@@ -97,13 +82,13 @@ def test_board_verdicts_on_manifests_signed_by_the_host(tmp_path: Path) -> None:
 
 
 def test_board_signature_equals_the_pinned_vector(tmp_path: Path) -> None:
-    vector = _vector().to_dict()
+    vector = VECTOR.to_dict()
     script = (
         "import json, binascii, edgenn_fleet as f\n"
         f"m = json.loads({json.dumps(vector)!r})\n"
         f"print(json.dumps(binascii.hexlify(f.hmac_sha256({KEY!r}, f.signing_string(m).encode())).decode()))\n"
     )
-    assert run_mp(tmp_path, script) == [mf.signature(_vector(), KEY)]
+    assert run_mp(tmp_path, script) == [mf.signature(VECTOR, KEY)] == [VECTOR_SIG]
 
 
 def _agent_script(policy: str, predictions: int) -> str:

@@ -9,33 +9,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from fleet_vector import KEY, VECTOR, VECTOR_SIG, VECTOR_STRING
 
 from edgenn import golden, modelfile
 from edgenn.fleet import manifest as mf
 from edgenn.fleet import topics
 from edgenn.zoo import build_zoo
 
-KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
-
-# The test vector the board agent (firmware/edgenn_fleet.py) is held to as well. The signature was
-# checked independently with: printf '<the string>' | openssl dgst -sha256 -mac HMAC -macopt hexkey:0001..1f
-VECTOR = mf.Manifest(
-    group="lab",
-    seq=7,
-    name="iris",
-    size=1234,
-    sha256="ab" * 32,
-    chunk=512,
-    chunks=3,
-    boards=("b2", "b1"),
-    check_x=(142, 201, 13, 7),
-    check_q=(57, -48, -128),
-)
-VECTOR_STRING = (
-    "edgenn-manifest-v1\nlab\n7\niris\n1234\n" + "ab" * 32 + "\n512\n3\nb1,b2\n142,201,13,7;57,-48,-128"
-)
-VECTOR_SIG = "5877c3974fa31169ba4d769a2c191fe273f86af66d8f3a8e3c919cfce3a70f7a"
 
 
 @pytest.fixture(scope="module")

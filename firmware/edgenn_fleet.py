@@ -392,6 +392,7 @@ class Agent:
         self.seq = self._read_seq()
         self.state = "serving"
         self.reason = None
+        self.update_seq = None  # the manifest seq that state and reason are about (None: no update)
         self.dl = None  # the manifest being downloaded
         self.retried = False  # this download has been started over once (after a sha256 mismatch)
         self.have = None  # bytearray(chunks): 1 where that chunk is written
@@ -404,7 +405,7 @@ class Agent:
             note = _read_json(NOTE_FILE)
             self.state = note["state"]
             self.reason = note["reason"]
-            self.note_seq = note["seq"]
+            self.note_seq = self.update_seq = note["seq"]
         except (OSError, ValueError, KeyError):
             self.note_seq = -1
         if _exists(VERIFY_FILE):  # an update the server did not check at boot (a server older than this
@@ -524,7 +525,7 @@ class Agent:
             got = [self.got_chunks, self.dl["chunks"]]
         return json.dumps({
             "id": self.id, "online": online, "state": self.state, "reason": self.reason,
-            "seq": self.seq, "model": self.model_name, "sha256": self.model_sha,
+            "update_seq": self.update_seq, "seq": self.seq, "model": self.model_name, "sha256": self.model_sha,
             "kernel": getattr(self.net, "kernel", None) if self.net is not None else None,
             "heap_free": gc.mem_free(), "firmware": "%d.%d.%d" % (v[0], v[1], v[2]),
             "uptime": time.ticks_diff(time.ticks_ms(), self.boot_ms) // 1000, "progress": got,
@@ -657,8 +658,11 @@ class Agent:
         elif topic.startswith(self.t_model):
             self._on_chunk(topic, msg)
 
-    def _set(self, state, reason=None):
+    def _set(self, state, seq, reason=None):
+        # `seq`: the manifest this state is about, in the status so that a deploy never takes a refusal
+        # of an earlier update (kept in fleet.note across a restart) for an answer to its own
         self.state = state
+        self.update_seq = seq
         self.reason = reason
         self.status_due = True
 
@@ -669,7 +673,7 @@ class Agent:
         self._abandon()
         self.note_seq = seq
         _write_atomic(NOTE_FILE, json.dumps({"seq": seq, "state": "refused", "reason": reason}))
-        self._set("refused", reason)
+        self._set("refused", seq, reason)
 
     def _abandon(self):
         if self.part is not None:
@@ -690,7 +694,7 @@ class Agent:
             self._take_manifest(msg)
         except MemoryError as exc:  # refused and said, not a dropped connection (and a loop of them)
             self._abandon()
-            self._set("refused", "no heap to take the manifest (%s)" % exc)
+            self._set("refused", None, "no heap to take the manifest (%s)" % exc)
 
     def _take_manifest(self, msg):
         import json
@@ -699,16 +703,17 @@ class Agent:
         try:
             m = json.loads(msg)
         except ValueError:
-            self._set("refused", "bad manifest (not JSON)")
+            self._set("refused", None, "bad manifest (not JSON)")
             return
         if not isinstance(m, dict):
-            self._set("refused", "bad manifest (not a JSON object)")
+            self._set("refused", None, "bad manifest (not a JSON object)")
             return
         why = check_manifest(m, self.group, self.id, self.key)
         if why == "":
             return  # for other boards
         if why is not None:
-            self._set("refused", why)
+            seq = m.get("seq")
+            self._set("refused", seq if isinstance(seq, int) else None, why)
             return
         seq = m["seq"]
         if self.dl is not None and self.dl["seq"] == seq:
@@ -716,7 +721,7 @@ class Agent:
         if seq == self.seq and m["sha256"] == self.model_sha:
             return  # what this board already serves: not news
         if seq <= self.seq:
-            self._set("refused", "replayed manifest (seq %d <= accepted %d)" % (seq, self.seq))
+            self._set("refused", seq, "replayed manifest (seq %d <= accepted %d)" % (seq, self.seq))
             return
         if seq == self.note_seq:
             return  # refused or rolled back already; the status says why
@@ -735,7 +740,7 @@ class Agent:
         self.have = bytearray(m["chunks"])
         self.got_chunks = 0
         self.last_progress = time.ticks_ms()
-        self._set("downloading")
+        self._set("downloading", seq)
         self.sub_due = self.t_model + b"%d/+" % seq
 
     def _on_chunk(self, topic, msg):
@@ -773,7 +778,7 @@ class Agent:
             self._verify_and_swap()
         elif time.ticks_diff(time.ticks_ms(), self.last_progress) >= _PROGRESS_MS:
             self.last_progress = time.ticks_ms()
-            self._set("downloading")
+            self._set("downloading", seq)
 
     def _verify_and_swap(self):
         # Size and sha256 here; the load and the check vector after a restart, in a fresh heap where the
@@ -801,7 +806,7 @@ class Agent:
         _write_atomic(VERIFY_FILE, json.dumps({"seq": seq, "check": m["check"], "name": m["name"]}))
         self.dl = None
         self.have = None
-        self.state, self.reason = "verifying", None
+        self._set("verifying", seq)
         try:
             self.send_status()
         except Exception:
@@ -838,7 +843,7 @@ class Agent:
             self.seq = seq
             _remove(PENDING_FILE)
             _remove(NOTE_FILE)
-            self.state, self.reason, self.note_seq = "serving", None, -1
+            self.state, self.reason, self.note_seq, self.update_seq = "serving", None, -1, None
             return
         roll_back(seq, "health check failed: %s" % problem)
 

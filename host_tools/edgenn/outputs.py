@@ -22,9 +22,9 @@ WRITES = {**MODEL_SUFFIXES, ".html": "an HTML page (`edgenn report`)", ".csv": "
 
 def output_file(value: str | Path, suffix: str, inputs: Iterable[str | Path | None] = ()) -> Path:
     """-o VALUE for a file with `suffix` (a key of WRITES): refused, before any work, when it is a
-    directory, its directory is missing, or it names a model of another kind (train -o model.enn, or
-    report -o model.enn, which would overwrite a model with a page), or is one of `inputs` (the files
-the command reads: DATA, MODEL, ...; names that are not files, such as bundled datasets, are skipped)."""
+        directory, its directory is missing, or it names a model of another kind (train -o model.enn, or
+        report -o model.enn, which would overwrite a model with a page), or is one of `inputs` (the files
+    the command reads: DATA, MODEL, ...; names that are not files, such as bundled datasets, are skipped)."""
     path = Path(value)
     example = {".html": "report.html", ".csv": "data.csv"}.get(suffix, f"model{suffix}")
     if path.is_dir():

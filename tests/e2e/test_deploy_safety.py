@@ -187,9 +187,7 @@ def test_rollback_by_hand_and_back_again(board, workdir: Path) -> None:
         assert edgenn("deploy", str(_save(model, workdir)), "--port", board.port).returncode == 0
     result = edgenn("rollback", "--port", board.port)
     assert result.returncode == 0, result.stderr
-    first_label, second_label = (
-        swap.model_label(m.name, modelfile.to_bytes(m)) for m in (first, second)
-    )
+    first_label, second_label = (swap.model_label(m.name, modelfile.to_bytes(m)) for m in (first, second))
     assert f"rolled back: the board serves {first_label} again; {second_label} is kept as model.enn.bak" in (
         result.stdout
     )

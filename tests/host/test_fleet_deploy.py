@@ -297,3 +297,25 @@ def test_board_unplugged_mid_download_finishes_when_it_returns(mosquitto, fleet,
         "slow": "ok",
     }
     assert slow.sha256 == NEW_SHA and not (slow.dir / "model.enn.part").exists()
+
+
+def test_a_refusal_of_an_earlier_update_is_not_the_answer_to_this_deploy() -> None:
+    # A board powered on again mid-download shows, until it takes the new manifest, the refusal of an
+    # earlier update (kept in its fleet.note); only a refusal naming this manifest's seq ends its row.
+    from edgenn.fleet.boardstatus import BoardStatus
+    from edgenn.fleet.deploy import Row
+
+    manifest, _pieces = mf.build(NEW, "g", 11, KEY, chunk=64)
+    old = BoardStatus(
+        "b2", True, "refused", "sha256 mismatch: a chunk was altered or lost", update_seq=9, seq=4
+    )
+    row = Row("b2", old, offline_at_start=False, initial=("refused", old.reason))
+    row.update(BoardStatus("b2", True, "downloading", update_seq=11, seq=4, progress=(3, 48)), manifest)
+    assert row.result is None and row.active
+    row.update(old, manifest)  # restarted: the old refusal again, before the manifest reaches it
+    assert row.result is None
+    row.update(BoardStatus("b2", True, "refused", "sha256 mismatch", update_seq=11, seq=4), manifest)
+    assert (row.result, row.reason) == ("refused", "sha256 mismatch")
+    done = Row("b3", None, offline_at_start=False, initial=None)
+    done.update(BoardStatus("b3", True, "serving", seq=11, sha256=manifest.sha256), manifest)
+    assert done.result == "ok"

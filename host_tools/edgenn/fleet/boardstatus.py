@@ -16,6 +16,7 @@ class BoardStatus:
     online: bool
     state: str
     reason: str | None = None
+    update_seq: int | None = None  # the manifest seq that state and reason are about (None: no update)
     seq: int = 0
     model: str | None = None
     sha256: str | None = None
@@ -59,6 +60,7 @@ def parse_status(board: str, payload: bytes) -> BoardStatus | None:
         online=obj.get("online") is True,
         state=state if state in STATES else f"unknown ({state!r})",
         reason=_str(obj.get("reason")),
+        update_seq=_int(obj.get("update_seq")),
         seq=_int(obj.get("seq"), 0) or 0,
         model=_str(obj.get("model")),
         sha256=_str(obj.get("sha256")),

@@ -89,14 +89,18 @@ class Row:
         self.status = status
         if self.result == "ok":
             return  # it served the new model; a later will (unplugged since) does not undo that
-        if status.state in ("downloading", "verifying"):
+        # A board names the manifest its state is about (update_seq). A refusal of an earlier update,
+        # which a board restarted mid-download still shows until it takes this manifest, is no answer.
+        about_this = status.update_seq == manifest.seq
+        if status.state in ("downloading", "verifying") and status.update_seq in (None, manifest.seq):
             self.active = True
         if status.online and status.seq == manifest.seq and status.sha256 == manifest.sha256:
             self.result, self.reason = ("ok", None) if status.state == "serving" else (None, None)
             if status.state == "serving":
                 return
         if status.state in ("refused", "rolled back") and (
-            self.active or (status.state, status.reason) != self.initial
+            about_this
+            or (status.update_seq is None and (self.active or (status.state, status.reason) != self.initial))
         ):
             self.result, self.reason = status.state, status.reason or "(no reason given)"
             return

@@ -216,6 +216,7 @@ class Verdict:
     action: str
     reason: str | None = None
     manifest: Manifest | None = None  # set when the manifest parsed and its signature verified
+    seq: int | None = None  # the seq a refused manifest claims (when it parsed): what the refusal is about
 
 
 def judge(payload: bytes, key: bytes, board: str, accepted_seq: int, serving_sha256: str | None) -> Verdict:
@@ -223,16 +224,19 @@ def judge(payload: bytes, key: bytes, board: str, accepted_seq: int, serving_sha
     replay, already served. The board agent makes the same decisions in MicroPython."""
     try:
         manifest = parse(payload)
-        verify(manifest, key)
     except ManifestError as exc:
         return Verdict("refuse", str(exc))
+    try:
+        verify(manifest, key)
+    except ManifestError as exc:
+        return Verdict("refuse", str(exc), seq=manifest.seq)
     if not manifest.targets(board):
         return Verdict("ignore", manifest=manifest)
     if manifest.seq == accepted_seq and manifest.sha256 == serving_sha256:
         return Verdict("ignore", manifest=manifest)  # not news
     if manifest.seq <= accepted_seq:
         reason = f"replayed manifest (seq {manifest.seq} <= accepted {accepted_seq})"
-        return Verdict("refuse", reason, manifest)
+        return Verdict("refuse", reason, manifest, manifest.seq)
     return Verdict("download", manifest=manifest)
 
 

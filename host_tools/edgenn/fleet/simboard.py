@@ -77,6 +77,7 @@ class SimBoard:
         self.powered = False
         self.state = "serving"
         self.reason: str | None = None
+        self.update_seq: int | None = None  # the manifest seq that state and reason are about
         self.progress: list[int] | None = None
         self.sent = 0
         self.dropped = 0
@@ -117,6 +118,7 @@ class SimBoard:
                 self.sha256 = hashlib.sha256(data).hexdigest()
                 break
         self.state, self.reason, self.progress, self.downloading = "serving", None, None, None
+        self.update_seq = None
         self.started = time.monotonic()
 
     def _persist(self) -> None:
@@ -131,6 +133,7 @@ class SimBoard:
             "online": online,
             "state": self.state,
             "reason": self.reason,
+            "update_seq": self.update_seq,
             "seq": self.seq,
             "model": self.model_name,
             "sha256": self.sha256,
@@ -149,8 +152,8 @@ class SimBoard:
             payload = json.dumps(self.status()).encode()
             self.client.publish(topics.status(self.fleet.group, self.id), payload, qos=1, retain=True)
 
-    def _set_state(self, state: str, reason: str | None = None) -> None:
-        self.state, self.reason = state, reason
+    def _set_state(self, state: str, seq: int | None, reason: str | None = None) -> None:
+        self.state, self.update_seq, self.reason = state, seq, reason
         if state != "downloading":
             self.progress = None
         self._publish_status()
@@ -245,7 +248,7 @@ class SimBoard:
             if verdict.manifest is not None and self.downloading is not None:
                 return  # a stale retained manifest while a newer download runs
             self._abort_download()
-            self._set_state("refused", verdict.reason)
+            self._set_state("refused", verdict.seq, verdict.reason)
             return
         manifest = verdict.manifest
         assert manifest is not None
@@ -255,7 +258,7 @@ class SimBoard:
         self.downloading, self.got = manifest, set()
         (self.dir / PART).write_bytes(b"")
         self.progress = [0, manifest.chunks]
-        self._set_state("downloading")
+        self._set_state("downloading", manifest.seq)
         if not self.hold:
             self._fetch()
 
@@ -293,7 +296,7 @@ class SimBoard:
             return
         assert self.client is not None
         self.client.unsubscribe(topics.chunks_of(self.fleet.group, manifest.seq))
-        self._set_state("verifying")
+        self._set_state("verifying", manifest.seq)
         problem = self._verify(manifest)
         if problem is not None:
             self._fail(manifest, "refused", problem)
@@ -337,13 +340,13 @@ class SimBoard:
         self.model_name, self.sha256 = manifest.name, manifest.sha256
         self.seq, self.downloading = manifest.seq, None
         self._persist()
-        self._set_state("serving")
+        self._set_state("serving", None)
 
     def _fail(self, manifest: mf.Manifest, state: str, reason: str) -> None:
         self._abort_download()
         self.failed_seq = manifest.seq
         self._persist()
-        self._set_state(state, reason)
+        self._set_state(state, manifest.seq, reason)
 
     # -- predictions ---------------------------------------------------------------------------------
     def predict(self, rows: np.ndarray, lose: int = 0) -> None:

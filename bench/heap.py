@@ -25,7 +25,12 @@ SCRIPT = Path(__file__).resolve().parent / "mp" / "bench_heap.py"
 HEAPS = (("4M", 10_000, True), ("128K", 12, False))
 GOAL_FILLED_VS_FRESH = 1.15
 GOAL_LIST_VS_FOREST = 2.0
-CASES = (("forward_q", "forward_q(codes)"), ("list", "predict(list)"), ("array", "predict(array('f'))"))
+CASES = (
+    ("forward_q", "forward_q(codes)"),
+    ("list", "predict(list)"),
+    ("array", "predict(array('f'))"),
+    ("copy", "(the list's copy)"),
+)
 
 
 def run(results_dir: Path | None = None) -> dict:
@@ -52,7 +57,9 @@ def run(results_dir: Path | None = None) -> dict:
                 for forest in ("forest", "forest_between_gc"):
                     ratios[size][f"list_vs_{forest}_{state}"] = r[state][f"{forest}_us"] / r[state]["list_us"]
     worst = max(v for rs in ratios.values() for k, v in rs.items() if k in dict(CASES))
-    vs_forest = [v for rs in ratios.values() for k, v in rs.items() if k.startswith("list_vs_forest_")]
+    # The forest's speed is what an application gets: it allocates ~1 KB per prediction, so its garbage
+    # collections are part of it. Between collections (short windows) is its best case, also shown.
+    vs_forest = [v for rs in ratios.values() for k, v in rs.items() if k.startswith("list_vs_forest_f")]
     result = {
         "platform": "MicroPython unix port, x86-64 (ratios matter; not ESP32 timings)",
         "dataset": DATASET,
@@ -95,9 +102,15 @@ def print_table(r: dict) -> None:
                 f"{size} heap: predict(list) vs the forest (which allocates "
                 f"{r['heaps'][size]['fresh']['forest_between_gc_bytes']:.0f} bytes per prediction): "
                 f"{ratio['list_vs_forest_fresh']:.1f}x fresh, {ratio['list_vs_forest_filled']:.1f}x filled "
-                f"with its garbage collections; {ratio['list_vs_forest_between_gc_fresh']:.1f}x fresh, "
-                f"{ratio['list_vs_forest_between_gc_filled']:.1f}x filled between them "
+                f"with its garbage collections, as an application runs it "
                 f"(goal >= {GOAL_LIST_VS_FOREST:.0f}x: {met[goals['list_at_least_2x_faster_than_forest']]})"
+            )
+            fresh = r["heaps"][size]["fresh"]
+            print(
+                f"{'':>9}between its collections (its best case): "
+                f"{ratio['list_vs_forest_between_gc_fresh']:.1f}x fresh, "
+                f"{ratio['list_vs_forest_between_gc_filled']:.1f}x filled; of predict(list)'s "
+                f"{fresh['list_us']:.2f} us, {fresh['copy_us']:.2f} us copy the list's float objects"
             )
 
 

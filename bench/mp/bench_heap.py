@@ -32,7 +32,7 @@ def fill_heap():
     return early, chain, n, gc.mem_free()
 
 
-KEYS = ("forward_q", "list", "array", "forest_between_gc", "forest")
+KEYS = ("forward_q", "list", "array", "copy", "forest_between_gc", "forest")
 
 
 def measure(net, lists, arrays, codes, clf, rounds):
@@ -46,6 +46,9 @@ def measure(net, lists, arrays, codes, clf, rounds):
         (net.forward_q, codes, None),
         (net.predict, lists, None),
         (net.predict, arrays, "f"),
+        # the part of predict(list) that is the list: its float objects copied into the float64 array
+        # the input codes are read from (a subscript and an array store per value, in the runtime)
+        (net._values, lists, None),
     ]
     if clf is not None:
         cases.append((clf.predict, lists, None))

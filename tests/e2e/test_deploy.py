@@ -119,6 +119,30 @@ def test_refuses_a_model_bigger_than_the_heap_allows(vboard, models) -> None:
     assert list(vboard.flash_dir.iterdir()) == []  # refused before copying anything
 
 
+def test_a_model_at_the_edge_of_the_boot_heap_is_served_or_rolled_back_with_advice(vboard, models, tmp_path):
+    """64-128-128-10: a 17 KB layer block, at the edge of the largest block main.py finds beside the
+    runtime on the modelled esp32 heap. The check before the swap (raw REPL, after a soft reset) may
+    pass where the boot then fails: either way the board ends serving a working model, and a failure says
+    how big the block was and what to do."""
+    runtime_or_skip()
+    import numpy as np
+
+    edge = zoo.random_model(np.random.default_rng(3), 64, [128, 128], ["relu", "relu"], 10, "classify")
+    path = tmp_path / "edge.enn"
+    modelfile.save(edge, path)
+    assert edgenn("deploy", str(models["relu_2"]), "--port", vboard.port).returncode == 0
+    result = edgenn("deploy", str(path), "--port", vboard.port)
+    assert "Traceback" not in result.stderr
+    if result.returncode == 0:
+        assert _load_on_board(vboard.port) == edge.name
+        return
+    assert result.returncode == 2, result.stderr
+    assert "the new model did not start on the board" in result.stderr
+    assert "B in one block" in result.stderr and "`edgenn tune --board esp32`" in result.stderr
+    assert "which the board serves again" in result.stderr
+    assert (vboard.flash_dir / "model.enn").read_bytes() == models["relu_2"].read_bytes()
+
+
 def test_budget_checks_follow_the_runtimes_memory_contract() -> None:
     """One 240x220 layer: fits the heap of an ESP32 but not its largest free block (one GC area, ~53 KB)."""
     import numpy as np

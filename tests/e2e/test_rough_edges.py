@@ -162,7 +162,10 @@ def test_ctrl_c_at_any_moment_is_interrupted(tmp_path, moment: float) -> None:
     time.sleep(moment)
     process.send_signal(signal.SIGINT)
     _out, err = process.communicate(timeout=30)
-    assert (process.returncode, err) == (130, "edgenn train: interrupted\n")
+    # A SIGINT before the interpreter has installed its handler (its first milliseconds, longer on a
+    # loaded machine) ends the process as the signal's default action does: no output at all, and the
+    # shell reports 130 as for ours. Any traceback fails either way.
+    assert (process.returncode, err) in ((130, "edgenn train: interrupted\n"), (-signal.SIGINT, ""))
 
 
 def test_port_errors_read_the_same_in_every_command(board, iris, tmp_path) -> None:

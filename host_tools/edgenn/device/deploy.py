@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -474,7 +475,8 @@ def _deploy(
                 f"while putting the previous model back after the new one failed its health check "
                 f"({health.problem}): run `edgenn rollback --port {port}` or `edgenn doctor --port {port}`"
             )
-            raise UserError(_roll_back_after(port, baud, health, model_changed, state.old_sha))
+            text = _roll_back_after(port, baud, health, model_changed, state.old_sha)
+            raise UserError(text + _boot_memory_advice(health, profile))
         state.now = f"after the deploy and its health check: the board serves {state.new}"
         say(f"  {'health check':<18} {'':>7}    the board serves {state.new}, as the golden model")
     else:
@@ -493,6 +495,18 @@ def _still_serving(port: str, baud: int, check: bool) -> str:
     if old.ok:
         return f"; the board still serves its previous model {old.model!r}"
     return f"; the board has no working model either ({old.problem})"
+
+
+def _boot_memory_advice(health: swap.Health, profile: BoardProfile) -> str:
+    """What to do when the model passed the check before the swap but main.py ran out of heap at boot."""
+    found = re.search(r"allocating (\d+) bytes", health.problem or "")
+    if not found:
+        return ""
+    return (
+        f". At boot it needed {found.group(1)} B in one block and did not find one beside the runtime "
+        f"(the check before the swap found the heap a little less broken up): a model whose largest "
+        f"layer is smaller fits; `edgenn tune --board {profile.name}` finds one"
+    )
 
 
 def _roll_back_after(port: str, baud: int, health: swap.Health, model_changed: bool, old_sha: str) -> str:

@@ -127,6 +127,7 @@ def test_doctor_judges_loading_on_the_heap_main_py_finds(vboard, tmp_path: Path)
     # the GC areas: no block larger than an area (the first, 56 KiB on an ESP32, is the largest), executable
     # RAM untouched after a soft reset (native code is freed by a reset, as on an ESP32)
     assert 30_000 < mem["largest_block"]["board"] <= 56 * 1024
+    assert mem["heap_free"]["board"] >= mem["largest_block"]["board"]  # read after a collection
     assert mem["exec_ram"]["profile"] == mem["exec_ram"]["board_total"] == mem["exec_ram"]["board_free"]
     human = edgenn("doctor", "--port", vboard.port)
     assert "executable RAM" in human.stdout and "profile vs board" in human.stdout

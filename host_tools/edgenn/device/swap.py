@@ -86,6 +86,8 @@ while _lo < _hi:
         _lo = _m
     except MemoryError:
         _hi = _m - 1
+_b = None
+gc.collect()  # the probes' garbage is free heap again
 print(repr((_lo, gc.mem_free())))
 """
 

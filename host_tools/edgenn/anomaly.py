@@ -25,6 +25,7 @@ with 65025 * sum_d (c_d + e_d) < 2**30 checked by the writer, so S never leaves 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -107,6 +108,12 @@ def check_rows(n: int, folds: int, source: str = "data") -> None:
             f"{source}: {n} normal rows; estimating a threshold needs at least {MIN_ROWS} "
             f"(out-of-fold scores of {folds}-fold cross-validation)"
         )
+
+
+def rows_fingerprint(X: np.ndarray) -> str:
+    """Short hash of the normal rows a model was fitted on, so that a report on the same rows can say
+    their scores are not those of new data."""
+    return hashlib.sha256(np.ascontiguousarray(X, dtype=np.float64).tobytes()).hexdigest()[:16]
 
 
 def train_anomaly(

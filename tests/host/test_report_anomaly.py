@@ -107,6 +107,24 @@ def test_the_largest_terms_add_up_to_the_integer_score(iris) -> None:
     assert u[0, 2] == 255
 
 
+def test_the_page_says_when_the_normal_rows_are_those_the_model_was_fitted_on(iris, tmp_path) -> None:
+    npz, enn, out = iris
+    said = "the model was fitted on all 50 normal rows here, so their scores are lower than new normal data"
+    assert said in _text(out.read_text())  # iris's versicolor rows are the rows it was trained on
+    others = tmp_path / "others.csv"  # the same model on rows it never saw: no such note
+    ds = load_dataset("iris")
+    with open(others, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*ds.feature_names, "species"])
+        w.writerows([[*x, ds.labels[c]] for x, c in zip((ds.X + 0.01).tolist(), ds.y.tolist())])
+    page = tmp_path / "o.html"
+    assert (
+        main(["report", str(enn), str(others), "--float", str(npz), "--label", "species", "-o", str(page)])
+        == 0
+    )
+    assert "was fitted on all" not in _text(page.read_text())
+
+
 def test_without_labels_the_scores_alone(iris, tmp_path) -> None:
     npz, enn, _ = iris
     ds = load_dataset("iris")

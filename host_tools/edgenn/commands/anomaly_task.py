@@ -164,7 +164,12 @@ def train(args: argparse.Namespace, hidden: tuple[int, ...] | None, front_end_of
         auc = roc_auc(np.r_[oof, s_others], np.r_[np.zeros(len(oof)), np.ones(len(others))])
         flagged = int(np.sum(s_others > model.threshold))
         estimate = {"auc": auc, "n_anomalous": int(len(others)), "flagged": flagged}
-    info.update(label_column=rows.label_column, normal=rows.normal, estimate=estimate)
+    info.update(
+        label_column=rows.label_column,
+        normal=rows.normal,
+        estimate=estimate,
+        normal_fingerprint=anomaly.rows_fingerprint(normal),
+    )
     model.meta.update(dataset=rows.source, source=rows.source, label_column=rows.label_column)
     model.save(args.output_path)
     if args.json:

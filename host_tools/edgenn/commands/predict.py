@@ -118,12 +118,13 @@ def saturation_warnings(board, rows: list[list[str]], limit: int = 5) -> list[st
     for r in np.flatnonzero(hit.any(axis=1))[:limit]:
         where = f"row {r + 1}: " if len(rows) > 1 else ""
         values = ", ".join(
-            f"{qm.feature_names[d]} = {X[r, d]:g} (calibrated {lo[d]:.4g} .. {hi[d]:.4g})"
+            f"{qm.feature_names[d]} = {X[r, d]:g} (the model's input range {lo[d]:.4g} .. {hi[d]:.4g})"
             for d in np.flatnonzero(hit[r])
         )
         notes.append(
             f"{where}input saturated: {values}; the board clamped it to the range's end, so the answer is "
-            "for another input (values like these were not in the calibration data)"
+            "for another input (the range is the calibration data's with a margin: values like these lie "
+            "well outside it)"
         )
     if hit.any(axis=1).sum() > limit:
         notes.append(f"... and {int(hit.any(axis=1).sum()) - limit} more row(s) with saturated inputs")

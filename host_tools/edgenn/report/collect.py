@@ -152,6 +152,10 @@ def collect(
     )
     report.seconds["load"] = time.perf_counter() - t0
 
+    if fm is not None and rows is not None:
+        note = _fitted_rows_note(fm, rows)
+        if note:
+            report.notes.append(note)
     if fm is not None:
         split = split_for_model(fm, dataset)  # DATA is what the model was trained on
         if split is not None and len(split.train):
@@ -232,6 +236,23 @@ def collect(
         report.fit = fit_section(qm, profile_name)
         report.seconds["fit"] = time.perf_counter() - t
     return report
+
+
+def _fitted_rows_note(fm: FloatModel, rows: Rows) -> str | None:
+    """An anomaly model is fitted on every normal row it is given (its threshold comes from their
+    out-of-fold scores): when DATA's normal rows are those rows, their scores here are lower than new
+    normal data would get."""
+    from edgenn import anomaly
+
+    info = fm.meta.get("anomaly", {})
+    normal = rows.X if rows.anomalous is None else rows.X[~rows.anomalous]
+    if not len(normal) or info.get("normal_fingerprint") != anomaly.rows_fingerprint(normal):
+        return None
+    return (
+        f"the model was fitted on all {len(normal)} normal rows here, so their scores are lower than new "
+        "normal data would get (the threshold comes from their out-of-fold scores); score a file it never "
+        "saw for how it does on new data"
+    )
 
 
 def _anomaly_rows(

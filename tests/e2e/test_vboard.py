@@ -335,3 +335,29 @@ def test_the_heap_is_cut_into_gc_areas(vboard) -> None:
     free, ok = mpremote(vboard.port, "exec", code).stdout.split(" ", 1)
     assert int(free) > 95_000
     assert ok.strip() == "[40000, 52000]"
+
+
+def test_a_program_flooding_the_console_leaves_little_to_read_after_ctrl_c(tmp_path: Path) -> None:
+    """A program printing as fast as it can while the host does not read: after a Ctrl-C the host reads
+    through what the link buffered, as from a board behind a USB-UART bridge (a few KB, plus the pty's
+    own buffer), then the prompt; and mpremote, which reads that backlog a byte at a time, gets in."""
+    from vboard_helpers import launch_vboard
+
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text("while True:\n    print('0123456789' * 7)\n")
+    board = launch_vboard(flash)
+    try:
+        with serial.serial_for_url(board.port, baudrate=115200, timeout=0.2) as link:
+            time.sleep(1.5)  # the program prints; nobody reads
+            link.write(b"\r\x03")
+            data, deadline = b"", time.monotonic() + 30
+            while not data.endswith(b">>> ") and time.monotonic() < deadline:
+                data += link.read(65536)
+            link.write(b"\x04")  # soft reset: main.py floods again, for mpremote
+        assert data.endswith(b">>> ") and b"KeyboardInterrupt" in data
+        assert len(data) < 48 * 1024, f"{len(data)} bytes buffered before the prompt"  # was 147 KB
+        time.sleep(1.5)
+        assert mpremote(board.port, "exec", "print(6*7)", timeout=60).stdout.strip().endswith("42")
+    finally:
+        board.stop()

@@ -46,7 +46,12 @@ EXIT_HARD_RESET = 12  # machine.reset(): power-on again
 REPL_HEAP_OVERHEAD = 22 * 1024
 HOLD_AFTER_INTERRUPT_S = 1.0
 POLL_S = 0.05
-MAX_PENDING_OUTPUT = 64 * 1024
+# Board output on its way to the host: about what a USB-UART bridge and the host's tty buffer hold. A
+# program that prints faster than the host reads waits (back-pressure), and after a Ctrl-C the host
+# reads through at most this much of what it printed before, as from a real board. (With 64 KB here and
+# the 64 KB pipe behind it, mpremote, which reads a byte at a time into a growing bytes object, spent
+# minutes reading a streaming program's backlog before it saw the raw REPL's prompt.)
+MAX_PENDING_OUTPUT = 4 * 1024
 CTRL_C = 0x03
 
 
@@ -103,6 +108,10 @@ class _Interpreter:
         self.status_fd = status_r
         self.ack_fd = ack_w
         self.stdout_fd = self.proc.stdout.fileno()
+        try:  # the pipe from the interpreter as small as Linux allows (a page): see MAX_PENDING_OUTPUT
+            fcntl.fcntl(self.stdout_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), MAX_PENDING_OUTPUT)
+        except OSError:
+            pass
         for fd in (self.stdin_fd, self.stdout_fd, self.status_fd):
             os.set_blocking(fd, False)
         self.running_user_code = False
@@ -425,7 +434,7 @@ class VirtualBoard:
                 link.to_board.append(byte)
 
     def _on_board_output(self, link: _Link, interp: _Interpreter) -> None:
-        data = self._read(interp.stdout_fd)
+        data = self._read(interp.stdout_fd, max(1, MAX_PENDING_OUTPUT - len(link.to_host)))
         if data == b"":
             interp.stdout_open = False
         elif data and link.connected:  # nobody listening: dropped, as a UART would
@@ -467,10 +476,10 @@ class VirtualBoard:
         return data
 
     @staticmethod
-    def _read(fd: int) -> bytes | None:
-        """Bytes read; b"" at end of file; None when nothing is there yet."""
+    def _read(fd: int, n: int = 65536) -> bytes | None:
+        """Bytes read (at most n); b"" at end of file; None when nothing is there yet."""
         try:
-            return os.read(fd, 65536)
+            return os.read(fd, n)
         except BlockingIOError:
             return None
         except OSError:

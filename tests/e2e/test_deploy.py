@@ -143,6 +143,17 @@ def test_a_model_at_the_edge_of_the_boot_heap_is_served_or_rolled_back_with_advi
     assert (vboard.flash_dir / "model.enn").read_bytes() == models["relu_2"].read_bytes()
 
 
+def test_boot_memory_advice_names_the_block_and_tune() -> None:
+    from edgenn.device.deploy import _boot_memory_advice
+    from edgenn.device.swap import Health
+
+    failed = Health(False, None, "cannot load model.enn: memory allocation failed, allocating 20600 bytes")
+    advice = _boot_memory_advice(failed, load_board("esp32"))
+    assert "it needed 20600 B in one block" in advice and "`edgenn tune --board esp32`" in advice
+    wrong = Health(False, None, "its outputs differ from golden's")
+    assert _boot_memory_advice(wrong, load_board("esp32")) == ""
+
+
 def test_budget_checks_follow_the_runtimes_memory_contract() -> None:
     """One 240x220 layer: fits the heap of an ESP32 but not its largest free block (one GC area, ~53 KB)."""
     import numpy as np

@@ -361,3 +361,22 @@ def test_a_program_flooding_the_console_leaves_little_to_read_after_ctrl_c(tmp_p
         assert mpremote(board.port, "exec", "print(6*7)", timeout=60).stdout.strip().endswith("42")
     finally:
         board.stop()
+
+
+def test_a_killed_supervisor_takes_its_interpreter_down(tmp_path: Path) -> None:
+    """SIGKILL of `edgenn vboard` is a power cut: its interpreter, here in a loop that never reads or
+    writes (so no closed pipe would stop it), goes too."""
+    from vboard_helpers import launch_vboard
+
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text("while True:\n    pass\n")
+    board = launch_vboard(flash)
+    time.sleep(1.0)
+    assert _interpreters_on(flash.resolve()) == 1
+    board.process.kill()
+    board.process.wait()
+    deadline = time.monotonic() + 5
+    while _interpreters_on(flash.resolve()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _interpreters_on(flash.resolve()) == 0

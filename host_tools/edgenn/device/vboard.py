@@ -70,7 +70,12 @@ def default_flash_dir(board: str) -> Path:
     return Path(".edgenn") / "vboard" / board
 
 
-try:  # looked up once here: the child between fork and exec must not import anything
+# The interpreter dies with its supervisor (a SIGKILL of `edgenn vboard` is a power cut). util-linux's
+# setpriv sets that up between its fork and the interpreter's exec. A preexec_fn doing the same makes
+# subprocess fork() instead of vfork(), and fork() runs OpenBLAS's atfork handler, which waits for BLAS
+# work in another thread: a VirtualBoard run in-process beside NumPy (make demo, bench.memory) hung there.
+_SETPRIV = shutil.which("setpriv")
+try:  # the fallback without setpriv; looked up once here: the child before exec must not import
     _prctl = ctypes.CDLL(None).prctl
 except (OSError, AttributeError):
     _prctl = None  # not Linux: the interpreter exits at its next read of the closed stdin instead
@@ -92,8 +97,11 @@ class _Interpreter:
         # The supervisor keeps the read end of stdin too: input the interpreter never read before a
         # reset is taken back and given to the next one, as a UART's receive buffer would keep it.
         self.stdin_read_fd, self.stdin_fd = os.pipe()
+        argv = [*argv, str(status_w), str(ack_r)]
+        if _SETPRIV is not None:
+            argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
         self.proc = subprocess.Popen(
-            [*argv, str(status_w), str(ack_r)],
+            argv,
             stdin=self.stdin_read_fd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -101,7 +109,7 @@ class _Interpreter:
             cwd=flash_dir,
             env=env,
             start_new_session=True,  # a Ctrl-C in the terminal running the supervisor is not for the board
-            preexec_fn=_die_with_parent,
+            preexec_fn=None if _SETPRIV is not None else _die_with_parent,
         )
         os.close(status_w)
         os.close(ack_r)

@@ -26,7 +26,7 @@ import time
 
 from micropython import const
 
-from edgenn_server import _exists, _put, _put_int  # the server's helpers: one copy of them
+from edgenn_server import _exists, _import_runtime, _put, _put_int  # the server's helpers: one copy
 
 MODEL_FILE = "model.enn"
 BACKUP_FILE = "model.enn.bak"
@@ -132,8 +132,7 @@ def verify_at_boot():
 def _check_loads(name, check):
     # None when `name` loads and answers the check vector as the golden model does; else why not.
     try:
-        import edgenn
-
+        edgenn = _import_runtime()  # as the server imports it
         gc.collect()
         net = edgenn.load(name)
         out = net.forward_q(bytes(check["x"]))

@@ -30,8 +30,13 @@ gc.collect()
 _net = None
 _rt = None
 try:
-    import edgenn
+    try:  # as main.py imports it (edgenn_server._import_runtime: collections keep it packed)
+        import edgenn_server
+        edgenn = edgenn_server._import_runtime()
+    except (ImportError, AttributeError):
+        import edgenn
     _rt = getattr(edgenn, '__version__', 'present')
+    gc.collect()
     try:
         _n = edgenn.load({model!r})
         _net = (getattr(_n, 'kernel', '?'), getattr(_n, 'name', ''), _n.n_inputs, _n.n_outputs, '')

@@ -133,9 +133,9 @@ def test_a_model_the_board_cannot_load_is_refused_after_the_check_on_the_board(b
                 # the check in the raw REPL passed at the edge of a GC area, main.py at boot did not: the
                 # health check rolled back (the second line of defence); the old model serves again
                 assert "memory allocation failed" in line
-                assert line.endswith(
-                    f"restored the previous model {serving.name!r}, which the board serves again"
-                )
+                assert f"restored the previous model {serving.name!r} (sha256 " in line
+                assert ", which the board serves again. At boot it needed " in line
+                assert line.endswith("`edgenn tune --board esp32` finds one")  # the block, and what to do
                 assert _serves(board.port, serving)
                 continue
             assert line.startswith("edgenn deploy: error: the board cannot run this model (cannot load ")

@@ -287,8 +287,13 @@ def run():
 
     # A collection first, as firmware/main.py does: compiling this script left garbage all over the
     # heap, and the runtime's modules loaded among it would leave the model no block large enough.
+    # Then collections every 2 KB while the runtime loads (as the prediction server imports it): its
+    # own import garbage goes as it comes, and the runtime packs into the first GC area.
     gc.collect()
+    gc.threshold(2048)
     import edgenn
+
+    gc.threshold(-1)
 
     net = edgenn.load("model.enn")
     win = edgenn.Window(net, STRIDE)

@@ -94,8 +94,15 @@ def _no_wait():
 
 
 def run():
+    import gc
+
+    # Collections every 2 KB while the runtime loads (as the prediction server imports it): its import
+    # garbage goes as it comes, and the runtime packs into the first GC area, leaving the model room.
+    gc.collect()
+    gc.threshold(2048)
     import edgenn
 
+    gc.threshold(-1)
     net = edgenn.load("model.enn")
     fleet = None
     try:  # a board joined to a fleet (`edgenn fleet join`) also publishes each prediction over MQTT

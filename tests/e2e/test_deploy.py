@@ -3,6 +3,7 @@ model atomically, refuse what cannot fit."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -141,6 +142,27 @@ def test_a_model_at_the_edge_of_the_boot_heap_is_served_or_rolled_back_with_advi
     assert "B in one block" in result.stderr and "`edgenn tune --board esp32`" in result.stderr
     assert "which the board serves again" in result.stderr
     assert (vboard.flash_dir / "model.enn").read_bytes() == models["relu_2"].read_bytes()
+
+
+def test_a_layer_block_of_most_of_a_gc_area_deploys_on_the_esp32_profile(vboard, tmp_path) -> None:
+    """96-368-4: a 37,904 B layer block. The runtime's import garbage used to push it into the second GC
+    area, leaving 32,000 B there at boot (the largest 96-N-4 that deployed was 96-152-4); imported with
+    collections (edgenn_server._import_runtime) it packs into the first, and the block fits."""
+    runtime_or_skip()
+    import numpy as np
+
+    model = zoo.random_model(np.random.default_rng(0), 96, [368], ["relu"], 4, "classify", name="96-368-4")
+    path = tmp_path / "wide.enn"
+    modelfile.save(model, path)
+    result = edgenn("deploy", str(path), "--port", vboard.port)
+    assert result.returncode == 0, result.stderr  # checked, swapped, booted and health-checked
+    row = ",".join(["0.5"] * 96)
+    answer = edgenn("predict", "--port", vboard.port, row, "--json")  # the server, as booted, answers
+    assert answer.returncode == 0, answer.stderr
+    from edgenn import golden
+
+    x = np.full((1, 96), 0.5)
+    assert json.loads(answer.stdout)["class"] == int(golden.predict(model, x)[0])
 
 
 def test_boot_memory_advice_names_the_block_and_tune() -> None:

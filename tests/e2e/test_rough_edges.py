@@ -163,9 +163,11 @@ def test_ctrl_c_at_any_moment_is_interrupted(tmp_path, moment: float) -> None:
     process.send_signal(signal.SIGINT)
     _out, err = process.communicate(timeout=30)
     # A SIGINT before the interpreter has installed its handler (its first milliseconds, longer on a
-    # loaded machine) ends the process as the signal's default action does: no output at all, and the
-    # shell reports 130 as for ours. Any traceback fails either way.
-    assert (process.returncode, err) in ((130, "edgenn train: interrupted\n"), (-signal.SIGINT, ""))
+    # loaded machine) ends the process as the signal's default action does: no output at all. Once in
+    # a CI run a process that had printed its line also ended by SIGINT (while NumPy was being imported;
+    # not reproduced). The shell reports 130 in every case; a traceback or a second line fails.
+    line = "edgenn train: interrupted\n"
+    assert (process.returncode, err) in ((130, line), (-signal.SIGINT, line), (-signal.SIGINT, ""))
 
 
 def test_port_errors_read_the_same_in_every_command(board, iris, tmp_path) -> None:
